@@ -1,0 +1,312 @@
+//! Hand-written scenarios: the simulator driven step by step, with faults chosen by hand instead
+//! of drawn from a seed. Every scenario runs under the full safety checker (any violation fails
+//! it), and most end by requiring convergence.
+
+use std::time::Duration;
+
+use simulations::network::{Cut, Endpoint, Network};
+use simulations::options::GroupOptions;
+use simulations::redis::Role;
+use simulations::{Options, Simulation, Trace};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// A quiet cluster of `nodes` nodes with the default `session` group.
+fn cluster(nodes: usize) -> Simulation {
+    Simulation::new(Options::quiet(1, nodes), Trace::Off)
+}
+
+/// Instance `k` of group `g` (k = 0 is the configured master).
+fn member(sim: &Simulation, g: usize, k: usize) -> usize {
+    sim.groups[g].members[k]
+}
+
+/// Every running node names the same master for group `name`, with the same config epoch.
+fn agreed_master(sim: &Simulation, name: &str) -> Option<(String, u64)> {
+    let beliefs: Vec<_> = (0..sim.nodes.len()).filter_map(|i| sim.belief(i, name)).collect();
+    let first = beliefs.first()?.clone();
+    beliefs.iter().all(|b| *b == first).then(|| (first.0.to_string(), first.1))
+}
+
+/// Exactly `n` promotions were sent so far.
+fn expect_promotions(sim: &mut Simulation, n: usize) {
+    let sent = sim.checker.promotions_sent;
+    if sent != n {
+        panic!("{sent} promotions, expected {n}:\n{}", sim.describe());
+    }
+}
+
+/// Runs until the cluster has converged, failing after `limit`.
+fn run_until_converged(sim: &mut Simulation, limit: Duration) {
+    let deadline = sim.now + u64::try_from(limit.as_micros()).unwrap();
+    loop {
+        if sim.converged().is_ok() {
+            return;
+        }
+        if sim.now >= deadline {
+            let reason = sim.converged().unwrap_err();
+            panic!("not converged: {reason}\n{}", sim.describe());
+        }
+        sim.run_for(Duration::from_millis(250)).unwrap();
+    }
+}
+
+#[test]
+fn killing_the_master_fails_over_once_and_everyone_agrees() {
+    let mut sim = cluster(3);
+    sim.run_for(secs(3)).unwrap();
+    let old = member(&sim, 0, 0);
+    sim.kill_redis(old);
+    sim.run_for(secs(10)).unwrap();
+    expect_promotions(&mut sim, 1);
+    let (addr, epoch) = agreed_master(&sim, "session").expect("the nodes disagree");
+    assert_ne!(addr, sim.redis[old].addr.to_string());
+    assert!(epoch > 0);
+    // The old master comes back (as a master, its config lost) and is made a replica.
+    sim.restart_redis(old, true, false);
+    run_until_converged(&mut sim, secs(30));
+    assert_eq!(sim.checker.promotions_sent, 1);
+    assert!(matches!(sim.redis[old].role, Role::Replica(_)));
+}
+
+#[test]
+fn a_hung_master_is_replaced_then_demoted_when_it_resumes() {
+    let mut sim = cluster(3);
+    sim.run_for(secs(3)).unwrap();
+    let old = member(&sim, 0, 0);
+    sim.pause_redis(old);
+    sim.run_for(secs(10)).unwrap();
+    expect_promotions(&mut sim, 1);
+    sim.resume_redis(old);
+    run_until_converged(&mut sim, secs(30));
+    assert!(matches!(sim.redis[old].role, Role::Replica(_)), "{}", sim.describe());
+    assert_eq!(sim.checker.promotions_sent, 1);
+}
+
+#[test]
+fn two_of_three_nodes_down_means_no_failover() {
+    let mut sim = cluster(3);
+    sim.run_for(secs(3)).unwrap();
+    sim.crash_node(1, true);
+    sim.crash_node(2, true);
+    sim.kill_redis(member(&sim, 0, 0));
+    sim.run_for(secs(60)).unwrap();
+    assert_eq!(sim.checker.promotions_sent, 0);
+    let id = sim.nodes[0].engine.as_ref().unwrap().id();
+    assert_eq!(sim.checker.attempts_by(id), 0, "a node alone started an election it cannot win");
+    // The others come back: now there is a majority, and the failover happens.
+    sim.restart_node(1);
+    sim.restart_node(2);
+    sim.run_for(secs(15)).unwrap();
+    expect_promotions(&mut sim, 1);
+}
+
+#[test]
+fn a_node_cut_off_alone_never_tries_while_the_majority_fails_over() {
+    let mut sim = cluster(3);
+    sim.run_for(secs(3)).unwrap();
+    let master = member(&sim, 0, 0);
+    // n0 still reaches the master but no peer; n1 and n2 reach each other but not the master.
+    let alone = [Endpoint::Node(0)];
+    let others = [Endpoint::Node(1), Endpoint::Node(2)];
+    let mut paths = Network::paths_between(&alone, &others, true);
+    paths.extend(Network::paths_between(&others, &[Endpoint::Redis(master)], true));
+    let id = sim.partition("n0 alone; n1 n2 without the master".into(), paths, Cut::Drop);
+    sim.run_for(secs(20)).unwrap();
+    expect_promotions(&mut sim, 1);
+    let n0 = sim.nodes[0].engine.as_ref().unwrap().id();
+    assert_eq!(sim.checker.attempts_by(n0), 0);
+    assert_eq!(sim.belief(0, "session").unwrap().1, 0, "n0 cannot know about the failover yet");
+    sim.heal_partition(id);
+    run_until_converged(&mut sim, secs(40));
+    assert!(matches!(sim.redis[master].role, Role::Replica(_)));
+    assert_eq!(sim.checker.attempts_by(n0), 0);
+}
+
+#[test]
+fn a_priority_zero_replica_is_never_promoted() {
+    let mut options = Options::quiet(2, 3);
+    options.groups[0].priorities = vec![0, 100];
+    let mut sim = Simulation::new(options, Trace::Off);
+    sim.run_for(secs(3)).unwrap();
+    sim.kill_redis(member(&sim, 0, 0));
+    sim.run_for(secs(10)).unwrap();
+    assert_eq!(sim.checker.promotions_sent, 1);
+    let (addr, _) = agreed_master(&sim, "session").unwrap();
+    assert_eq!(addr, sim.redis[member(&sim, 0, 2)].addr.to_string());
+    // Now the only replica left may never be promoted: no failover, however long.
+    sim.kill_redis(member(&sim, 0, 2));
+    sim.run_for(secs(60)).unwrap();
+    expect_promotions(&mut sim, 1);
+    // Each attempt ends in `-failover-abort-no-good-slave` and backs off about a second.
+    assert!(sim.max_epoch() < 80, "epochs ran away: {}", sim.max_epoch());
+}
+
+#[test]
+fn three_masters_fail_over_independently() {
+    let mut options = Options::quiet(3, 3);
+    for name in ["cache", "realtime"] {
+        options.groups.push(GroupOptions { name: name.to_owned(), ..options.groups[0].clone() });
+    }
+    let mut sim = Simulation::new(options, Trace::Off);
+    sim.run_for(secs(3)).unwrap();
+    let old: Vec<usize> = (0..3).map(|g| member(&sim, g, 0)).collect();
+    for &r in &old {
+        sim.kill_redis(r);
+    }
+    sim.run_for(secs(15)).unwrap();
+    expect_promotions(&mut sim, 3);
+    for name in ["session", "cache", "realtime"] {
+        let (_, epoch) = agreed_master(&sim, name).expect("disagreement");
+        assert!(epoch > 0, "{name} did not fail over");
+    }
+    for &r in &old {
+        sim.restart_redis(r, true, true);
+    }
+    run_until_converged(&mut sim, secs(40));
+}
+
+#[test]
+fn a_node_restarted_mid_failover_keeps_its_epoch_and_votes() {
+    let mut sim = cluster(3);
+    sim.run_for(secs(3)).unwrap();
+    sim.kill_redis(member(&sim, 0, 0));
+    // Wait until some node has made a vote durable, then crash it at once.
+    let voted = sim
+        .run_until_true(secs(10), |s| {
+            s.nodes
+                .iter()
+                .any(|n| n.disk.as_ref().is_some_and(|d| d.masters["session"].voted_epoch > 0))
+        })
+        .unwrap();
+    assert!(voted);
+    let i = (0..3)
+        .find(|&i| sim.nodes[i].disk.as_ref().unwrap().masters["session"].voted_epoch > 0)
+        .unwrap();
+    let before = sim.nodes[i].disk.clone().unwrap();
+    sim.crash_node(i, true);
+    sim.run_for(Duration::from_millis(300)).unwrap();
+    sim.restart_node(i);
+    let after = sim.nodes[i].engine.as_ref().unwrap().durable();
+    assert_eq!(after.node_id, before.node_id);
+    assert!(after.current_epoch >= before.current_epoch);
+    assert!(after.masters["session"].voted_epoch >= before.masters["session"].voted_epoch);
+    if after.masters["session"].voted_epoch == before.masters["session"].voted_epoch {
+        assert_eq!(after.masters["session"].voted_for, before.masters["session"].voted_for);
+    }
+    // The checker saw every vote sent before and after the crash: no double vote, one leader.
+    sim.run_for(secs(10)).unwrap();
+    expect_promotions(&mut sim, 1);
+}
+
+#[test]
+fn a_manual_failover_of_a_healthy_master_needs_and_gets_a_majority() {
+    let mut sim = cluster(3);
+    sim.run_for(secs(3)).unwrap();
+    sim.admin_failover(1, "session");
+    sim.run_for(secs(5)).unwrap();
+    expect_promotions(&mut sim, 1);
+    run_until_converged(&mut sim, secs(30));
+    let (addr, epoch) = agreed_master(&sim, "session").unwrap();
+    assert_ne!(addr, sim.redis[member(&sim, 0, 0)].addr.to_string());
+    assert!(epoch > 0);
+}
+
+#[test]
+fn a_leader_in_tilt_does_not_repoint_replicas() {
+    // Regression (seeds 221, 283): a leader that stalls while its promotion is pending enters
+    // TILT on resume, and must not act on the INFO that shows the promotion until TILT ends.
+    let mut options = Options::quiet(4, 3);
+    options.tilt_period = secs(5);
+    let mut sim = Simulation::new(options, Trace::Off);
+    sim.run_for(secs(3)).unwrap();
+    let master = member(&sim, 0, 0);
+    sim.kill_redis(master);
+    let promoted = sim.run_until_true(secs(10), |s| s.checker.promotions_sent > 0).unwrap();
+    assert!(promoted);
+    // Whoever sent the promotion stalls right away; the checker fails the run if it sends
+    // REPLICAOF in TILT once it resumes.
+    let leader = sim.checker.last_promoter.unwrap();
+    sim.stall_node(leader, secs(3));
+    sim.run_for(secs(30)).unwrap();
+    sim.restart_redis(master, true, true);
+    run_until_converged(&mut sim, secs(40));
+}
+
+#[test]
+fn a_node_back_from_a_partition_does_not_undo_a_failover_it_missed() {
+    // Regression (seeds 108, 1034): n0 is cut from its peers while they fail over the master.
+    // The old master comes back as a master where only n0 sees it, so n0 (which still believes
+    // in it) sees the promoted replica report role:master for longer than any grace. When n0
+    // hears from its peers again, it must not demote the new master on the strength of the
+    // reports it held from before the partition: it waits for the resync, and adopts.
+    let mut sim = cluster(3);
+    sim.run_for(secs(3)).unwrap();
+    let master = member(&sim, 0, 0);
+    let (n0, others) = ([Endpoint::Node(0)], [Endpoint::Node(1), Endpoint::Node(2)]);
+    let cut = sim.partition(
+        "n0 cut from its peers".into(),
+        Network::paths_between(&n0, &others, true),
+        Cut::Drop,
+    );
+    sim.kill_redis(master);
+    sim.run_for(secs(8)).unwrap();
+    expect_promotions(&mut sim, 1);
+    let promoted = agreed_master_of_majority(&sim);
+    let hidden = sim.partition(
+        "the old master hidden from n1 and n2".into(),
+        Network::paths_between(&others, &[Endpoint::Redis(master)], true),
+        Cut::Drop,
+    );
+    sim.restart_redis(master, true, false);
+    sim.run_for(secs(12)).unwrap();
+    sim.heal_partition(cut);
+    sim.run_for(secs(5)).unwrap();
+    sim.heal_partition(hidden);
+    run_until_converged(&mut sim, secs(40));
+    let (addr, _) = agreed_master(&sim, "session").unwrap();
+    assert_eq!(addr, promoted, "the failover was undone:\n{}", sim.describe());
+}
+
+fn agreed_master_of_majority(sim: &Simulation) -> String {
+    let (a, _) = sim.belief(1, "session").unwrap();
+    assert_eq!(Some(a.clone()), sim.belief(2, "session").map(|b| b.0));
+    a.to_string()
+}
+
+#[test]
+fn a_master_demoted_behind_the_nodes_back_is_replaced_by_the_master_it_follows() {
+    // Regression (seeds 264, 287; 256, 332, 344, 615, 665): every node names r0.0, which now
+    // follows r0.1, which reports role:master. The only way out is a failover that records
+    // r0.1; replica selection used to exclude every instance reporting role:master.
+    let mut sim = cluster(3);
+    sim.run_for(secs(3)).unwrap();
+    let (old, new) = (member(&sim, 0, 0), member(&sim, 0, 1));
+    let new_addr = sim.redis[new].addr.clone();
+    sim.replicaof_by_hand(new, Role::Master);
+    sim.replicaof_by_hand(old, Role::Replica(new_addr.clone()));
+    run_until_converged(&mut sim, secs(60));
+    let (addr, epoch) = agreed_master(&sim, "session").unwrap();
+    assert_eq!(addr, new_addr.to_string());
+    assert!(epoch > 0);
+}
+
+#[test]
+fn a_replication_cycle_is_broken_by_a_failover() {
+    // Regression (seed 2508): the master every node names and a replica follow each other, so
+    // no instance is a master and every replication link is down. Replica selection measured the
+    // master's down time from its SDOWN, which comes down_after plus two INFO periods after it
+    // reported the replica role; every link had been down longer, and no replica was eligible.
+    let mut sim = cluster(3);
+    sim.run_for(secs(3)).unwrap();
+    let (a, b) = (member(&sim, 0, 0), member(&sim, 0, 1));
+    let (a_addr, b_addr) = (sim.redis[a].addr.clone(), sim.redis[b].addr.clone());
+    sim.replicaof_by_hand(b, Role::Replica(a_addr.clone()));
+    sim.replicaof_by_hand(a, Role::Replica(b_addr));
+    run_until_converged(&mut sim, secs(60));
+    let (addr, epoch) = agreed_master(&sim, "session").unwrap();
+    assert_ne!(addr, a_addr.to_string());
+    assert!(epoch > 0);
+}

@@ -1,0 +1,1076 @@
+//! Tests of the whole configuration: every key, every default, every error message (whole, with
+//! its position), secrets, render -> parse, and the example files in `config/`.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::error::Origin;
+
+const PATH: &str = "config/picket.toml";
+
+/// A valid base: lines 1-7 are `[node]`, 8 is blank, 9-12 the master; appended text starts at 13.
+const BASE: &str = r#"[node]
+listen = "127.0.0.1:26379"
+gossip = "127.0.0.1:26380"
+http = "127.0.0.1:26381"
+state_dir = "/var/lib/picket"
+peers = ["127.0.0.2:26380", "127.0.0.3:26380"]
+peer_secret = "s3cret"
+
+[[master]]
+name = "session"
+address = "127.0.0.1:6379"
+quorum = 2
+"#;
+
+/// Every key of the file, set (secrets inline in one place and from a file in another).
+const FULL: &str = r#"# A configuration with every key set.
+[node]
+listen = "0.0.0.0:26379"
+gossip = "10.0.0.1:26380"
+http = "[::1]:26381"
+state_dir = "/var/lib/picket"
+peers = ["10.0.0.1:26380", "10.0.0.2:26380", "Picket-3.example:26380"]
+announce = "10.0.0.1:26380"
+client_announce = "picket-1.example:26379"
+peer_secret = "gossip-key"
+requirepass_file = "/run/secrets/requirepass"
+heartbeat_ms = 200
+peer_timeout_ms = 2500
+tilt_trigger_ms = 3000
+tilt_period_ms = 60000
+
+[http]
+admin_token = "admin-key"
+read_token_file = "/run/secrets/read-token"
+event_history = 50
+
+[[webhook]]
+url = "https://hooks.example/picket"
+events = ["+switch-master", "+sdown"]
+secret = "hook-key"
+timeout_ms = 1000
+max_retries = 0
+
+[[webhook]]
+url = "http://127.0.0.1:9000/hook"
+secret_file = "/run/secrets/hook"
+
+[[master]]
+name = "session"
+address = "Redis-Session:6379"
+quorum = 3
+down_after_ms = 5000
+failover_timeout_ms = 60000
+parallel_syncs = 2
+auth_user = "picket"
+auth_pass = "redis-key"
+reboot_down_after_ms = 10000
+replica_priority = { "10.0.0.5:6379" = 0, "[::1]:6380" = 10 }
+notification_script = "/usr/local/bin/notify"
+client_reconfig_script = "/usr/local/bin/reconfig"
+
+[[master]]
+name = "cache"
+address = "10.0.0.9:6379"
+quorum = 1
+auth_pass_file = "/run/secrets/cache-pass"
+"#;
+
+fn parse_ok(text: &str) -> Config {
+    parse(text, Path::new(PATH)).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn parse_err(text: &str) -> String {
+    match parse(text, Path::new(PATH)) {
+        Ok(config) => panic!("expected an error, parsed {config:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn addr(s: &str) -> Addr {
+    s.parse().unwrap()
+}
+
+fn ms(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// A secret as (source, value, line, key), for comparisons.
+fn secret_view(secret: Option<&SecretSetting>) -> Option<(Secret, Option<&str>, usize, &str)> {
+    secret.map(|s| (s.source().clone(), s.value(), s.origin.line, s.origin.key.as_str()))
+}
+
+fn inline(value: &str) -> Secret {
+    Secret::Inline(value.to_owned())
+}
+
+fn file(path: &str) -> Secret {
+    Secret::File(path.into())
+}
+
+/// `config` with every secret replaced by what `render_effective` writes for it, and without the
+/// positions of the keys (which move when the file is rewritten).
+fn without_secrets(mut config: Config) -> Config {
+    let mut redact = |secret: &mut SecretSetting| {
+        if let Secret::Inline(_) = secret.source {
+            secret.source = inline(REDACTED);
+        }
+        secret.value = None;
+        secret.origin = Origin::default();
+    };
+    let node = [config.node.peer_secret.as_mut(), config.node.requirepass.as_mut()];
+    let http = [config.http.admin_token.as_mut(), config.http.read_token.as_mut()];
+    let hooks = config.webhooks.iter_mut().map(|hook| hook.secret.as_mut());
+    let masters = config.master_auth.values_mut().map(|auth| Some(&mut auth.password));
+    node.into_iter().chain(http).chain(hooks).chain(masters).flatten().for_each(&mut redact);
+    for master in &mut config.masters {
+        master.auth = None;
+    }
+    config
+}
+
+/// Renders `config`, parses the output, and checks it is the same configuration, secrets aside,
+/// and that rendering again gives the same text.
+fn assert_render_fixpoint(config: &Config) {
+    let text = config.render_effective();
+    let again = parse(&text, &config.path).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(without_secrets(again.clone()), without_secrets(config.clone()), "\n{text}");
+    assert_eq!(again.render_effective(), text);
+}
+
+#[test]
+fn every_key_is_parsed() {
+    let config = parse_ok(FULL);
+    assert_eq!(config.path, Path::new(PATH));
+    let node = &config.node;
+    assert_eq!(node.listen, addr("0.0.0.0:26379"));
+    assert_eq!(node.gossip, addr("10.0.0.1:26380"));
+    assert_eq!(node.http, addr("[::1]:26381"));
+    assert_eq!(node.state_dir, Path::new("/var/lib/picket"));
+    assert_eq!(node.peers, vec![addr("10.0.0.2:26380"), addr("picket-3.example:26380")]);
+    assert_eq!(node.announce, addr("10.0.0.1:26380"));
+    assert_eq!(node.client_announce, addr("picket-1.example:26379"));
+    assert_eq!(
+        secret_view(node.peer_secret.as_ref()),
+        Some((inline("gossip-key"), Some("gossip-key"), 10, "node: peer_secret"))
+    );
+    assert_eq!(
+        secret_view(node.requirepass.as_ref()),
+        Some((file("/run/secrets/requirepass"), None, 11, "node: requirepass_file"))
+    );
+    assert_eq!(
+        (node.heartbeat, node.peer_timeout, node.tilt_trigger, node.tilt_period),
+        (ms(200), ms(2500), ms(3000), ms(60_000))
+    );
+
+    let http = &config.http;
+    assert_eq!(
+        secret_view(http.admin_token.as_ref()),
+        Some((inline("admin-key"), Some("admin-key"), 18, "http: admin_token"))
+    );
+    assert_eq!(
+        secret_view(http.read_token.as_ref()),
+        Some((file("/run/secrets/read-token"), None, 19, "http: read_token_file"))
+    );
+    assert_eq!(http.event_history, 50);
+
+    let [hook1, hook2] = config.webhooks.as_slice() else { panic!("two webhooks") };
+    assert_eq!(hook1.url, "https://hooks.example/picket");
+    assert_eq!(hook1.events, ["+switch-master", "+sdown"]);
+    assert_eq!(
+        secret_view(hook1.secret.as_ref()),
+        Some((inline("hook-key"), Some("hook-key"), 25, "webhook #1: secret"))
+    );
+    assert_eq!((hook1.timeout, hook1.max_retries), (ms(1000), 0));
+    assert_eq!(hook2.url, "http://127.0.0.1:9000/hook");
+    assert_eq!(hook2.events, DEFAULT_WEBHOOK_EVENTS);
+    assert_eq!(
+        secret_view(hook2.secret.as_ref()),
+        Some((file("/run/secrets/hook"), None, 31, "webhook #2: secret_file"))
+    );
+    assert_eq!((hook2.timeout, hook2.max_retries), (ms(5000), 5));
+
+    let [session, cache] = config.masters.as_slice() else { panic!("two masters") };
+    assert_eq!(
+        *session,
+        MasterSettings {
+            name: "session".to_owned(),
+            addr: addr("redis-session:6379"),
+            quorum: 3,
+            down_after: ms(5000),
+            failover_timeout: ms(60_000),
+            parallel_syncs: 2,
+            auth: Some(Credentials {
+                user: Some("picket".to_owned()),
+                password: "redis-key".to_owned()
+            }),
+            reboot_down_after: Some(ms(10_000)),
+            priority_overrides: BTreeMap::from([
+                (addr("10.0.0.5:6379"), 0),
+                (addr("[::1]:6380"), 10)
+            ]),
+            notification_script: Some("/usr/local/bin/notify".to_owned()),
+            client_reconfig_script: Some("/usr/local/bin/reconfig".to_owned()),
+        }
+    );
+    assert_eq!(
+        *cache,
+        MasterSettings::new("cache", addr("10.0.0.9:6379"), 1),
+        "password unresolved"
+    );
+    let session_auth = &config.master_auth["session"];
+    assert_eq!(session_auth.user.as_deref(), Some("picket"));
+    assert_eq!(
+        secret_view(Some(&session_auth.password)),
+        Some((inline("redis-key"), Some("redis-key"), 41, "master \"session\": auth_pass"))
+    );
+    let cache_auth = &config.master_auth["cache"];
+    assert_eq!(cache_auth.user, None);
+    assert_eq!(
+        secret_view(Some(&cache_auth.password)),
+        Some((file("/run/secrets/cache-pass"), None, 51, "master \"cache\": auth_pass_file"))
+    );
+}
+
+#[test]
+fn defaults() {
+    let config = parse_ok(
+        r#"
+        [node]
+        listen = "127.0.0.1:26379"
+        gossip = "127.0.0.1:26380"
+        http = "127.0.0.1:26381"
+        state_dir = "state"
+
+        [[master]]
+        name = "m"
+        address = "127.0.0.1:6379"
+        quorum = 1
+        "#,
+    );
+    let node = &config.node;
+    assert!(node.peers.is_empty());
+    assert_eq!(node.announce, node.gossip, "announce defaults to gossip");
+    assert_eq!(node.client_announce, node.listen, "client_announce defaults to listen");
+    assert_eq!((node.peer_secret.as_ref(), node.requirepass.as_ref()), (None, None));
+    assert_eq!(
+        (node.heartbeat, node.peer_timeout, node.tilt_trigger, node.tilt_period),
+        (ms(100), ms(1500), ms(2000), ms(30_000))
+    );
+    assert_eq!(
+        config.http,
+        HttpConfig { admin_token: None, read_token: None, event_history: 1000 }
+    );
+    assert!(config.webhooks.is_empty());
+    assert_eq!(config.masters, vec![MasterSettings::new("m", addr("127.0.0.1:6379"), 1)]);
+    let master = &config.masters[0];
+    assert_eq!((master.down_after, master.failover_timeout), (ms(30_000), ms(180_000)));
+    assert_eq!((master.parallel_syncs, master.reboot_down_after), (1, None));
+    assert!(config.master_auth.is_empty());
+    assert_eq!(
+        config.engine_settings().node,
+        NodeSettings::new(node.gossip.clone(), node.listen.clone(), vec![])
+    );
+}
+
+#[test]
+fn this_node_is_dropped_from_peers_and_wildcards_take_the_announce_host() {
+    let config = parse_ok(&BASE.replace(
+        "listen = \"127.0.0.1:26379\"\ngossip = \"127.0.0.1:26380\"\nhttp = \"127.0.0.1:26381\"",
+        "listen = \"[::]:26379\"\ngossip = \"0.0.0.0:26380\"\nhttp = \"0.0.0.0:26381\"\n\
+         announce = \"Picket-2.Picket:26380\"",
+    )
+    .replace("\"127.0.0.2:26380\"", "\"picket-2.picket:26380\""));
+    assert_eq!(config.node.announce, addr("picket-2.picket:26380"));
+    assert_eq!(config.node.peers, vec![addr("127.0.0.3:26380")]);
+    assert_eq!(config.node.client_announce, addr("picket-2.picket:26379"));
+    // Two voters left: quorum 2 is still allowed, 3 would not be.
+    assert_eq!(config.masters[0].quorum, 2);
+}
+
+#[test]
+fn engine_settings_carry_node_and_masters() {
+    let mut config = parse_ok(FULL);
+    config.resolve_secrets(|_| Ok("x".to_owned())).unwrap();
+    let settings = config.engine_settings();
+    assert_eq!(
+        settings.node,
+        NodeSettings {
+            announce: addr("10.0.0.1:26380"),
+            client_addr: addr("picket-1.example:26379"),
+            peers: vec![addr("10.0.0.2:26380"), addr("picket-3.example:26380")],
+            heartbeat: ms(200),
+            peer_timeout: ms(2500),
+            tilt_trigger: ms(3000),
+            tilt_period: ms(60_000),
+        }
+    );
+    assert_eq!(settings.node.voters(), 3);
+    assert_eq!(settings.masters, config.masters);
+}
+
+/// Each broken file and its whole error message.
+#[test]
+fn errors_name_file_line_and_key() {
+    let cases: Vec<(String, &str)> = vec![
+        // Unknown keys, at every level.
+        (
+            format!("{BASE}[nodes]\nx = 1\n"),
+            "config/picket.toml:13:1: nodes: unknown key, expected one of `node`, `http`, \
+             `webhook`, `master`",
+        ),
+        (
+            BASE.replace("peer_secret = \"s3cret\"\n", "peer_secret = \"s3cret\"\nport = 1\n"),
+            "config/picket.toml:8:1: node: port: unknown key, expected one of `listen`, `gossip`, \
+             `http`, `state_dir`, `peers`, `announce`, `client_announce`, `peer_secret`, \
+             `peer_secret_file`, `requirepass`, `requirepass_file`, `heartbeat_ms`, \
+             `peer_timeout_ms`, `tilt_trigger_ms`, `tilt_period_ms`",
+        ),
+        (
+            format!("{BASE}quorom = 1\n"),
+            "config/picket.toml:13:1: master \"session\": quorom: unknown key, expected one of \
+             `name`, `address`, `quorum`, `down_after_ms`, `failover_timeout_ms`, \
+             `parallel_syncs`, `auth_user`, `auth_pass`, `auth_pass_file`, \
+             `reboot_down_after_ms`, `replica_priority`, `notification_script`, \
+             `client_reconfig_script`",
+        ),
+        (
+            format!("{BASE}[http]\nadmin = \"x\"\n"),
+            "config/picket.toml:14:1: http: admin: unknown key, expected one of `admin_token`, \
+             `admin_token_file`, `read_token`, `read_token_file`, `event_history`",
+        ),
+        // Wrong types and bad values.
+        (
+            BASE.replace("quorum = 2", "quorum = \"two\""),
+            "config/picket.toml:12:1: master \"session\": quorum: invalid type: string \"two\", \
+             expected an integer from 0 to 4294967295",
+        ),
+        (
+            format!("{BASE}down_after_ms = -5\n"),
+            "config/picket.toml:13:1: master \"session\": down_after_ms: invalid value: integer \
+             `-5`, expected a non-negative integer",
+        ),
+        (
+            BASE.replace("peer_secret = \"s3cret\"", "peer_secret = 123456"),
+            "config/picket.toml:7:1: node: peer_secret: must be a string",
+        ),
+        (
+            BASE.replace("[[master]]", "[master]"),
+            "config/picket.toml:9:1: master: write [[master]] (one per entry), not [master]",
+        ),
+        (
+            BASE.replace("127.0.0.1:6379", "localhost"),
+            "config/picket.toml:11:1: master \"session\": address: expected host:port, found \
+             \"localhost\"",
+        ),
+        (
+            BASE.replace("127.0.0.1:26381", "127.0.0.1:http"),
+            "config/picket.toml:4:1: node: http: invalid port \"http\" (expected 1-65535)",
+        ),
+        (
+            BASE.replace("\"127.0.0.3:26380\"", "\"127.0.0.3:0\""),
+            "config/picket.toml:6:29: node: peers[1]: invalid port \"0\" (expected 1-65535)",
+        ),
+        (
+            format!("{BASE}replica_priority = {{ \"10.0.0.5:6379\" = 0, \"10.0.0.6\" = 1 }}\n"),
+            "config/picket.toml:13:43: master \"session\": replica_priority.\"10.0.0.6\": \
+             expected host:port, found \"10.0.0.6\"",
+        ),
+        // Missing keys and sections.
+        (
+            BASE.replace("state_dir = \"/var/lib/picket\"\n", ""),
+            "config/picket.toml:1:1: node: state_dir: required key is missing",
+        ),
+        (
+            BASE.replace("name = \"session\"\n", ""),
+            "config/picket.toml:9:1: master #1: name: required key is missing",
+        ),
+        (
+            BASE.split_once("\n\n").unwrap().1.to_owned(),
+            "config/picket.toml:1:1: node: required section is missing",
+        ),
+        (
+            BASE.split("\n\n").next().unwrap().to_owned(),
+            "config/picket.toml:1:1: master: at least one [[master]] section is required",
+        ),
+        // Masters.
+        (
+            BASE.replace("quorum = 2", "quorum = 0"),
+            "config/picket.toml:12:1: master \"session\": quorum: must be at least 1",
+        ),
+        (
+            BASE.replace("quorum = 2", "quorum = 4"),
+            "config/picket.toml:12:1: master \"session\": quorum: must be at most the number of \
+             voters, 3 (this node and 2 peers)",
+        ),
+        (
+            BASE.replace("peers = [\"127.0.0.2:26380\", ", "peers = [")
+                .replace("quorum = 2", "quorum = 3"),
+            "config/picket.toml:12:1: master \"session\": quorum: must be at most the number of \
+             voters, 2 (this node and 1 peer)",
+        ),
+        (
+            format!(
+                "{BASE}\n[[master]]\nname = \"session\"\naddress = \"127.0.0.1:6380\"\nquorum = 1\n"
+            ),
+            "config/picket.toml:15:1: master \"session\": name: duplicate master name (first \
+             defined on line 10)",
+        ),
+        (
+            format!(
+                "{BASE}\n[[master]]\nname = \"cache\"\naddress = \"127.0.0.1:6379\"\nquorum = 1\n"
+            ),
+            "config/picket.toml:16:1: master \"cache\": address: 127.0.0.1:6379 is already the \
+             address of master \"session\"",
+        ),
+        (
+            BASE.replace("name = \"session\"", "name = \"\""),
+            "config/picket.toml:10:1: master #1: name: must not be empty",
+        ),
+        (
+            BASE.replace("name = \"session\"", "name = \"my session\""),
+            "config/picket.toml:10:1: master \"my session\": name: must not contain spaces or \
+             control characters",
+        ),
+        (
+            format!("{BASE}down_after_ms = 0\n"),
+            "config/picket.toml:13:1: master \"session\": down_after_ms: must be at least 1",
+        ),
+        (
+            format!("{BASE}failover_timeout_ms = 0\n"),
+            "config/picket.toml:13:1: master \"session\": failover_timeout_ms: must be at least 1",
+        ),
+        (
+            format!("{BASE}parallel_syncs = 0\n"),
+            "config/picket.toml:13:1: master \"session\": parallel_syncs: must be at least 1",
+        ),
+        (
+            format!("{BASE}auth_pass = \"a\"\nauth_pass_file = \"/run/p\"\n"),
+            "config/picket.toml:14:1: master \"session\": auth_pass_file: set either auth_pass or \
+             auth_pass_file, not both",
+        ),
+        (
+            format!("{BASE}auth_user = \"picket\"\n"),
+            "config/picket.toml:13:1: master \"session\": auth_user: requires auth_pass or \
+             auth_pass_file",
+        ),
+        (
+            format!("{BASE}replica_priority = {{ \"Redis-1:6379\" = 0, \"redis-1:6379\" = 1 }}\n"),
+            "config/picket.toml:13:42: master \"session\": replica_priority.\"redis-1:6379\": same \
+             replica as \"Redis-1:6379\"",
+        ),
+        // Node.
+        (
+            BASE.replace("\"127.0.0.3:26380\"]", "\"127.0.0.3:26380\", \"127.0.0.2:26380\"]"),
+            "config/picket.toml:6:48: node: peers[2]: 127.0.0.2:26380 is already listed as peers[0]",
+        ),
+        (
+            BASE.replace(
+                "peer_secret = \"s3cret\"",
+                "peer_secret = \"s3cret\"\npeer_secret_file = \"/run/s\"",
+            ),
+            "config/picket.toml:8:1: node: peer_secret_file: set either peer_secret or \
+             peer_secret_file, not both",
+        ),
+        (
+            BASE.replace("peer_secret = \"s3cret\"\n", ""),
+            "config/picket.toml:6:1: node: peers: peers are configured, so peer_secret or \
+             peer_secret_file is required",
+        ),
+        (
+            BASE.replace("peer_secret = \"s3cret\"", "peer_secret = \"\""),
+            "config/picket.toml:7:1: node: peer_secret: must not be empty",
+        ),
+        (
+            BASE.replace("127.0.0.1:26380\"\n", "127.0.0.1:26379\"\n"),
+            "config/picket.toml:3:1: node: gossip: must differ from listen (127.0.0.1:26379)",
+        ),
+        (
+            BASE.replace("127.0.0.1:26381", "127.0.0.1:26380"),
+            "config/picket.toml:4:1: node: http: must differ from gossip (127.0.0.1:26380)",
+        ),
+        (
+            BASE.replace("127.0.0.1:26381", "0.0.0.0:26379"),
+            "config/picket.toml:4:1: node: http: must differ from listen (127.0.0.1:26379)",
+        ),
+        (
+            BASE.replace("gossip = \"127.0.0.1:26380\"", "gossip = \"0.0.0.0:26380\""),
+            "config/picket.toml:3:1: node: gossip: binds a wildcard address, so announce is \
+             required (the address peers list for this node)",
+        ),
+        (
+            BASE.replace(
+                "peer_secret = \"s3cret\"",
+                "peer_secret = \"s3cret\"\nannounce = \"[::]:26380\"",
+            ),
+            "config/picket.toml:8:1: node: announce: [::]:26380 is a wildcard address; give one \
+             others can reach",
+        ),
+        (
+            BASE.replace("peer_secret = \"s3cret\"", "peer_secret = \"s3cret\"\nheartbeat_ms = 0"),
+            "config/picket.toml:8:1: node: heartbeat_ms: must be at least 1",
+        ),
+        (
+            BASE.replace(
+                "peer_secret = \"s3cret\"",
+                "peer_secret = \"s3cret\"\npeer_timeout_ms = 100",
+            ),
+            "config/picket.toml:8:1: node: peer_timeout_ms: must be greater than heartbeat_ms (100)",
+        ),
+        (
+            BASE.replace(
+                "peer_secret = \"s3cret\"",
+                "peer_secret = \"s3cret\"\nheartbeat_ms = 1500",
+            ),
+            "config/picket.toml:8:1: node: heartbeat_ms: must be less than peer_timeout_ms (1500)",
+        ),
+        (
+            BASE.replace("state_dir = \"/var/lib/picket\"", "state_dir = \"\""),
+            "config/picket.toml:5:1: node: state_dir: must not be empty",
+        ),
+        // HTTP and webhooks.
+        (
+            format!("{BASE}[http]\nevent_history = 0\n"),
+            "config/picket.toml:14:1: http: event_history: must be at least 1",
+        ),
+        (
+            format!("{BASE}[[webhook]]\nurl = \"ftp://hooks.example/x\"\n"),
+            "config/picket.toml:14:1: webhook #1: url: must start with http:// or https://",
+        ),
+        (
+            format!(
+                "{BASE}[[webhook]]\nurl = \"https://a.example\"\n[[webhook]]\nurl = \"https:///x\"\n"
+            ),
+            "config/picket.toml:16:1: webhook #2: url: \"https:///x\" is not a usable URL",
+        ),
+        (
+            format!("{BASE}[[webhook]]\nurl = \"https://a.example\"\nevents = []\n"),
+            "config/picket.toml:15:1: webhook #1: events: must list at least one event pattern",
+        ),
+        (
+            format!(
+                "{BASE}[[webhook]]\nurl = \"https://a.example\"\nevents = [\"+odown\", \"\"]\n"
+            ),
+            "config/picket.toml:15:21: webhook #1: events[1]: an event pattern must be non-empty, \
+             without spaces",
+        ),
+        (
+            format!("{BASE}[[webhook]]\nurl = \"https://a.example\"\ntimeout_ms = 0\n"),
+            "config/picket.toml:15:1: webhook #1: timeout_ms: must be at least 1",
+        ),
+        (
+            format!(
+                "{BASE}[[webhook]]\nurl = \"https://a.example\"\nsecret = \"a\"\nsecret_file = \"/b\"\n"
+            ),
+            "config/picket.toml:16:1: webhook #1: secret_file: set either secret or secret_file, \
+             not both",
+        ),
+        // TOML syntax.
+        (
+            BASE.replace("quorum = 2", "quorum = "),
+            "config/picket.toml:12:10: master \"session\": quorum: invalid TOML: string values must \
+             be quoted, expected literal string",
+        ),
+        (
+            BASE.replace("[node]", "[node"),
+            "config/picket.toml:1:6: invalid TOML: unclosed table, expected `]`",
+        ),
+        (
+            BASE.replace(
+                "peer_secret = \"s3cret\"",
+                "peer_secret = \"s3cret\"\nlisten = \"127.0.0.1:1\"",
+            ),
+            "config/picket.toml:8:1: node: listen: invalid TOML: duplicate key",
+        ),
+        (
+            format!("{BASE}name = \"unterminated\n"),
+            "config/picket.toml:13:21: master \"session\": name: invalid TOML: invalid basic \
+             string, expected `\"`",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (text, expected) in &cases {
+        let actual = parse_err(text);
+        if actual != *expected {
+            failures.push(format!("expected: {expected}\n  actual: {actual}\n"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn crlf_files_report_the_same_positions() {
+    let text = BASE.replace("quorum = 2", "quorum = 0").replace('\n', "\r\n");
+    assert_eq!(
+        parse_err(&text),
+        "config/picket.toml:12:1: master \"session\": quorum: must be at least 1"
+    );
+    assert_eq!(parse_ok(&BASE.replace('\n', "\r\n")), parse_ok(BASE));
+}
+
+#[test]
+fn errors_carry_the_path_as_given() {
+    let err = parse("", Path::new("/etc/picket/picket.toml")).unwrap_err();
+    assert_eq!(
+        err,
+        ConfigError {
+            path: "/etc/picket/picket.toml".into(),
+            line: 1,
+            column: 1,
+            key: "node".to_owned(),
+            message: "required section is missing".to_owned(),
+        }
+    );
+}
+
+#[test]
+fn resolve_secrets_reads_files_once_parsed() {
+    let mut config = parse_ok(FULL);
+    let files = BTreeMap::from([
+        ("/run/secrets/requirepass", "client-pass\n"),
+        ("/run/secrets/read-token", "reader\r\n"),
+        ("/run/secrets/hook", "hook-file-key"),
+        ("/run/secrets/cache-pass", "cache-pass\n"),
+    ]);
+    let mut reads = Vec::new();
+    config
+        .resolve_secrets(|path| {
+            reads.push(path.to_owned());
+            let key = path.to_str().unwrap_or_default();
+            files.get(key).map(|s| (*s).to_owned()).ok_or_else(|| io::ErrorKind::NotFound.into())
+        })
+        .unwrap();
+    assert_eq!(reads.len(), 4, "inline secrets are not read: {reads:?}");
+    assert_eq!(
+        config.node.requirepass.as_ref().and_then(SecretSetting::value),
+        Some("client-pass")
+    );
+    assert_eq!(config.http.read_token.as_ref().and_then(SecretSetting::value), Some("reader"));
+    assert_eq!(
+        config.webhooks[1].secret.as_ref().and_then(SecretSetting::value),
+        Some("hook-file-key")
+    );
+    assert_eq!(
+        config.masters[1].auth,
+        Some(Credentials { user: None, password: "cache-pass".to_owned() })
+    );
+    assert_eq!(config.engine_settings().masters[1].auth, config.masters[1].auth);
+    // Untouched: the inline ones.
+    assert_eq!(config.node.peer_secret.as_ref().and_then(SecretSetting::value), Some("gossip-key"));
+    assert_eq!(config.masters[0].auth.as_ref().map(|a| a.password.as_str()), Some("redis-key"));
+}
+
+#[test]
+fn unreadable_secret_files_are_reported_at_their_key() {
+    let mut config = parse_ok(FULL);
+    let err = config
+        .resolve_secrets(|path| {
+            if path == Path::new("/run/secrets/hook") {
+                Err(io::Error::new(io::ErrorKind::PermissionDenied, "permission denied"))
+            } else {
+                Ok("x".to_owned())
+            }
+        })
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "config/picket.toml:31:1: webhook #2: secret_file: cannot read /run/secrets/hook: \
+         permission denied"
+    );
+    let mut config = parse_ok(FULL);
+    let err = config
+        .resolve_secrets(
+            |path| Ok(if path.ends_with("cache-pass") { "\n" } else { "x" }.to_owned()),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "config/picket.toml:51:1: master \"cache\": auth_pass_file: /run/secrets/cache-pass is empty"
+    );
+}
+
+#[test]
+fn secrets_are_never_printed() {
+    let mut config = parse_ok(FULL);
+    config.resolve_secrets(|_| Ok("file-secret".to_owned())).unwrap();
+    let debug = format!("{config:?}");
+    let rendered = config.render_effective();
+    for secret in ["gossip-key", "admin-key", "hook-key", "redis-key", "file-secret"] {
+        assert!(!debug.contains(secret), "{secret} in Debug: {debug}");
+        assert!(!rendered.contains(secret), "{secret} in render: {rendered}");
+    }
+    assert!(debug.contains("<redacted>"));
+    let err = parse_err(&BASE.replace("peer_secret = \"s3cret\"", "peer_secret = [\"s3cret\"]"));
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+#[test]
+fn render_is_complete_and_parses_back() {
+    let config = parse_ok(FULL);
+    let text = config.render_effective();
+    assert_eq!(
+        text,
+        r#"# Effective configuration from config/picket.toml: defaults filled in, secrets redacted.
+
+[node]
+listen = "0.0.0.0:26379"
+gossip = "10.0.0.1:26380"
+http = "[::1]:26381"
+state_dir = "/var/lib/picket"
+peers = ["10.0.0.2:26380", "picket-3.example:26380"]
+announce = "10.0.0.1:26380"
+client_announce = "picket-1.example:26379"
+peer_secret = "<redacted>"
+requirepass_file = "/run/secrets/requirepass"
+heartbeat_ms = 200
+peer_timeout_ms = 2500
+tilt_trigger_ms = 3000
+tilt_period_ms = 60000
+
+[http]
+admin_token = "<redacted>"
+read_token_file = "/run/secrets/read-token"
+event_history = 50
+
+[[webhook]]
+url = "https://hooks.example/picket"
+events = ["+switch-master", "+sdown"]
+secret = "<redacted>"
+timeout_ms = 1000
+max_retries = 0
+
+[[webhook]]
+url = "http://127.0.0.1:9000/hook"
+events = ["+switch-master", "+odown", "-failover-abort-*", "+tilt"]
+secret_file = "/run/secrets/hook"
+timeout_ms = 5000
+max_retries = 5
+
+[[master]]
+name = "session"
+address = "redis-session:6379"
+quorum = 3
+down_after_ms = 5000
+failover_timeout_ms = 60000
+parallel_syncs = 2
+auth_user = "picket"
+auth_pass = "<redacted>"
+reboot_down_after_ms = 10000
+replica_priority = { "10.0.0.5:6379" = 0, "[::1]:6380" = 10 }
+notification_script = "/usr/local/bin/notify"
+client_reconfig_script = "/usr/local/bin/reconfig"
+
+[[master]]
+name = "cache"
+address = "10.0.0.9:6379"
+quorum = 1
+down_after_ms = 30000
+failover_timeout_ms = 180000
+parallel_syncs = 1
+auth_pass_file = "/run/secrets/cache-pass"
+reboot_down_after_ms = 0
+replica_priority = {}
+"#
+    );
+    assert_render_fixpoint(&config);
+    assert_render_fixpoint(&parse_ok(BASE));
+}
+
+#[test]
+fn render_escapes_the_path_in_its_comment() {
+    let config = parse(BASE, Path::new("odd\nname.toml")).unwrap();
+    let text = config.render_effective();
+    assert!(text.starts_with("# Effective configuration from odd\\nname.toml: "), "{text}");
+    assert_render_fixpoint(&config);
+}
+
+#[test]
+fn render_escapes_strings() {
+    let text = BASE.replace("/var/lib/picket", "/var/lib/pi\\\"ck\\\\et ☃");
+    let config = parse_ok(&text);
+    assert_eq!(config.node.state_dir, Path::new("/var/lib/pi\"ck\\et ☃"));
+    assert_render_fixpoint(&config);
+}
+
+/// Every `*.toml` under `config/` in the repository (the annotated example and the local
+/// cluster) must parse, and render back to itself.
+#[test]
+fn example_files_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("config")];
+    let mut parsed = BTreeMap::new();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                let relative = path.strip_prefix(root).unwrap().to_owned();
+                let text = std::fs::read_to_string(&path).unwrap();
+                let config = parse(&text, &relative).unwrap_or_else(|e| panic!("{e}"));
+                assert_render_fixpoint(&config);
+                parsed.insert(relative, config);
+            }
+        }
+    }
+    let names: Vec<&Path> = parsed.keys().map(PathBuf::as_path).collect();
+    assert_eq!(
+        names,
+        [
+            "config/local/picket-1.toml",
+            "config/local/picket-2.toml",
+            "config/local/picket-3.toml",
+            "config/picket.toml"
+        ]
+        .map(Path::new)
+    );
+
+    let example = &parsed[Path::new("config/picket.toml")];
+    assert_eq!(example.node.announce, addr("picket-0.picket:26380"));
+    assert_eq!(example.node.client_announce, addr("picket-0.picket:26379"));
+    assert_eq!(example.node.peers, [addr("picket-1.picket:26380"), addr("picket-2.picket:26380")]);
+    let names: Vec<&str> = example.masters.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["session", "cache", "realtime"]);
+
+    for n in 1..=3 {
+        let local = &parsed[&PathBuf::from(format!("config/local/picket-{n}.toml"))];
+        let me = addr(&format!("127.0.0.{n}:26380"));
+        assert_eq!(local.node.listen, addr(&format!("127.0.0.{n}:26379")));
+        assert_eq!(local.node.http, addr(&format!("127.0.0.{n}:26381")));
+        assert_eq!(local.node.announce, me);
+        assert_eq!(local.node.state_dir, PathBuf::from(format!("/tmp/picket-local/{n}")));
+        assert_eq!(local.node.peers.len(), 2);
+        assert!(!local.node.peers.contains(&me));
+        let masters: Vec<(&str, String, u32, Duration, Duration)> = local
+            .masters
+            .iter()
+            .map(|m| {
+                (m.name.as_str(), m.addr.to_string(), m.quorum, m.down_after, m.failover_timeout)
+            })
+            .collect();
+        assert_eq!(
+            masters,
+            [
+                ("session", "127.0.0.1:6379".to_owned(), 2, ms(1000), ms(10_000)),
+                ("cache", "127.0.0.1:6380".to_owned(), 2, ms(1000), ms(10_000)),
+                ("realtime", "127.0.0.1:6381".to_owned(), 2, ms(1000), ms(10_000)),
+            ]
+        );
+        assert_eq!(
+            local.node.peer_secret.as_ref().and_then(SecretSetting::value),
+            parsed[Path::new("config/local/picket-1.toml")]
+                .node
+                .peer_secret
+                .as_ref()
+                .and_then(SecretSetting::value),
+            "one shared secret"
+        );
+    }
+}
+
+/// A random webhook: inline secret?, events, timeout_ms, max_retries.
+type HookShape = (bool, Option<Vec<String>>, Option<u64>, Option<u32>);
+
+/// Parameters of a random valid configuration.
+#[derive(Debug, Clone)]
+struct Shape {
+    peers: usize,
+    list_self: bool,
+    secret_in_file: bool,
+    timings: [Option<u64>; 4],
+    event_history: Option<usize>,
+    webhooks: Vec<HookShape>,
+    masters: Vec<MasterShape>,
+}
+
+#[derive(Debug, Clone)]
+struct MasterShape {
+    name: String,
+    quorum: usize,
+    durations: [Option<u64>; 3],
+    parallel_syncs: Option<u32>,
+    auth: Option<(Option<String>, bool)>,
+    priorities: Vec<(u8, u32)>,
+    script: Option<String>,
+}
+
+fn arb_master() -> impl Strategy<Value = MasterShape> {
+    (
+        "[a-z][a-z0-9_.-]{0,10}",
+        1usize..8,
+        [
+            proptest::option::of(1u64..1 << 40),
+            proptest::option::of(1u64..1 << 40),
+            proptest::option::of(0u64..100_000),
+        ],
+        proptest::option::of(1u32..10),
+        proptest::option::of((proptest::option::of("[a-z]{1,8}"), any::<bool>())),
+        proptest::collection::vec((any::<u8>(), any::<u32>()), 0..3),
+        proptest::option::of("/[a-z/ \"\\\\é]{1,20}"),
+    )
+        .prop_map(|(name, quorum, durations, parallel_syncs, auth, priorities, script)| {
+            MasterShape { name, quorum, durations, parallel_syncs, auth, priorities, script }
+        })
+}
+
+fn arb_shape() -> impl Strategy<Value = Shape> {
+    let hook = (
+        any::<bool>(),
+        proptest::option::of(proptest::collection::vec("[+-][a-z*-]{1,12}", 1..4)),
+        proptest::option::of(1u64..100_000),
+        proptest::option::of(0u32..20),
+    );
+    (
+        0usize..6,
+        any::<bool>(),
+        any::<bool>(),
+        [
+            proptest::option::of(1u64..100),
+            proptest::option::of(101u64..10_000),
+            proptest::option::of(1u64..1 << 40),
+            proptest::option::of(1u64..1 << 40),
+        ],
+        proptest::option::of(1usize..100_000),
+        proptest::collection::vec(hook, 0..3),
+        proptest::collection::vec(arb_master(), 1..4),
+    )
+        .prop_map(
+            |(peers, list_self, secret_in_file, timings, event_history, webhooks, masters)| Shape {
+                peers,
+                list_self,
+                secret_in_file,
+                timings,
+                event_history,
+                webhooks,
+                masters,
+            },
+        )
+}
+
+/// The TOML text of `shape`; always a valid configuration.
+fn shape_text(shape: &Shape) -> String {
+    use std::fmt::Write as _;
+    let quote = |s: &str| toml::Value::String(s.to_owned()).to_string();
+    let mut out = String::from("[node]\nlisten = \"0.0.0.0:26379\"\ngossip = \"10.0.0.1:26380\"\n");
+    out.push_str(
+        "http = \"10.0.0.1:26381\"\nstate_dir = \"/var/lib/picket\"\nannounce = \"node-1:26380\"\n",
+    );
+    let mut peers: Vec<String> =
+        (2..shape.peers + 2).map(|i| format!("\"node-{i}:26380\"")).collect();
+    if shape.list_self {
+        peers.insert(0, "\"Node-1:26380\"".to_owned());
+    }
+    let _ = writeln!(out, "peers = [{}]", peers.join(", "));
+    out.push_str(if shape.secret_in_file {
+        "peer_secret_file = \"/s\"\n"
+    } else {
+        "peer_secret = \"k\"\n"
+    });
+    for (key, value) in ["heartbeat_ms", "peer_timeout_ms", "tilt_trigger_ms", "tilt_period_ms"]
+        .iter()
+        .zip(shape.timings)
+    {
+        if let Some(value) = value {
+            let _ = writeln!(out, "{key} = {value}");
+        }
+    }
+    if let Some(n) = shape.event_history {
+        let _ = writeln!(out, "[http]\nevent_history = {n}\nadmin_token_file = \"/t\"");
+    }
+    for (i, (secret, events, timeout, retries)) in shape.webhooks.iter().enumerate() {
+        let _ = writeln!(out, "[[webhook]]\nurl = \"https://hooks.example/{i}\"");
+        if *secret {
+            out.push_str("secret = \"w\"\n");
+        }
+        if let Some(events) = events {
+            let quoted: Vec<String> = events.iter().map(|e| quote(e)).collect();
+            let _ = writeln!(out, "events = [{}]", quoted.join(", "));
+        }
+        if let Some(t) = timeout {
+            let _ = writeln!(out, "timeout_ms = {t}");
+        }
+        if let Some(r) = retries {
+            let _ = writeln!(out, "max_retries = {r}");
+        }
+    }
+    let voters = shape.peers + 1;
+    for (i, m) in shape.masters.iter().enumerate() {
+        let quorum = m.quorum.min(voters);
+        let _ = writeln!(
+            out,
+            "[[master]]\nname = \"{}-{i}\"\naddress = \"redis-{i}:6379\"\nquorum = {quorum}",
+            m.name
+        );
+        for (key, value) in
+            ["down_after_ms", "failover_timeout_ms", "reboot_down_after_ms"].iter().zip(m.durations)
+        {
+            if let Some(value) = value {
+                let _ = writeln!(out, "{key} = {value}");
+            }
+        }
+        if let Some(p) = m.parallel_syncs {
+            let _ = writeln!(out, "parallel_syncs = {p}");
+        }
+        if let Some((user, in_file)) = &m.auth {
+            if let Some(user) = user {
+                let _ = writeln!(out, "auth_user = {}", quote(user));
+            }
+            out.push_str(if *in_file {
+                "auth_pass_file = \"/p\"\n"
+            } else {
+                "auth_pass = \"p\"\n"
+            });
+        }
+        let priorities: BTreeMap<String, u32> =
+            m.priorities.iter().map(|(host, p)| (format!("10.0.{host}.1:6379"), *p)).collect();
+        let entries: Vec<String> =
+            priorities.iter().map(|(a, p)| format!("\"{a}\" = {p}")).collect();
+        let _ = writeln!(out, "replica_priority = {{ {} }}", entries.join(", "));
+        if let Some(script) = &m.script {
+            let _ = writeln!(out, "notification_script = {}", quote(script));
+        }
+    }
+    out
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC*") {
+        let _ = parse(&text, Path::new(PATH));
+    }
+
+    #[test]
+    fn edited_configs_never_panic_and_errors_point_inside_the_file(
+        at in 0usize..2000,
+        cut in 0usize..20,
+        insert in "[\\[\\]{}=\",.\\n a-z0-9:_#-]{0,12}",
+    ) {
+        let mut text = FULL.to_owned();
+        let at = at.min(text.len());
+        let end = (at + cut).min(text.len());
+        text.replace_range(at..end, &insert);
+        if let Err(err) = parse(&text, Path::new(PATH)) {
+            prop_assert!(err.line >= 1 && err.line <= text.lines().count() + 1, "{err}");
+            prop_assert!(err.column >= 1, "{err}");
+        }
+    }
+
+    #[test]
+    fn render_then_parse_is_a_fixpoint(shape in arb_shape()) {
+        let text = shape_text(&shape);
+        let config = parse(&text, Path::new(PATH)).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        assert_render_fixpoint(&config);
+    }
+}

@@ -1,0 +1,391 @@
+//! From the file as written ([`crate::config::model`]) to the typed [`Config`]: defaults filled
+//! in, every value and every cross-key rule checked, each failure located at its key.
+//!
+//! Checks stop at the first error: one precise message beats a cascade of consequences.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::error::ConfigError;
+use crate::config::locate::{Document, KeyPath};
+use crate::config::model::{RawConfig, RawHttp, RawMaster, RawNode, RawWebhook};
+use crate::config::secret::{Secret, SecretSetting};
+use crate::config::{
+    Config, DEFAULT_EVENT_HISTORY, DEFAULT_WEBHOOK_EVENTS, DEFAULT_WEBHOOK_MAX_RETRIES,
+    DEFAULT_WEBHOOK_TIMEOUT, HttpConfig, MasterAuth, NodeConfig, WebhookConfig,
+};
+use crate::engine::{Addr, AddrError, MasterSettings, NodeSettings};
+
+/// Builds the typed configuration from the raw one.
+pub(crate) fn build(raw: RawConfig, doc: &Document<'_>) -> Result<Config, ConfigError> {
+    let node = node(raw.node, doc)?;
+    let http = http(raw.http, doc)?;
+    let webhooks = raw
+        .webhook
+        .into_iter()
+        .enumerate()
+        .map(|(i, hook)| webhook(hook, &KeyPath::root().key("webhook").index(i), doc))
+        .collect::<Result<_, _>>()?;
+    let voters = node.peers.len() + 1;
+    let (masters, master_auth) = masters(raw.master, voters, doc)?;
+    Ok(Config { path: doc.path().to_owned(), node, http, webhooks, masters, master_auth })
+}
+
+fn node(raw: RawNode, doc: &Document<'_>) -> Result<NodeConfig, ConfigError> {
+    let at = KeyPath::root().key("node");
+    distinct_binds(&raw, &at, doc)?;
+    if raw.state_dir.as_os_str().is_empty() {
+        return Err(doc.error(&at.key("state_dir"), "must not be empty"));
+    }
+    let announce = match raw.announce {
+        Some(announce) => reachable(announce, &at.key("announce"), doc)?,
+        None if is_wildcard(&raw.gossip) => {
+            let message = "binds a wildcard address, so announce is required (the address peers \
+                           list for this node)";
+            return Err(doc.error(&at.key("gossip"), message));
+        }
+        None => raw.gossip.clone(),
+    };
+    let client_announce = match raw.client_announce {
+        Some(addr) => reachable(addr, &at.key("client_announce"), doc)?,
+        // Clients reach the Sentinel port on the host peers reach this node by.
+        None if is_wildcard(&raw.listen) => Addr::new(announce.host(), raw.listen.port())
+            .map_err(|e| doc.error(&at.key("listen"), e.to_string()))?,
+        None => raw.listen.clone(),
+    };
+    let peers = peers(raw.peers, &announce, &at, doc)?;
+    let peer_secret = secret(doc, &at, "peer_secret", raw.peer_secret, raw.peer_secret_file)?;
+    if !peers.is_empty() && peer_secret.is_none() {
+        let message = "peers are configured, so peer_secret or peer_secret_file is required";
+        return Err(doc.error(&at.key("peers"), message));
+    }
+    let requirepass = secret(doc, &at, "requirepass", raw.requirepass, raw.requirepass_file)?;
+    // The engine's defaults are the file's defaults: one source of truth.
+    let timings = NodeSettings::new(announce.clone(), client_announce.clone(), peers);
+    let written = [raw.heartbeat_ms, raw.peer_timeout_ms, raw.tilt_trigger_ms, raw.tilt_period_ms];
+    let timings = node_timings(written, timings, &at, doc)?;
+    Ok(NodeConfig {
+        listen: raw.listen,
+        gossip: raw.gossip,
+        http: raw.http,
+        state_dir: raw.state_dir,
+        peers: timings.peers,
+        announce,
+        client_announce,
+        peer_secret,
+        requirepass,
+        heartbeat: timings.heartbeat,
+        peer_timeout: timings.peer_timeout,
+        tilt_trigger: timings.tilt_trigger,
+        tilt_period: timings.tilt_period,
+    })
+}
+
+/// `defaults` with the node's `heartbeat_ms`, `peer_timeout_ms`, `tilt_trigger_ms` and
+/// `tilt_period_ms` applied, as written (in that order).
+fn node_timings(
+    written: [Option<u64>; 4],
+    defaults: NodeSettings,
+    at: &KeyPath,
+    doc: &Document<'_>,
+) -> Result<NodeSettings, ConfigError> {
+    let [heartbeat_ms, peer_timeout_ms, tilt_trigger_ms, tilt_period_ms] = written;
+    let heartbeat = millis(doc, &at.key("heartbeat_ms"), heartbeat_ms, defaults.heartbeat)?;
+    let peer_timeout =
+        millis(doc, &at.key("peer_timeout_ms"), peer_timeout_ms, defaults.peer_timeout)?;
+    if peer_timeout <= heartbeat {
+        // Peers would time out between two heartbeats. Blame the key the operator wrote (with
+        // both defaults this cannot happen).
+        let (key, message) = if peer_timeout_ms.is_some() {
+            let millis = heartbeat.as_millis();
+            ("peer_timeout_ms", format!("must be greater than heartbeat_ms ({millis})"))
+        } else {
+            let millis = peer_timeout.as_millis();
+            ("heartbeat_ms", format!("must be less than peer_timeout_ms ({millis})"))
+        };
+        return Err(doc.error(&at.key(key), message));
+    }
+    let tilt_trigger =
+        millis(doc, &at.key("tilt_trigger_ms"), tilt_trigger_ms, defaults.tilt_trigger)?;
+    let tilt_period = millis(doc, &at.key("tilt_period_ms"), tilt_period_ms, defaults.tilt_period)?;
+    Ok(NodeSettings { heartbeat, peer_timeout, tilt_trigger, tilt_period, ..defaults })
+}
+
+/// The three listening sockets must not collide: same address, or the same port where one of
+/// them binds every address.
+fn distinct_binds(raw: &RawNode, at: &KeyPath, doc: &Document<'_>) -> Result<(), ConfigError> {
+    let binds = [("listen", &raw.listen), ("gossip", &raw.gossip), ("http", &raw.http)];
+    for (i, (key, addr)) in binds.iter().enumerate() {
+        for (earlier_key, earlier) in binds.iter().take(i) {
+            let collide = addr.port() == earlier.port()
+                && (addr.host() == earlier.host() || is_wildcard(addr) || is_wildcard(earlier));
+            if collide {
+                let message = format!("must differ from {earlier_key} ({earlier})");
+                return Err(doc.error(&at.key(key), message));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the peer list and drops this node from it (one file may serve every node).
+fn peers(
+    raw: Vec<String>,
+    announce: &Addr,
+    at: &KeyPath,
+    doc: &Document<'_>,
+) -> Result<Vec<Addr>, ConfigError> {
+    let mut peers: Vec<Addr> = Vec::with_capacity(raw.len());
+    for (i, text) in raw.iter().enumerate() {
+        let here = at.key("peers").index(i);
+        let peer: Addr = text.parse().map_err(|e: AddrError| doc.error(&here, e.to_string()))?;
+        if is_wildcard(&peer) {
+            return Err(doc.error(&here, format!("{peer} is a wildcard address, not a peer's")));
+        }
+        if let Some(first) = peers.iter().position(|p| *p == peer) {
+            return Err(doc.error(&here, format!("{peer} is already listed as peers[{first}]")));
+        }
+        peers.push(peer);
+    }
+    // Matched as written, without resolving names: the same rule the engine applies.
+    peers.retain(|peer| peer != announce);
+    Ok(peers)
+}
+
+fn http(raw: RawHttp, doc: &Document<'_>) -> Result<HttpConfig, ConfigError> {
+    let at = KeyPath::root().key("http");
+    let event_history = match raw.event_history {
+        None => DEFAULT_EVENT_HISTORY,
+        Some(0) => return Err(doc.error(&at.key("event_history"), "must be at least 1")),
+        Some(n) => n,
+    };
+    Ok(HttpConfig {
+        admin_token: secret(doc, &at, "admin_token", raw.admin_token, raw.admin_token_file)?,
+        read_token: secret(doc, &at, "read_token", raw.read_token, raw.read_token_file)?,
+        event_history,
+    })
+}
+
+fn webhook(
+    raw: RawWebhook,
+    at: &KeyPath,
+    doc: &Document<'_>,
+) -> Result<WebhookConfig, ConfigError> {
+    let scheme_len = ["http://", "https://"]
+        .into_iter()
+        .find(|scheme| raw.url.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme)))
+        .map(str::len);
+    let Some(scheme_len) = scheme_len else {
+        return Err(doc.error(&at.key("url"), "must start with http:// or https://"));
+    };
+    let rest = raw.url.get(scheme_len..).unwrap_or_default();
+    if rest.is_empty() || rest.starts_with('/') || raw.url.chars().any(char::is_whitespace) {
+        return Err(doc.error(&at.key("url"), format!("{:?} is not a usable URL", raw.url)));
+    }
+    let events = match raw.events {
+        None => DEFAULT_WEBHOOK_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+        Some(events) if events.is_empty() => {
+            return Err(doc.error(&at.key("events"), "must list at least one event pattern"));
+        }
+        Some(events) => events,
+    };
+    for (i, pattern) in events.iter().enumerate() {
+        if pattern.is_empty() || pattern.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            let message = "an event pattern must be non-empty, without spaces";
+            return Err(doc.error(&at.key("events").index(i), message));
+        }
+    }
+    Ok(WebhookConfig {
+        url: raw.url,
+        events,
+        secret: secret(doc, at, "secret", raw.secret, raw.secret_file)?,
+        timeout: millis(doc, &at.key("timeout_ms"), raw.timeout_ms, DEFAULT_WEBHOOK_TIMEOUT)?,
+        max_retries: raw.max_retries.unwrap_or(DEFAULT_WEBHOOK_MAX_RETRIES),
+    })
+}
+
+/// The masters, in file order, with the credentials sources of those that authenticate.
+fn masters(
+    raw: Vec<RawMaster>,
+    voters: usize,
+    doc: &Document<'_>,
+) -> Result<(Vec<MasterSettings>, BTreeMap<String, MasterAuth>), ConfigError> {
+    let list = KeyPath::root().key("master");
+    if raw.is_empty() {
+        return Err(doc.error(&list, "at least one [[master]] section is required"));
+    }
+    let mut masters: Vec<MasterSettings> = Vec::with_capacity(raw.len());
+    let mut auths = BTreeMap::new();
+    for (i, raw) in raw.into_iter().enumerate() {
+        let at = list.index(i);
+        let (settings, auth) = master(raw, voters, &at, doc)?;
+        if let Some(first) = masters.iter().position(|m| m.name == settings.name) {
+            let line = doc.line_of(&list.index(first).key("name"));
+            let message = format!("duplicate master name (first defined on line {line})");
+            return Err(doc.error(&at.key("name"), message));
+        }
+        if let Some(first) = masters.iter().find(|m| m.addr == settings.addr) {
+            let message =
+                format!("{} is already the address of master {:?}", settings.addr, first.name);
+            return Err(doc.error(&at.key("address"), message));
+        }
+        if let Some(auth) = auth {
+            auths.insert(settings.name.clone(), auth);
+        }
+        masters.push(settings);
+    }
+    Ok((masters, auths))
+}
+
+fn master(
+    raw: RawMaster,
+    voters: usize,
+    at: &KeyPath,
+    doc: &Document<'_>,
+) -> Result<(MasterSettings, Option<MasterAuth>), ConfigError> {
+    if raw.name.is_empty() {
+        return Err(doc.error(&at.key("name"), "must not be empty"));
+    }
+    if raw.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // Names travel in space-separated event payloads (`+switch-master <name> ...`).
+        return Err(doc.error(&at.key("name"), "must not contain spaces or control characters"));
+    }
+    if raw.quorum == 0 {
+        return Err(doc.error(&at.key("quorum"), "must be at least 1"));
+    }
+    if usize::try_from(raw.quorum).map_or(true, |q| q > voters) {
+        let peers = voters - 1;
+        let plural = if peers == 1 { "" } else { "s" };
+        let message = format!(
+            "must be at most the number of voters, {voters} (this node and {peers} peer{plural})"
+        );
+        return Err(doc.error(&at.key("quorum"), message));
+    }
+    let mut settings = MasterSettings::new(&raw.name, raw.address, raw.quorum);
+    settings.down_after =
+        millis(doc, &at.key("down_after_ms"), raw.down_after_ms, settings.down_after)?;
+    settings.failover_timeout = millis(
+        doc,
+        &at.key("failover_timeout_ms"),
+        raw.failover_timeout_ms,
+        settings.failover_timeout,
+    )?;
+    settings.parallel_syncs = match raw.parallel_syncs {
+        None => settings.parallel_syncs,
+        Some(0) => return Err(doc.error(&at.key("parallel_syncs"), "must be at least 1")),
+        Some(n) => n,
+    };
+    // 0 is Sentinel's "off" for master-reboot-down-after-period.
+    settings.reboot_down_after =
+        raw.reboot_down_after_ms.filter(|&ms| ms > 0).map(Duration::from_millis);
+    settings.priority_overrides = priority_overrides(raw.replica_priority, at, doc)?;
+    settings.notification_script =
+        script(doc, &at.key("notification_script"), raw.notification_script)?;
+    settings.client_reconfig_script =
+        script(doc, &at.key("client_reconfig_script"), raw.client_reconfig_script)?;
+    let password = secret(doc, at, "auth_pass", raw.auth_pass, raw.auth_pass_file)?;
+    let auth = match (raw.auth_user, password) {
+        (Some(user), _) if user.is_empty() => {
+            return Err(doc.error(&at.key("auth_user"), "must not be empty"));
+        }
+        (Some(_), None) => {
+            let message = "requires auth_pass or auth_pass_file";
+            return Err(doc.error(&at.key("auth_user"), message));
+        }
+        (user, Some(password)) => Some(MasterAuth { user, password }),
+        (None, None) => None,
+    };
+    settings.auth = auth.as_ref().and_then(MasterAuth::credentials);
+    Ok((settings, auth))
+}
+
+fn priority_overrides(
+    raw: BTreeMap<String, u32>,
+    at: &KeyPath,
+    doc: &Document<'_>,
+) -> Result<BTreeMap<Addr, u32>, ConfigError> {
+    let mut overrides = BTreeMap::new();
+    let mut written: BTreeMap<Addr, String> = BTreeMap::new();
+    for (key, priority) in raw {
+        let here = at.key("replica_priority").key(&key);
+        let addr: Addr = key.parse().map_err(|e: AddrError| doc.error(&here, e.to_string()))?;
+        // Host names are case-insensitive: `Redis-1:6379` and `redis-1:6379` are one replica.
+        if let Some(first) = written.insert(addr.clone(), key.clone()) {
+            return Err(doc.error(&here, format!("same replica as {first:?}")));
+        }
+        overrides.insert(addr, priority);
+    }
+    Ok(overrides)
+}
+
+fn script(
+    doc: &Document<'_>,
+    at: &KeyPath,
+    raw: Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    match raw {
+        Some(path) if path.is_empty() => Err(doc.error(at, "must not be empty")),
+        other => Ok(other),
+    }
+}
+
+/// The secret configured by `name` or `name_file` in the table at `table`.
+fn secret(
+    doc: &Document<'_>,
+    table: &KeyPath,
+    name: &str,
+    inline: Option<String>,
+    file: Option<PathBuf>,
+) -> Result<Option<SecretSetting>, ConfigError> {
+    let file_key = format!("{name}_file");
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            let message = format!("set either {name} or {file_key}, not both");
+            Err(doc.error(&table.key(&file_key), message))
+        }
+        (Some(value), None) if value.is_empty() => {
+            Err(doc.error(&table.key(name), "must not be empty"))
+        }
+        (Some(value), None) => {
+            Ok(Some(SecretSetting::new(Secret::Inline(value), doc.origin(&table.key(name)))))
+        }
+        (None, Some(path)) if path.as_os_str().is_empty() => {
+            Err(doc.error(&table.key(&file_key), "must not be empty"))
+        }
+        (None, Some(path)) => {
+            Ok(Some(SecretSetting::new(Secret::File(path), doc.origin(&table.key(&file_key)))))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A `*_ms` key: at least 1 when set, `default` when not.
+fn millis(
+    doc: &Document<'_>,
+    at: &KeyPath,
+    value: Option<u64>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(doc.error(at, "must be at least 1")),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+    }
+}
+
+/// An address others must be able to connect to.
+fn reachable(addr: Addr, at: &KeyPath, doc: &Document<'_>) -> Result<Addr, ConfigError> {
+    if is_wildcard(&addr) {
+        return Err(
+            doc.error(at, format!("{addr} is a wildcard address; give one others can reach"))
+        );
+    }
+    Ok(addr)
+}
+
+/// `0.0.0.0` or `::` (any spelling): binds every address, reaches none.
+fn is_wildcard(addr: &Addr) -> bool {
+    addr.host().parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified())
+}

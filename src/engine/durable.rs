@@ -1,0 +1,73 @@
+//! The state that must survive a restart, as the engine hands it to the persistence shell.
+//!
+//! Only facts whose loss could make the node unsafe or forgetful are here: its identity, its
+//! epochs and votes, each master's current address and the config epoch that set it, and the
+//! replicas it has discovered. Health (SDOWN, ODOWN) and failover progress are re-observed after
+//! a restart, as in Sentinel.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::addr::Addr;
+use crate::engine::ids::NodeId;
+
+/// Everything the node persists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurableState {
+    /// This node's permanent id.
+    pub node_id: NodeId,
+    /// The highest epoch this node has seen or started.
+    pub current_epoch: u64,
+    /// Votes are only granted in epochs above this. A node that starts without a state file
+    /// cannot know which epochs it voted in before (if its disk was lost), so it abstains until it
+    /// has heard the epochs of enough peers to cover any majority it may have joined, then sets
+    /// this to the highest of them.
+    pub vote_floor: u64,
+    /// True until the vote floor has been learned (see `vote_floor`).
+    pub awaiting_vote_floor: bool,
+    /// Per master, by name.
+    pub masters: BTreeMap<String, DurableMaster>,
+    /// Masters of the configuration file removed with `SENTINEL REMOVE`, with their address in
+    /// the file at the time: they stay removed until that entry of the file changes.
+    #[serde(default)]
+    pub removed: BTreeMap<String, Addr>,
+}
+
+/// What a node persists about one master.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DurableMaster {
+    /// The address in the operator's configuration when this was written. If the operator
+    /// changes it, the operator wins over `addr`.
+    pub configured_addr: Addr,
+    /// The current master's address.
+    pub addr: Addr,
+    /// The epoch of the failover that set `addr` (0 = as configured).
+    pub config_epoch: u64,
+    /// The latest epoch in which this node voted for a failover of this master.
+    pub voted_epoch: u64,
+    /// Whom it voted for in `voted_epoch`.
+    pub voted_for: Option<NodeId>,
+    /// Replicas discovered so far (the current master excluded).
+    pub replicas: Vec<Addr>,
+    /// Set when the master was added with `SENTINEL MONITOR` rather than by the file: its quorum
+    /// (its address is `configured_addr`).
+    #[serde(default)]
+    pub monitored_quorum: Option<u32>,
+    /// Options changed with `SENTINEL SET`, by Sentinel's option name.
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingChange>,
+}
+
+/// One option changed with `SENTINEL SET`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingChange {
+    /// The file's value it replaced (none for a master added with `SENTINEL MONITOR`). If the
+    /// file says something else at the next start, the file was edited later and wins.
+    pub file_value: Option<String>,
+    /// The value set.
+    pub value: String,
+}

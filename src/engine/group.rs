@@ -1,0 +1,689 @@
+//! One supervised master group: its instances, their health, and keeping them configured.
+//!
+//! A group holds every instance it knows (the master and its replicas) in one map keyed by
+//! address; which of them is the master is just the `master` field. A failover therefore only
+//! moves that pointer: monitoring of every instance carries on untouched, which is why a
+//! returning old master is seen (and corrected) as soon as it answers.
+//!
+//! Each call to [`Group::evaluate`] runs Sentinel's two halves for the group: the monitoring half
+//! (connect, PING, INFO) always, and the acting half (SDOWN, ODOWN, failover, corrections) only
+//! outside TILT.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::engine::addr::Addr;
+use crate::engine::durable::{DurableMaster, SettingChange};
+use crate::engine::election::{Ballot, votes_needed};
+use crate::engine::event::{Detail, Event, EventKind, Subject};
+use crate::engine::failover::{Failover, Phase, Reconf};
+use crate::engine::gossip::{FailoverReport, MasterReport};
+use crate::engine::ids::{NodeId, PeerId};
+use crate::engine::instance::{Digest, Instance};
+use crate::engine::io::RedisCommand;
+use crate::engine::node::Node;
+use crate::engine::peers::Peers;
+use crate::engine::report::{InfoReport, ReportedRole};
+use crate::engine::settings::MasterSettings;
+use crate::engine::time::Instant;
+use crate::engine::timing::{FAILOVER_POLL_PERIOD, FAST_INFO_PERIOD, INFO_PERIOD, MasterTiming};
+
+/// The failover led by a peer this node voted for, watched so that this node can try itself as
+/// soon as that leader is gone or has given up, instead of sitting out a whole failover timeout.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct LeaderWatch {
+    /// The leader's slot.
+    pub slot: PeerId,
+    /// The epoch voted in.
+    pub epoch: u64,
+    /// Whether the leader has been seen running that failover.
+    pub seen_running: bool,
+}
+
+/// One master group.
+#[derive(Debug)]
+pub struct Group {
+    /// Index of the group in the supervisor (its timer key).
+    pub index: usize,
+    /// The operator's settings.
+    pub settings: MasterSettings,
+    /// Timings derived from the settings.
+    pub timing: MasterTiming,
+    /// The current master's address (a key of `instances`).
+    pub master: Addr,
+    /// The epoch of the failover that set `master` (0 = as configured).
+    pub config_epoch: u64,
+    /// Every known instance of the group, the master included.
+    pub instances: BTreeMap<Addr, Instance>,
+    /// Since when the master is objectively down.
+    pub odown_since: Option<Instant>,
+    /// How many voters saw the master down at the last evaluation.
+    pub odown_votes: usize,
+    /// This node's latest vote for a failover of this master.
+    pub ballot: Ballot,
+    /// The failover this node leads, if any.
+    pub failover: Option<Failover>,
+    /// This node starts no failover of this master before then.
+    pub next_attempt_at: Instant,
+    /// The jittered start of the next attempt, once ODOWN is seen.
+    pub attempt_at: Option<Instant>,
+    /// Corrections (`+convert-to-slave`, `+fix-slave-config`) wait until then: a failover may
+    /// be under way somewhere that this node has not heard the end of.
+    pub unsettled_until: Instant,
+    /// Voted epochs already noticed in each peer's reports.
+    pub peer_votes_seen: BTreeMap<PeerId, u64>,
+    /// The leader this node voted for, while it may still be working.
+    pub leader_watch: Option<LeaderWatch>,
+    /// Set when the group was added with `SENTINEL MONITOR`: its quorum at the time.
+    pub monitored_quorum: Option<u32>,
+    /// Options changed with `SENTINEL SET`, persisted so they survive restarts.
+    pub changes: BTreeMap<String, SettingChange>,
+}
+
+impl Group {
+    /// A group as configured, with `restored` durable facts applied.
+    #[must_use]
+    pub fn new(
+        index: usize,
+        settings: MasterSettings,
+        restored: Option<&DurableMaster>,
+        now: Instant,
+    ) -> Self {
+        let timing = MasterTiming::of(&settings);
+        let mut master = settings.addr.clone();
+        let mut config_epoch = 0;
+        let mut ballot = Ballot::default();
+        let mut replicas = Vec::new();
+        if let Some(saved) = restored {
+            // The operator editing the address wins over what a failover set; the epoch never
+            // goes back, so peers still converge on the highest configuration.
+            if saved.configured_addr == settings.addr {
+                master = saved.addr.clone();
+            }
+            config_epoch = saved.config_epoch;
+            ballot = Ballot { epoch: saved.voted_epoch, candidate: saved.voted_for };
+            replicas.clone_from(&saved.replicas);
+        }
+        let mut instances = BTreeMap::new();
+        for addr in std::iter::once(master.clone()).chain(replicas) {
+            instances.entry(addr.clone()).or_insert_with(|| Instance::new(addr, now));
+        }
+        Self {
+            index,
+            settings,
+            timing,
+            master,
+            config_epoch,
+            instances,
+            odown_since: None,
+            odown_votes: 0,
+            ballot,
+            failover: None,
+            next_attempt_at: now,
+            attempt_at: None,
+            unsettled_until: now,
+            peer_votes_seen: BTreeMap::new(),
+            leader_watch: None,
+            monitored_quorum: None,
+            changes: BTreeMap::new(),
+        }
+    }
+
+    /// The group's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// The master instance.
+    #[must_use]
+    pub fn master_instance(&self) -> Option<&Instance> {
+        self.instances.get(&self.master)
+    }
+
+    /// Whether this node sees the master subjectively down.
+    #[must_use]
+    pub fn master_sdown(&self) -> bool {
+        self.master_instance().is_some_and(|i| i.sdown_since.is_some())
+    }
+
+    /// The key of the instance `addr` designates (same address, or same resolved IP and port).
+    #[must_use]
+    pub fn find(&self, addr: &Addr) -> Option<&Addr> {
+        if let Some((key, _)) = self.instances.get_key_value(addr) {
+            return Some(key);
+        }
+        self.instances.iter().find(|(_, i)| i.is_at(addr)).map(|(key, _)| key)
+    }
+
+    /// Adds an instance if `addr` designates none yet; returns its key.
+    pub fn ensure_instance(&mut self, node: &mut Node, addr: &Addr, now: Instant) -> Addr {
+        if let Some(key) = self.find(addr) {
+            return key.clone();
+        }
+        self.instances.insert(addr.clone(), Instance::new(addr.clone(), now));
+        node.lazy_dirty = true;
+        addr.clone()
+    }
+
+    /// `master <name> <ip> <port>`.
+    #[must_use]
+    pub fn master_subject(&self) -> Subject {
+        Subject::Master { name: self.settings.name.clone(), addr: self.master.clone() }
+    }
+
+    /// `slave <ip:port> <ip> <port> @ <name> <master-ip> <master-port>`, with an explicit master
+    /// address (Sentinel names the old master until a failover ends).
+    #[must_use]
+    pub fn replica_subject(&self, addr: &Addr, master_addr: &Addr) -> Subject {
+        Subject::Replica {
+            addr: addr.clone(),
+            master: self.settings.name.clone(),
+            master_addr: master_addr.clone(),
+        }
+    }
+
+    /// The subject for any instance of the group, named by its current role.
+    #[must_use]
+    pub fn instance_subject(&self, addr: &Addr) -> Subject {
+        if *addr == self.master {
+            self.master_subject()
+        } else {
+            self.replica_subject(addr, &self.master)
+        }
+    }
+
+    /// `sentinel <id> <ip> <port> @ <name> <master-ip> <master-port>`.
+    #[must_use]
+    pub fn peer_subject(&self, id: NodeId, client_addr: &Addr) -> Subject {
+        Subject::Peer {
+            id,
+            addr: client_addr.clone(),
+            master: self.settings.name.clone(),
+            master_addr: self.master.clone(),
+        }
+    }
+
+    /// The INFO period for the instance at `addr` right now.
+    #[must_use]
+    pub fn info_period(&self, addr: &Addr) -> Duration {
+        if self.failover.as_ref().is_some_and(|f| f.is_waiting_on(addr)) {
+            return FAILOVER_POLL_PERIOD;
+        }
+        if *addr == self.master {
+            return INFO_PERIOD;
+        }
+        // While the master is in trouble a replica may be chosen at any moment, and the choice
+        // needs current offsets: poll every ping period (selection wants INFO younger than five).
+        let master_troubled =
+            self.failover.is_some() || self.odown_since.is_some() || self.master_sdown();
+        if master_troubled {
+            return self.timing.ping_period.min(FAST_INFO_PERIOD);
+        }
+        let own_link_down = self
+            .instances
+            .get(addr)
+            .and_then(|i| i.info.as_ref())
+            .is_some_and(|info| matches!(&info.role, ReportedRole::Replica(l) if !l.link_up));
+        if own_link_down { FAST_INFO_PERIOD } else { INFO_PERIOD }
+    }
+
+    /// What this node tells peers about the group.
+    #[must_use]
+    pub fn report(&self, node: &Node) -> MasterReport {
+        MasterReport {
+            name: self.settings.name.clone(),
+            addr: self.master.clone(),
+            config_epoch: self.config_epoch,
+            sdown: !node.in_tilt() && self.master_sdown(),
+            voted_epoch: self.ballot.epoch,
+            failover: self.failover.as_ref().map(|f| FailoverReport {
+                epoch: f.epoch,
+                elected: !matches!(f.phase, Phase::Election { .. }),
+            }),
+        }
+    }
+
+    /// Runs everything due for the group at `now`: the acting half (SDOWN, ODOWN, failover,
+    /// corrections) unless in TILT, then the monitoring half, last, so that periods the acting
+    /// half just changed (faster INFO once the master is down) apply at once.
+    pub fn evaluate(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
+        if !node.in_tilt() {
+            self.update_sdown(node, now);
+            self.update_odown(node, peers, now);
+            self.update_leader_watch(node, peers, now);
+            self.maybe_start_failover(node, peers, now);
+            self.step_failover(node, peers, now);
+            self.correct_instances(node, peers, now);
+        }
+        self.poll_monitoring(node, now);
+    }
+
+    fn poll_monitoring(&mut self, node: &mut Node, now: Instant) {
+        let periods: Vec<Duration> = self.instances.keys().map(|a| self.info_period(a)).collect();
+        let auth = self.settings.auth.as_ref();
+        for (instance, period) in self.instances.values_mut().zip(periods) {
+            instance.poll_connect(node, now, &self.timing, auth, self.index);
+            instance.poll_probes(node, now, &self.timing, period);
+        }
+    }
+
+    /// Handles a reply on the instance at `addr`.
+    pub fn on_reply(&mut self, node: &mut Node, addr: &Addr, digest: Digest, now: Instant) {
+        if let Digest::Info(report) = digest {
+            self.on_info(node, addr, *report, now);
+        }
+    }
+
+    fn on_info(&mut self, node: &mut Node, addr: &Addr, report: InfoReport, now: Instant) {
+        let is_master = *addr == self.master;
+        let Some(instance) = self.instances.get(addr) else { return };
+        let previous = instance.info.as_ref();
+        let rebooted = matches!(
+            (previous.and_then(|i| i.run_id.as_deref()), report.run_id.as_deref()),
+            (Some(old), Some(new)) if old != new
+        );
+        let old_role = previous.map(|i| i.role.as_redis_str());
+        let new_role = report.role.as_redis_str();
+        let subject = self.instance_subject(addr);
+        if rebooted {
+            node.emit_about(EventKind::Reboot, subject.clone());
+        }
+        if old_role.is_some_and(|old| old != new_role) {
+            let expected = if is_master { "master" } else { "slave" };
+            let kind = if new_role == expected {
+                EventKind::RoleChangeExpected
+            } else {
+                EventKind::RoleChangeUnexpected
+            };
+            node.emit(Event {
+                kind,
+                subject: Some(subject),
+                detail: Detail::Role { role: new_role },
+            });
+        }
+        let misconfigured = !is_master && !self.follows_master(&report.role);
+        let listed: Vec<Addr> = if is_master && report.role == ReportedRole::Master {
+            report.replicas.iter().map(|r| r.addr.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        let reboot_watch = is_master && self.settings.reboot_down_after.is_some();
+        if let Some(instance) = self.instances.get_mut(addr) {
+            if old_role != Some(new_role) {
+                instance.role_reported_at = Some(now);
+            }
+            if rebooted && reboot_watch {
+                instance.rebooted_at = Some(now);
+            }
+            instance.misconfigured_since =
+                misconfigured.then(|| instance.misconfigured_since.unwrap_or(now));
+            instance.info = Some(report);
+            instance.info_at = Some(now);
+        }
+        for replica in listed {
+            if self.find(&replica).is_none() {
+                let key = self.ensure_instance(node, &replica, now);
+                node.emit_about(EventKind::Replica, self.replica_subject(&key, &self.master));
+            }
+        }
+        // In TILT the failover does not advance (Sentinel's acting half is off): following its
+        // progress here would send REPLICAOF from a node whose view of time is broken. The INFO
+        // is kept; the first evaluation after TILT picks the progress up.
+        if !node.in_tilt() {
+            self.on_failover_info(node, addr, now);
+        }
+    }
+
+    /// Whether a replica reporting `role` follows the current master.
+    fn follows_master(&self, role: &ReportedRole) -> bool {
+        match role {
+            ReportedRole::Master => false,
+            ReportedRole::Replica(link) => link.master.as_ref().is_some_and(|m| {
+                *m == self.master || self.master_instance().is_some_and(|i| i.is_at(m))
+            }),
+        }
+    }
+
+    fn update_sdown(&mut self, node: &mut Node, now: Instant) {
+        let timing = self.timing;
+        let reboot_limit = self.settings.reboot_down_after;
+        let mut changes = Vec::new();
+        for (addr, instance) in &self.instances {
+            let is_master = *addr == self.master;
+            let down = instance.unresponsive(now, &timing)
+                || (is_master && master_claims_replica_too_long(instance, now, &timing))
+                || (is_master
+                    && instance
+                        .rebooted_at
+                        .zip(reboot_limit)
+                        .is_some_and(|(at, limit)| now.saturating_since(at) > limit));
+            if down != instance.sdown_since.is_some() {
+                changes.push((addr.clone(), down));
+            }
+        }
+        for (addr, down) in changes {
+            let subject = self.instance_subject(&addr);
+            if let Some(instance) = self.instances.get_mut(&addr) {
+                instance.sdown_since = down.then_some(now);
+            }
+            let kind = if down { EventKind::Sdown } else { EventKind::SdownCleared };
+            node.emit_about(kind, subject);
+        }
+    }
+
+    fn update_odown(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
+        let votes = if self.master_sdown() {
+            1 + peers
+                .fresh_reports(&self.settings.name, now)
+                .filter(|(_, _, r)| r.sdown && r.addr == self.master)
+                .count()
+        } else {
+            0
+        };
+        self.odown_votes = votes;
+        let odown =
+            votes > 0 && votes >= usize::try_from(self.settings.quorum).unwrap_or(usize::MAX);
+        if odown == self.odown_since.is_some() {
+            return;
+        }
+        if odown {
+            self.odown_since = Some(now);
+            node.emit(Event {
+                kind: EventKind::Odown,
+                subject: Some(self.master_subject()),
+                detail: Detail::Quorum { votes, quorum: self.settings.quorum },
+            });
+        } else {
+            self.odown_since = None;
+            self.attempt_at = None;
+            node.emit_about(EventKind::OdownCleared, self.master_subject());
+        }
+    }
+
+    /// Lifts the wait after voting for a peer as soon as that peer is gone, and shortens it to
+    /// an abort's backoff once it gave up.
+    fn update_leader_watch(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
+        let Some(mut watch) = self.leader_watch else { return };
+        let running = peers.get(watch.slot).filter(|p| p.is_fresh(now, peers.timeout())).map(|p| {
+            p.reports
+                .get(&self.settings.name)
+                .and_then(|r| r.failover)
+                .is_some_and(|f| f.epoch == watch.epoch)
+        });
+        match running {
+            Some(true) => watch.seen_running = true,
+            Some(false) if !watch.seen_running => {}
+            Some(false) => {
+                // The leader gave up (or finished). Whatever stopped it (no good replica, a
+                // promotion that timed out) likely stops this node too: back off as after an
+                // abort of its own. Trying at once made nodes that vote for each other take turns
+                // failing, each round a new epoch, as fast as messages travel.
+                self.leader_watch = None;
+                let election = self.timing.election_timeout;
+                let backoff = election + node.jitter(election);
+                self.next_attempt_at = now + backoff.min(self.timing.failover_timeout);
+                return;
+            }
+            None => {
+                self.leader_watch = None;
+                self.next_attempt_at = now;
+                return;
+            }
+        }
+        self.leader_watch = Some(watch);
+    }
+
+    fn maybe_start_failover(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
+        if self.odown_since.is_none() || self.failover.is_some() || now < self.next_attempt_at {
+            return;
+        }
+        if node.awaiting_vote_floor {
+            return;
+        }
+        let start_at =
+            *self.attempt_at.get_or_insert_with(|| now + node.jitter(self.timing.election_jitter));
+        if now < start_at {
+            return;
+        }
+        // Never start an election that cannot be won: a node cut off from the majority would
+        // only raise epochs and publish noise. Voters grant an automatic failover only if they see
+        // the master down themselves, so count the peers heard very recently that report it down.
+        let window = node.settings.contact_window();
+        let supporters = peers
+            .fresh_reports(&self.settings.name, now)
+            .filter(|(_, p, r)| r.sdown && r.addr == self.master && p.is_fresh(now, window))
+            .count();
+        if supporters + 1 < votes_needed(node.settings.voters(), self.settings.quorum) {
+            return;
+        }
+        self.attempt_at = None;
+        self.start_failover(node, peers, now, false);
+    }
+
+    /// Whether nothing suggests a failover of this master is under way anywhere, so that
+    /// instances may be corrected towards the current configuration.
+    fn settled(&self, node: &Node, peers: &Peers, now: Instant) -> bool {
+        let Some(master) = self.master_instance() else { return false };
+        let master_sane = master.up_link().is_some()
+            && master.sdown_since.is_none()
+            && matches!(master.reported_role(), Some(ReportedRole::Master))
+            && master.info_at.is_some_and(|at| now.saturating_since(at) < INFO_PERIOD * 3);
+        master_sane
+            && self.failover.is_none()
+            && now >= self.unsettled_until
+            && peers.fresh_count(now) + 1 >= node.settings.majority()
+            // Reports held from before a partition say nothing about what happened during it.
+            && peers.iter().filter(|(_, p)| p.is_fresh(now, peers.timeout())).all(|(_, p)| p.in_sync())
+            && peers.fresh_reports(&self.settings.name, now).all(|(_, _, r)| r.failover.is_none())
+    }
+
+    /// Points replicas that follow the wrong master, or claim to be masters, at the current
+    /// master (`+fix-slave-config`, `+convert-to-slave`). Any node may do it, as in Sentinel,
+    /// but only when [`Self::settled`] and after the misconfiguration lasted `enforce_grace`.
+    fn correct_instances(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
+        if !self.settled(node, peers, now) {
+            return;
+        }
+        let grace = self.timing.enforce_grace;
+        let due: Vec<Addr> = self
+            .instances
+            .iter()
+            .filter(|(addr, i)| {
+                **addr != self.master
+                    && i.up_link().is_some()
+                    && i.misconfigured_since.is_some_and(|t| now.saturating_since(t) >= grace)
+                    && i.last_corrected_at.is_none_or(|t| now.saturating_since(t) >= grace)
+            })
+            .map(|(addr, _)| addr.clone())
+            .collect();
+        for addr in due {
+            let subject = self.replica_subject(&addr, &self.master);
+            let master = self.master.clone();
+            let Some(instance) = self.instances.get_mut(&addr) else { continue };
+            let kind = if matches!(instance.reported_role(), Some(ReportedRole::Master)) {
+                EventKind::ConvertToReplica
+            } else {
+                EventKind::FixReplicaConfig
+            };
+            instance.last_corrected_at = Some(now);
+            instance.send(node, now, RedisCommand::ReplicaOf { master });
+            instance.send(node, now, RedisCommand::Info);
+            node.emit_about(kind, subject);
+        }
+    }
+
+    /// Adopts a newer configuration announced by a peer (Sentinel's `+config-update-from`).
+    pub fn adopt(
+        &mut self,
+        node: &mut Node,
+        from: Subject,
+        addr: &Addr,
+        config_epoch: u64,
+        now: Instant,
+    ) {
+        self.config_epoch = config_epoch;
+        node.out.mark_urgent();
+        // A newer configuration ends any failover this node was leading.
+        self.failover = None;
+        let key = self.ensure_instance(node, addr, now);
+        if key == self.master {
+            return;
+        }
+        node.emit_about(EventKind::ConfigUpdateFrom, from);
+        // The role this node last saw the new master report (replica) predates its promotion
+        // elsewhere: count the time it may claim to be a replica from now, as Sentinel does by
+        // resetting the master instance when it switches, or the healthy new master would be
+        // SDOWN at once and elections would start against it.
+        if let Some(instance) = self.instances.get_mut(&key) {
+            instance.role_reported_at = Some(now);
+        }
+        let old = std::mem::replace(&mut self.master, key);
+        self.after_switch(node, &old);
+    }
+
+    /// Announces a new master (`+switch-master`, then `+slave` for every replica) and resets
+    /// expectations about every instance's role.
+    pub fn after_switch(&mut self, node: &mut Node, old: &Addr) {
+        node.emit(Event {
+            kind: EventKind::SwitchMaster,
+            subject: None,
+            detail: Detail::Switch {
+                name: self.settings.name.clone(),
+                old: old.clone(),
+                new: self.master.clone(),
+            },
+        });
+        self.odown_since = None;
+        self.attempt_at = None;
+        let replicas: Vec<Addr> =
+            self.instances.keys().filter(|a| **a != self.master).cloned().collect();
+        for addr in replicas {
+            node.emit_about(EventKind::Replica, self.replica_subject(&addr, &self.master));
+        }
+        for instance in self.instances.values_mut() {
+            instance.misconfigured_since = None;
+        }
+        node.lazy_dirty = true;
+    }
+
+    /// Notes peers' votes in epochs above the current configuration: a failover may be under way
+    /// (or was tried) somewhere, so corrections wait a failover timeout.
+    pub fn note_peer_vote(&mut self, slot: PeerId, voted_epoch: u64, now: Instant) {
+        if voted_epoch > self.config_epoch
+            && self.peer_votes_seen.get(&slot).is_none_or(|&seen| seen < voted_epoch)
+        {
+            self.peer_votes_seen.insert(slot, voted_epoch);
+            self.unsettled_until = self.unsettled_until.max(now + self.timing.failover_timeout);
+        }
+    }
+
+    /// The earliest instant after `now` at which the group has something to do.
+    ///
+    /// Deadlines at or before `now` are dropped: the evaluation at `now` has just run, so what is
+    /// still due is waiting on something other than time (a majority of peers, a reply, a link),
+    /// and every such event re-evaluates the group. Keeping them would make the timer fire again
+    /// at the same instant forever.
+    #[must_use]
+    pub fn next_deadline(&self, node: &Node, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |at: Option<Instant>| {
+            if let Some(at) = at.filter(|at| *at > now) {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        };
+        for (addr, instance) in &self.instances {
+            consider(instance.next_deadline(&self.timing, self.info_period(addr)));
+            if *addr == self.master {
+                consider(
+                    instance
+                        .role_reported_at
+                        .filter(|_| {
+                            matches!(instance.reported_role(), Some(ReportedRole::Replica(_)))
+                        })
+                        .map(|at| at + claim_limit(&self.timing) + Duration::from_millis(1)),
+                );
+                consider(
+                    instance
+                        .rebooted_at
+                        .zip(self.settings.reboot_down_after)
+                        .map(|(at, limit)| at + limit + Duration::from_millis(1)),
+                );
+            } else if let Some(since) = instance.misconfigured_since {
+                let grace = self.timing.enforce_grace;
+                consider(Some((since + grace).max(self.unsettled_until)));
+                consider(instance.last_corrected_at.map(|t| t + grace));
+            }
+        }
+        if node.in_tilt() {
+            return next;
+        }
+        if self.odown_since.is_some() && self.failover.is_none() {
+            consider(Some(self.attempt_at.unwrap_or(self.next_attempt_at)));
+        }
+        if let Some(failover) = &self.failover {
+            consider(failover.next_deadline(&self.timing, node.settings.heartbeat));
+        }
+        next
+    }
+
+    /// What this node persists about the group.
+    #[must_use]
+    pub fn durable(&self) -> DurableMaster {
+        DurableMaster {
+            configured_addr: self.settings.addr.clone(),
+            addr: self.master.clone(),
+            config_epoch: self.config_epoch,
+            voted_epoch: self.ballot.epoch,
+            voted_for: self.ballot.candidate,
+            replicas: self.instances.keys().filter(|a| **a != self.master).cloned().collect(),
+            monitored_quorum: self.monitored_quorum,
+            settings: self.changes.clone(),
+        }
+    }
+
+    /// Closes the links of the instances `which` selects; they reconnect when next due.
+    pub fn close_links(&mut self, node: &mut Node, now: Instant, which: impl Fn(&Addr) -> bool) {
+        for (addr, instance) in &mut self.instances {
+            if which(addr) {
+                instance.close(node, now, &self.timing);
+            }
+        }
+    }
+
+    /// `SENTINEL RESET`: forgets the replicas (the master's INFO lists them again, with a `+slave`
+    /// each), any failover this node leads, and the health flags.
+    pub fn reset(&mut self, node: &mut Node, now: Instant) {
+        let master = self.master.clone();
+        self.close_links(node, now, |addr| *addr != master);
+        self.instances.retain(|addr, _| *addr == master);
+        self.failover = None;
+        self.odown_since = None;
+        self.attempt_at = None;
+        self.leader_watch = None;
+        node.lazy_dirty = true;
+    }
+
+    /// Whether `addr` is being repointed or promoted by this node's failover.
+    #[must_use]
+    pub fn reconf_state(&self, addr: &Addr) -> Option<Reconf> {
+        self.failover.as_ref().and_then(|f| f.reconf_state(addr))
+    }
+}
+
+/// How long a master may report itself a replica before it counts as down: `down_after` plus two
+/// INFO periods, as in Sentinel (the INFO that showed it may be up to a period old).
+fn claim_limit(timing: &MasterTiming) -> Duration {
+    timing.down_after + INFO_PERIOD * 2
+}
+
+fn master_claims_replica_too_long(
+    instance: &Instance,
+    now: Instant,
+    timing: &MasterTiming,
+) -> bool {
+    matches!(instance.reported_role(), Some(ReportedRole::Replica(_)))
+        && instance
+            .role_reported_at
+            .is_some_and(|at| now.saturating_since(at) > claim_limit(timing))
+}

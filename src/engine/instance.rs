@@ -1,0 +1,468 @@
+//! Monitoring one Redis instance: its link, PINGs, INFO requests and the SDOWN clock.
+//!
+//! An instance does not know whether it is its group's master; the group tells it what period to
+//! use and decides what its replies mean. This module owns only the mechanics that are the same
+//! for every instance.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::engine::addr::Addr;
+use crate::engine::ids::{LinkId, RequestId};
+use crate::engine::io::{Output, RedisCommand, Reply};
+use crate::engine::node::Node;
+use crate::engine::report::InfoReport;
+use crate::engine::settings::Credentials;
+use crate::engine::time::Instant;
+use crate::engine::timing::{MAX_PENDING_REQUESTS, MasterTiming, RECONNECT_MIN};
+
+/// The state of the connection to an instance.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum LinkState {
+    /// Not connected; the next attempt is due at `retry_at`.
+    Down {
+        /// When to try again.
+        retry_at: Instant,
+        /// Consecutive failed attempts, for the backoff.
+        failures: u32,
+    },
+    /// Connecting (and authenticating).
+    Connecting {
+        /// The attempt.
+        id: LinkId,
+        /// Failed attempts before this one.
+        failures: u32,
+    },
+    /// Connected.
+    Up {
+        /// The connection.
+        id: LinkId,
+        /// Since when.
+        since: Instant,
+    },
+}
+
+/// What a request was, so its reply can be interpreted.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum RequestKind {
+    /// `PING`.
+    Ping,
+    /// `INFO`.
+    Info,
+    /// A promotion or repointing transaction.
+    Reconfigure,
+}
+
+/// What a reply means once the instance has digested it; the group acts on the INFO case.
+#[derive(Debug)]
+pub enum Digest {
+    /// Nothing for the group to do.
+    Nothing,
+    /// A fresh INFO report to process.
+    Info(Box<InfoReport>),
+}
+
+/// One monitored Redis instance.
+#[derive(Debug)]
+pub struct Instance {
+    /// Its address, as configured or as its master reported it.
+    pub addr: Addr,
+    /// The connection.
+    pub link: LinkState,
+    /// The IP its host name resolved to on the current connection.
+    pub resolved: Option<String>,
+    /// Requests awaiting replies on the current connection.
+    pub pending: BTreeMap<RequestId, (RequestKind, Instant)>,
+    /// Last acceptable PING reply (`PONG`, `LOADING`, `MASTERDOWN`); monitoring start before any.
+    pub last_ok_reply_at: Instant,
+    /// Last reply of any kind.
+    pub last_reply_at: Option<Instant>,
+    /// When the PING in flight was sent, if one is.
+    pub ping_in_flight_since: Option<Instant>,
+    /// When the last PING was sent.
+    pub last_ping_at: Option<Instant>,
+    /// Round trip of the last answered PING.
+    pub ping_rtt: Option<Duration>,
+    /// When the last INFO was requested.
+    pub last_info_request_at: Option<Instant>,
+    /// Whether an INFO is in flight.
+    pub info_in_flight: bool,
+    /// The last INFO report.
+    pub info: Option<InfoReport>,
+    /// When it arrived.
+    pub info_at: Option<Instant>,
+    /// When the reported role last changed (or was first seen).
+    pub role_reported_at: Option<Instant>,
+    /// Since when the instance is subjectively down.
+    pub sdown_since: Option<Instant>,
+    /// When a master was seen restarting (new run id), until its first `PONG`.
+    pub rebooted_at: Option<Instant>,
+    /// Since when the instance reports a role or master other than its group expects.
+    pub misconfigured_since: Option<Instant>,
+    /// When the engine last sent it a corrective `REPLICAOF`.
+    pub last_corrected_at: Option<Instant>,
+}
+
+impl Instance {
+    /// A newly monitored instance: not connected, first attempt due now; its SDOWN clock starts
+    /// now, as if it had just answered.
+    #[must_use]
+    pub fn new(addr: Addr, now: Instant) -> Self {
+        Self {
+            addr,
+            link: LinkState::Down { retry_at: now, failures: 0 },
+            resolved: None,
+            pending: BTreeMap::new(),
+            last_ok_reply_at: now,
+            last_reply_at: None,
+            ping_in_flight_since: None,
+            last_ping_at: None,
+            ping_rtt: None,
+            last_info_request_at: None,
+            info_in_flight: false,
+            info: None,
+            info_at: None,
+            role_reported_at: None,
+            sdown_since: None,
+            rebooted_at: None,
+            misconfigured_since: None,
+            last_corrected_at: None,
+        }
+    }
+
+    /// The connected link, if any.
+    #[must_use]
+    pub const fn up_link(&self) -> Option<LinkId> {
+        match self.link {
+            LinkState::Up { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Whether `link` is this instance's current connection or connection attempt.
+    #[must_use]
+    pub fn owns_link(&self, link: LinkId) -> bool {
+        matches!(self.link, LinkState::Up { id, .. } | LinkState::Connecting { id, .. } if id == link)
+    }
+
+    /// Whether `addr` (as some instance reported it) designates this instance: same host and
+    /// port, or same port and the IP its name resolved to.
+    #[must_use]
+    pub fn is_at(&self, addr: &Addr) -> bool {
+        self.addr == *addr
+            || (self.addr.port() == addr.port()
+                && self.resolved.as_deref().is_some_and(|ip| ip == addr.host()))
+    }
+
+    /// Opens a connection if one is due, registering it as belonging to group `group`.
+    pub fn poll_connect(
+        &mut self,
+        node: &mut Node,
+        now: Instant,
+        timing: &MasterTiming,
+        auth: Option<&Credentials>,
+        group: usize,
+    ) {
+        let LinkState::Down { retry_at, failures } = self.link else { return };
+        if now < retry_at {
+            return;
+        }
+        let id = node.link_id();
+        self.link = LinkState::Connecting { id, failures };
+        node.links.insert(id, (group, self.addr.clone()));
+        node.out.push(Output::Connect {
+            link: id,
+            addr: self.addr.clone(),
+            auth: auth.cloned(),
+            client_name: format!("picket-{}", node.id.short()),
+            timeout: timing.connect_timeout,
+        });
+    }
+
+    /// The connection attempt `link` succeeded.
+    pub fn link_up(&mut self, link: LinkId, resolved: Option<String>, now: Instant) {
+        if matches!(self.link, LinkState::Connecting { id, .. } if id == link) {
+            self.link = LinkState::Up { id: link, since: now };
+            self.resolved = resolved;
+            self.pending.clear();
+            self.ping_in_flight_since = None;
+            self.info_in_flight = false;
+            // Probe at once: a reconnected instance may have restarted or changed role.
+            self.last_ping_at = None;
+            self.last_info_request_at = None;
+        }
+    }
+
+    /// The connection `link` failed or broke: schedule a reconnect with bounded backoff.
+    pub fn link_down(
+        &mut self,
+        node: &mut Node,
+        link: LinkId,
+        now: Instant,
+        timing: &MasterTiming,
+    ) {
+        let failures = match self.link {
+            LinkState::Connecting { id, failures } if id == link => failures + 1,
+            LinkState::Up { id, .. } if id == link => 0,
+            _ => return,
+        };
+        self.drop_link(node, now, failures, timing);
+    }
+
+    /// Forgets the current connection (closing it is the caller's business) and schedules the
+    /// next attempt: at once after a working link broke, with doubling backoff after failed
+    /// attempts, never longer than the ping period.
+    fn drop_link(&mut self, node: &mut Node, now: Instant, failures: u32, timing: &MasterTiming) {
+        if let LinkState::Up { id, .. } | LinkState::Connecting { id, .. } = self.link {
+            node.links.remove(&id);
+        }
+        let exponent = failures.saturating_sub(1).min(16);
+        let backoff = (RECONNECT_MIN * 2u32.saturating_pow(exponent)).min(timing.reconnect_max());
+        let delay = if failures == 0 { Duration::ZERO } else { backoff };
+        self.link = LinkState::Down { retry_at: now + delay, failures };
+        self.pending.clear();
+        self.ping_in_flight_since = None;
+        self.info_in_flight = false;
+    }
+
+    /// Closes the current connection or attempt (if any) at once; the next attempt is due now.
+    pub fn close(&mut self, node: &mut Node, now: Instant, timing: &MasterTiming) {
+        if let LinkState::Up { id, .. } | LinkState::Connecting { id, .. } = self.link {
+            node.out.push(Output::Disconnect { link: id });
+            self.drop_link(node, now, 0, timing);
+        }
+    }
+
+    /// Sends a command on the connected link; returns false if there is none.
+    pub fn send(&mut self, node: &mut Node, now: Instant, command: RedisCommand) -> bool {
+        let Some(link) = self.up_link() else { return false };
+        let kind = match command {
+            RedisCommand::Ping => RequestKind::Ping,
+            RedisCommand::Info => RequestKind::Info,
+            RedisCommand::Promote | RedisCommand::ReplicaOf { .. } => RequestKind::Reconfigure,
+        };
+        let request = node.request_id();
+        self.pending.insert(request, (kind, now));
+        match kind {
+            RequestKind::Ping => {
+                self.ping_in_flight_since = Some(now);
+                self.last_ping_at = Some(now);
+            }
+            RequestKind::Info => {
+                self.info_in_flight = true;
+                self.last_info_request_at = Some(now);
+            }
+            RequestKind::Reconfigure => {}
+        }
+        node.out.push(Output::Send { link, request, command });
+        true
+    }
+
+    /// Sends PING and INFO when due, and closes a link whose PING has hung too long.
+    pub fn poll_probes(
+        &mut self,
+        node: &mut Node,
+        now: Instant,
+        timing: &MasterTiming,
+        info_period: Duration,
+    ) {
+        let Some(link) = self.up_link() else { return };
+        if self
+            .ping_in_flight_since
+            .is_some_and(|t| now.saturating_since(t) >= timing.link_watchdog)
+        {
+            node.out.push(Output::Disconnect { link });
+            self.drop_link(node, now, 0, timing);
+            return;
+        }
+        if self.pending.len() >= MAX_PENDING_REQUESTS {
+            return;
+        }
+        if self.ping_due_at(timing).is_some_and(|at| at <= now) {
+            self.send(node, now, RedisCommand::Ping);
+        }
+        if self.info_due_at(info_period).is_some_and(|at| at <= now) {
+            self.send(node, now, RedisCommand::Info);
+        }
+    }
+
+    fn ping_due_at(&self, timing: &MasterTiming) -> Option<Instant> {
+        if self.ping_in_flight_since.is_some() {
+            return None;
+        }
+        Some(self.last_ping_at.map_or(Instant::ZERO, |t| t + timing.ping_period))
+    }
+
+    fn info_due_at(&self, info_period: Duration) -> Option<Instant> {
+        if self.info_in_flight {
+            return None;
+        }
+        Some(self.last_info_request_at.map_or(Instant::ZERO, |t| t + info_period))
+    }
+
+    /// Digests a reply on `link`. Returns `None` if it is not for the current connection.
+    pub fn take_reply(
+        &mut self,
+        link: LinkId,
+        request: RequestId,
+        reply: Reply,
+        now: Instant,
+    ) -> Option<Digest> {
+        if self.up_link() != Some(link) {
+            return None;
+        }
+        let (kind, sent_at) = self.pending.remove(&request)?;
+        self.last_reply_at = Some(now);
+        Some(match (kind, reply) {
+            (RequestKind::Ping, reply) => {
+                self.ping_in_flight_since = None;
+                self.ping_rtt = Some(now.saturating_since(sent_at));
+                if is_acceptable_ping_reply(&reply) {
+                    self.last_ok_reply_at = now;
+                }
+                if reply == Reply::Pong {
+                    self.rebooted_at = None;
+                }
+                Digest::Nothing
+            }
+            (RequestKind::Info, Reply::Info(report)) => {
+                self.info_in_flight = false;
+                Digest::Info(report)
+            }
+            (RequestKind::Info, _) => {
+                self.info_in_flight = false;
+                Digest::Nothing
+            }
+            (RequestKind::Reconfigure, _) => Digest::Nothing,
+        })
+    }
+
+    /// The earliest instant at which monitoring this instance has something to do, given the
+    /// INFO period the group wants. SDOWN deadlines are included so detection is exact.
+    #[must_use]
+    pub fn next_deadline(&self, timing: &MasterTiming, info_period: Duration) -> Option<Instant> {
+        let sdown = self.sdown_since.is_none().then(|| self.sdown_deadline(timing));
+        let link = match self.link {
+            LinkState::Down { retry_at, .. } => Some(retry_at),
+            LinkState::Connecting { .. } => None,
+            LinkState::Up { .. } => {
+                let watchdog = self.ping_in_flight_since.map(|t| t + timing.link_watchdog);
+                [self.ping_due_at(timing), self.info_due_at(info_period), watchdog]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
+        };
+        [sdown, link].into_iter().flatten().min()
+    }
+
+    /// When the instance becomes subjectively down if no acceptable reply arrives: strictly
+    /// more than `down_after` after the last one, as in Sentinel.
+    #[must_use]
+    pub fn sdown_deadline(&self, timing: &MasterTiming) -> Instant {
+        self.last_ok_reply_at + timing.down_after + Duration::from_millis(1)
+    }
+
+    /// Whether no acceptable reply has arrived for longer than `down_after`.
+    #[must_use]
+    pub fn unresponsive(&self, now: Instant, timing: &MasterTiming) -> bool {
+        now >= self.sdown_deadline(timing)
+    }
+
+    /// The role reported in the last INFO, if any.
+    #[must_use]
+    pub fn reported_role(&self) -> Option<&crate::engine::report::ReportedRole> {
+        self.info.as_ref().map(|i| &i.role)
+    }
+}
+
+/// `PONG`, `LOADING` and `MASTERDOWN` mean the instance is alive (Sentinel's rule); anything
+/// else, `NOAUTH` included, does not.
+#[must_use]
+pub fn is_acceptable_ping_reply(reply: &Reply) -> bool {
+    match reply {
+        Reply::Pong => true,
+        Reply::Error(text) => text.starts_with("LOADING") || text.starts_with("MASTERDOWN"),
+        Reply::Info(_) | Reply::Done => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::engine::ids::NodeId;
+    use crate::engine::settings::{MasterSettings, NodeSettings};
+
+    fn setup() -> (Node, Instance, MasterTiming) {
+        let a: Addr = "127.0.0.1:6379".parse().unwrap();
+        let node = Node::new(
+            NodeId::from_bytes([7; 20]),
+            NodeSettings::new(a.clone(), a.clone(), Vec::new()),
+            rand_chacha::ChaCha8Rng::seed_from_u64(1),
+        );
+        let mut m = MasterSettings::new("m", a.clone(), 1);
+        m.down_after = Duration::from_millis(1000);
+        (node, Instance::new(a, Instant::ZERO), MasterTiming::of(&m))
+    }
+
+    fn drain(node: &mut Node) -> Vec<Output> {
+        std::iter::from_fn(|| node.out.pop()).collect()
+    }
+
+    #[test]
+    fn connects_then_pings_and_requests_info_at_once() {
+        let (mut node, mut i, t) = setup();
+        let now = Instant::from_millis(5);
+        i.poll_connect(&mut node, now, &t, None, 0);
+        let out = drain(&mut node);
+        assert!(matches!(&out[..], [Output::Connect { link: LinkId(1), client_name, .. }]
+            if client_name == "picket-07070707"));
+        i.link_up(LinkId(1), Some("127.0.0.1".into()), now);
+        i.poll_probes(&mut node, now, &t, Duration::from_secs(10));
+        let out = drain(&mut node);
+        assert_eq!(
+            out,
+            vec![
+                Output::Send {
+                    link: LinkId(1),
+                    request: RequestId(1),
+                    command: RedisCommand::Ping
+                },
+                Output::Send {
+                    link: LinkId(1),
+                    request: RequestId(2),
+                    command: RedisCommand::Info
+                },
+            ]
+        );
+        // Nothing more until the ping is answered and a period has passed.
+        assert_eq!(i.next_deadline(&t, Duration::from_secs(10)), Some(Instant::from_millis(1001)));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_ping_period() {
+        let (mut node, mut i, t) = setup();
+        let mut now = Instant::ZERO;
+        let mut delays = Vec::new();
+        for _ in 0..5 {
+            i.poll_connect(&mut node, now, &t, None, 0);
+            let LinkState::Connecting { id, .. } = i.link else { panic!() };
+            i.link_down(&mut node, id, now, &t);
+            let LinkState::Down { retry_at, .. } = i.link else { panic!() };
+            delays.push(retry_at.saturating_since(now).as_millis());
+            now = retry_at;
+        }
+        assert_eq!(delays, vec![25, 50, 100, 100, 100]);
+    }
+
+    #[test]
+    fn only_pong_loading_and_masterdown_keep_an_instance_up() {
+        assert!(is_acceptable_ping_reply(&Reply::Pong));
+        assert!(is_acceptable_ping_reply(&Reply::Error("LOADING Redis is loading".into())));
+        assert!(is_acceptable_ping_reply(&Reply::Error("MASTERDOWN Link down".into())));
+        assert!(!is_acceptable_ping_reply(&Reply::Error("NOAUTH Authentication required.".into())));
+        assert!(!is_acceptable_ping_reply(&Reply::Error("BUSY script".into())));
+    }
+}

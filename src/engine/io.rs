@@ -1,0 +1,193 @@
+//! The engine's inputs (facts that happened) and outputs (things to do).
+//!
+//! Outputs must be performed **in order**. [`Output::Persist`] is a barrier: the state it carries
+//! must be durable before any later output is performed, because later outputs (a vote reply, a
+//! message carrying a new epoch, a promotion) reveal it. If persisting fails the process must stop
+//! acting rather than risk, say, voting twice in one epoch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::addr::Addr;
+use crate::engine::admin::SetOption;
+use crate::engine::durable::DurableState;
+use crate::engine::event::Event;
+use crate::engine::gossip::PeerMessage;
+use crate::engine::ids::{LinkId, PeerId, RequestId, Ticket};
+use crate::engine::report::InfoReport;
+use crate::engine::settings::Credentials;
+
+/// Something that happened, reported to [`crate::engine::Supervisor::handle`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Nothing happened, but time passed: run whatever is due.
+    Tick,
+    /// A link asked for with [`Output::Connect`] is connected and its handshake is done.
+    LinkUp {
+        /// The link.
+        link: LinkId,
+        /// The IP the host name resolved to for this connection, for matching the addresses
+        /// replicas report (which are IPs) against configured host names.
+        resolved: Option<String>,
+    },
+    /// A link failed to connect, or broke. Requests in flight on it will not be answered.
+    LinkDown {
+        /// The link.
+        link: LinkId,
+        /// Why, for logs.
+        reason: String,
+    },
+    /// A reply to a request sent with [`Output::Send`].
+    Replied {
+        /// The link it arrived on.
+        link: LinkId,
+        /// The request it answers.
+        request: RequestId,
+        /// The reply.
+        reply: Reply,
+    },
+    /// An authenticated message from another node.
+    Peer(PeerMessage),
+    /// An operator's command.
+    Admin {
+        /// Correlates the answer.
+        ticket: Ticket,
+        /// The command.
+        command: AdminCommand,
+    },
+}
+
+/// A monitored instance's reply, decoded by the shell into what the engine needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// `+PONG`.
+    Pong,
+    /// An `INFO` reply, parsed.
+    Info(Box<InfoReport>),
+    /// A transaction (promotion or repointing) was executed.
+    Done,
+    /// An error reply (`-LOADING ...`, `-NOAUTH ...`), or a reply of the wrong shape, as text.
+    Error(String),
+}
+
+/// Commands the engine sends to monitored instances. The shell renders them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisCommand {
+    /// `PING`.
+    Ping,
+    /// `INFO`.
+    Info,
+    /// Make the instance a master, as one transaction: `MULTI`, `REPLICAOF NO ONE`,
+    /// `CONFIG REWRITE`, `CLIENT KILL TYPE normal`, `CLIENT KILL TYPE pubsub`, `EXEC`. Killing
+    /// clients makes them reconnect and ask where the master is now.
+    Promote,
+    /// Make the instance a replica of `master`, as the same kind of transaction with
+    /// `REPLICAOF <host> <port>`.
+    ReplicaOf {
+        /// The master to follow.
+        master: Addr,
+    },
+}
+
+/// An operator's command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminCommand {
+    /// Fail over `master` now (`SENTINEL FAILOVER`). Unlike Sentinel, the node still needs a
+    /// majority of votes, so a manual failover can never create a second master behind a
+    /// partition; voters grant it without seeing the master down.
+    Failover {
+        /// Group name.
+        master: String,
+    },
+    /// Start supervising a master (`SENTINEL MONITOR`).
+    Monitor {
+        /// Group name.
+        name: String,
+        /// Its address.
+        addr: Addr,
+        /// Its quorum.
+        quorum: u32,
+    },
+    /// Stop supervising a master (`SENTINEL REMOVE`).
+    Remove {
+        /// Group name.
+        name: String,
+    },
+    /// Change one option of a master (`SENTINEL SET`, one pair).
+    Set {
+        /// Group name.
+        master: String,
+        /// The option and its value.
+        option: SetOption,
+    },
+    /// Forget what was learned about the masters matching a glob pattern (`SENTINEL RESET`):
+    /// replicas are rediscovered, a failover in progress is dropped.
+    Reset {
+        /// Glob pattern over master names.
+        pattern: String,
+    },
+    /// Write the state file now (`SENTINEL FLUSHCONFIG`).
+    FlushConfig,
+}
+
+/// The answer to an [`AdminCommand`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminAnswer {
+    /// Done (or started, for a failover).
+    Ok,
+    /// Done, affecting this many masters (`SENTINEL RESET`).
+    Count(u64),
+    /// Refused, with Redis's error text (code first: `INPROG Failover already in progress`).
+    Refused(String),
+}
+
+/// Something for the shell to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Open a connection to `addr`: resolve the host now, connect, `AUTH` if credentials are
+    /// given, `CLIENT SETNAME client_name`; report [`Input::LinkUp`] or [`Input::LinkDown`].
+    Connect {
+        /// The link being opened.
+        link: LinkId,
+        /// Where to.
+        addr: Addr,
+        /// Credentials for `AUTH`.
+        auth: Option<Credentials>,
+        /// Connection name shown in `CLIENT LIST`.
+        client_name: String,
+        /// Give up connecting (and report `LinkDown`) after this long.
+        timeout: Duration,
+    },
+    /// Close a connection; no further input will be reported for it.
+    Disconnect {
+        /// The link.
+        link: LinkId,
+    },
+    /// Send a command on a connected link; report the reply as [`Input::Replied`].
+    Send {
+        /// The link.
+        link: LinkId,
+        /// Correlates the reply.
+        request: RequestId,
+        /// The command.
+        command: RedisCommand,
+    },
+    /// Make this state durable before performing any later output.
+    Persist(Box<DurableState>),
+    /// Send a message to one peer. Delivery is best effort.
+    SendPeer {
+        /// The peer's slot.
+        to: PeerId,
+        /// The message.
+        message: Arc<PeerMessage>,
+    },
+    /// Publish an event (pub/sub, event stream, logs, scripts, webhooks).
+    Emit(Event),
+    /// Answer an operator's command.
+    Answer {
+        /// The ticket of the command.
+        ticket: Ticket,
+        /// The answer.
+        answer: AdminAnswer,
+    },
+}

@@ -1,0 +1,8 @@
+//! Scenario tests of the whole engine, driven through virtual time: given these inputs, exactly
+//! these outputs.
+
+mod admin;
+mod election;
+mod failover;
+mod harness;
+mod monitoring;

@@ -1,0 +1,201 @@
+//! Monitoring: discovery, SDOWN timing and recovery, reboots, links. Single node with two silent
+//! peers, so that nothing goes beyond SDOWN.
+
+use super::harness::{Harness, settings};
+use crate::engine::io::{Output, RedisCommand};
+
+const PEERS: &[&str] = &["127.0.0.2:26380", "127.0.0.3:26380"];
+
+fn started() -> Harness {
+    Harness::with_group(settings(PEERS, 2))
+}
+
+#[test]
+fn first_start_persists_its_identity_before_any_other_output() {
+    let mut h = Harness::new(settings(PEERS, 2), None, Harness::group());
+    let out = h.take();
+    let Output::Persist(state) = &out[0] else { panic!("first output is {:?}", out[0]) };
+    assert_eq!(state.node_id, h.sup.id());
+    assert_eq!(state.current_epoch, 0);
+    assert!(state.awaiting_vote_floor, "a fresh node must learn its vote floor before voting");
+    assert!(
+        matches!(&out[1], Output::Emit(e) if e.to_string() == "+monitor master mymaster 127.0.0.1 6379 quorum 2")
+    );
+}
+
+#[test]
+fn replicas_are_discovered_from_the_masters_info() {
+    let mut h = started();
+    let events = h.events();
+    assert_eq!(
+        events,
+        vec![
+            "+monitor master mymaster 127.0.0.1 6379 quorum 2",
+            "+slave slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
+            "+slave slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379",
+        ]
+    );
+    let view = h.sup.view();
+    let master = view.master("mymaster").unwrap();
+    let replicas: Vec<String> = master.replicas.iter().map(|r| r.addr.to_string()).collect();
+    assert_eq!(replicas, ["127.0.0.1:6380", "127.0.0.1:6381"]);
+    assert!(master.replicas.iter().all(|r| r.link_up && r.role == Some("slave")));
+    // Discovered replicas are written lazily, within a second.
+    h.advance_to(999);
+    assert!(!h.take().iter().any(|o| matches!(o, Output::Persist(_))));
+    h.advance_to(1000);
+    let persisted = h.take().into_iter().find_map(|o| match o {
+        Output::Persist(s) => Some(s),
+        _ => None,
+    });
+    let replicas = &persisted.expect("replicas persisted").masters["mymaster"].replicas;
+    assert_eq!(replicas.len(), 2);
+}
+
+#[test]
+fn pings_follow_a_tenth_of_down_after() {
+    let mut h = started();
+    h.take();
+    h.advance_to(100);
+    let pings = h
+        .take()
+        .iter()
+        .filter(|o| matches!(o, Output::Send { command: RedisCommand::Ping, .. }))
+        .count();
+    assert_eq!(pings, 3, "one PING per instance every 100 ms");
+}
+
+#[test]
+fn hung_master_is_sdown_exactly_down_after_its_last_reply_and_recovers() {
+    let mut h = started();
+    h.advance_to(450);
+    h.hang("127.0.0.1:6379");
+    h.events();
+    // The last PONG came at 400: down strictly after 1400.
+    h.advance_to(1400);
+    assert_eq!(h.events(), Vec::<String>::new());
+    h.advance_to(1401);
+    assert_eq!(h.events(), ["+sdown master mymaster 127.0.0.1 6379"]);
+    assert_eq!(h.sup.view().master("mymaster").unwrap().status.as_str(), "sdown");
+    h.advance_to(3000);
+    h.events();
+    h.resume("127.0.0.1:6379");
+    assert_eq!(h.events(), ["-sdown master mymaster 127.0.0.1 6379"]);
+}
+
+#[test]
+fn killed_replica_is_sdown_then_seen_rebooted_after_restart() {
+    let mut h = started();
+    h.advance_to(3050);
+    h.events();
+    h.kill("127.0.0.1:6380");
+    h.advance_to(4000);
+    assert_eq!(h.events(), Vec::<String>::new());
+    h.advance_to(4001);
+    assert_eq!(
+        h.events(),
+        ["+sdown slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379"]
+    );
+    h.restart("127.0.0.1:6380", "r1-restarted", Some("127.0.0.1:6379"));
+    // Reconnect attempts are at most a ping period apart.
+    h.advance(100);
+    assert_eq!(
+        h.events(),
+        [
+            "-sdown slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
+            "+reboot slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
+        ]
+    );
+}
+
+#[test]
+fn restarted_master_is_a_reboot_not_an_outage() {
+    let mut h = started();
+    h.advance_to(2000);
+    h.events();
+    h.kill("127.0.0.1:6379");
+    h.restart("127.0.0.1:6379", "m-restarted", None);
+    h.advance(100);
+    assert_eq!(h.events(), ["+reboot master mymaster 127.0.0.1 6379"]);
+}
+
+#[test]
+fn reconnects_back_off_but_never_wait_longer_than_a_ping_period() {
+    let mut h = started();
+    h.advance_to(1000);
+    h.kill("127.0.0.1:6381");
+    h.take();
+    h.advance_to(3000);
+    let attempts = h.take().iter().filter(|o| matches!(o, Output::Connect { .. })).count();
+    // 25, 50, then every 100 ms: about 2 s / 100 ms attempts, never a storm.
+    assert!((18..=22).contains(&attempts), "{attempts} attempts");
+}
+
+#[test]
+fn replicas_of_a_down_master_are_polled_every_ping_period() {
+    let mut h = started();
+    // Mid-way through the slow INFO period, so nothing is fresh by chance.
+    h.advance_to(6450);
+    h.hang("127.0.0.1:6379");
+    h.advance_to(7401);
+    h.take();
+    h.advance_to(8401);
+    let infos = h
+        .take()
+        .iter()
+        .filter(|o| matches!(o, Output::Send { command: RedisCommand::Info, .. }))
+        .count();
+    // Two replicas, every 100 ms for a second (the hung master's INFO stays unanswered).
+    assert!((18..=22).contains(&infos), "{infos} INFO requests");
+    let view = h.sup.view();
+    let master = view.master("mymaster").unwrap();
+    for replica in &master.replicas {
+        assert!(h.now.saturating_since(replica.info_at.unwrap()).as_millis() <= 100);
+    }
+}
+
+#[test]
+fn only_changes_readers_must_see_at_once_make_the_view_urgent() {
+    let mut h = started();
+    h.sup.view();
+    // A round of PING replies changes reply times: worth a refresh, not an immediate one.
+    h.advance_to(100);
+    assert!(h.sup.view_changed());
+    assert!(!h.sup.view_urgent());
+    h.sup.view();
+    // The master going down is news.
+    h.hang("127.0.0.1:6379");
+    h.advance_to(1200);
+    assert!(h.sup.view_urgent());
+    assert_eq!(h.sup.view().master("mymaster").unwrap().status.as_str(), "sdown");
+    assert!(!h.sup.view_urgent());
+}
+
+#[test]
+fn an_event_makes_the_view_urgent_even_when_the_master_is_unchanged() {
+    let mut h = started();
+    h.advance_to(100);
+    h.take();
+    h.sup.view();
+    h.hang("127.0.0.1:6380");
+    // The replica's reply time ages without news until it is subjectively down.
+    h.advance_to(1050);
+    h.take();
+    h.sup.view();
+    h.advance_to(1250);
+    let out = h.take();
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Emit(e) if e.to_string().starts_with("+sdown slave"))),
+        "{out:?}"
+    );
+    assert!(h.sup.view_urgent());
+    let view = h.sup.view();
+    let replica = view
+        .master("mymaster")
+        .unwrap()
+        .replicas
+        .iter()
+        .find(|r| r.addr.to_string() == "127.0.0.1:6380");
+    assert!(replica.unwrap().sdown_since.is_some());
+}

@@ -1,0 +1,130 @@
+//! Every period and timeout the engine applies, with the reason for its value.
+//!
+//! Sentinel's periods are fixed (PING every second, INFO every ten). Picket derives the ones that
+//! bound failover speed from each master's `down_after`, so a tight `down_after_ms = 1000`
+//! gets detection within a few percent of the configured time, while a default
+//! `down_after_ms = 30000` costs no more traffic than Sentinel.
+
+use std::time::Duration;
+
+use crate::engine::settings::MasterSettings;
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// INFO period for healthy instances (Sentinel's `INFO-PERIOD`).
+pub const INFO_PERIOD: Duration = ms(10_000);
+/// INFO period for replicas whose own replication link is down (Sentinel's second). Replicas whose
+/// master is down or failing over are polled every ping period instead, so that the replica chosen
+/// for promotion is chosen on current offsets.
+pub const FAST_INFO_PERIOD: Duration = ms(1000);
+/// INFO period for the instances a failover is waiting on (the promoted replica and the replicas
+/// being repointed). Sentinel waits for its next 1 s INFO; polling confirms a promotion within
+/// milliseconds of `REPLICAOF NO ONE` returning.
+pub const FAILOVER_POLL_PERIOD: Duration = ms(10);
+/// Most requests that may await a reply on one link. PING and INFO are skipped beyond it (as
+/// Sentinel does with 100), so a hung instance cannot grow an unbounded queue.
+pub const MAX_PENDING_REQUESTS: usize = 100;
+/// First reconnect delay after a link fails; it doubles up to the ping period.
+pub const RECONNECT_MIN: Duration = ms(25);
+/// A replica repointed during a failover that shows no progress for this long is treated as
+/// done (Sentinel's `SLAVE-RECONF-TIMEOUT`), bounded by the failover timeout.
+pub const REPLICA_RECONF_TIMEOUT: Duration = ms(10_000);
+/// How long a lazily persisted change (a discovered replica) may wait before it is written.
+pub const LAZY_PERSIST_DELAY: Duration = ms(1000);
+
+/// The periods and timeouts that apply to one master group, derived from its settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MasterTiming {
+    /// PING period: a tenth of `down_after`, between 10 ms and Sentinel's 1 s. An instance that
+    /// dies right after a reply is then detected within `down_after` plus at most one period.
+    pub ping_period: Duration,
+    /// No acceptable reply for this long makes an instance subjectively down.
+    pub down_after: Duration,
+    /// A link whose oldest PING is unanswered for this long is closed and reopened, so a
+    /// connection that silently died (a peer host rebooted behind a partition) cannot hide a
+    /// recovered instance.
+    pub link_watchdog: Duration,
+    /// How long connecting and the handshake (AUTH, CLIENT SETNAME) may take.
+    pub connect_timeout: Duration,
+    /// Longest wait for a majority of votes before giving up an election.
+    pub election_timeout: Duration,
+    /// Candidates wait a seeded random delay below this before starting an election, so that
+    /// nodes that saw ODOWN at the same instant rarely split the vote.
+    pub election_jitter: Duration,
+    /// An instance must report the wrong role or master for this long before it is corrected, so
+    /// that a failover another node is running is never undone by a node that has not heard of it.
+    pub enforce_grace: Duration,
+    /// Bounds every failover phase and the wait between attempts.
+    pub failover_timeout: Duration,
+    /// A repointed replica with no progress for this long counts as done.
+    pub replica_reconf_timeout: Duration,
+}
+
+impl MasterTiming {
+    /// The timing of `master`.
+    #[must_use]
+    pub fn of(master: &MasterSettings) -> Self {
+        let down_after = master.down_after.max(ms(1));
+        let failover_timeout = master.failover_timeout.max(ms(1));
+        let ping_period = (down_after / 10).clamp(ms(10), ms(1000));
+        Self {
+            ping_period,
+            down_after,
+            link_watchdog: down_after.max(ms(1000)),
+            connect_timeout: down_after.clamp(ms(500), ms(5000)),
+            election_timeout: down_after.clamp(ms(1000), ms(10_000)).min(failover_timeout),
+            election_jitter: (down_after / 10).clamp(ms(10), ms(100)),
+            enforce_grace: down_after.clamp(ms(500), ms(8000)),
+            failover_timeout,
+            replica_reconf_timeout: REPLICA_RECONF_TIMEOUT.min(failover_timeout),
+        }
+    }
+
+    /// Longest backoff between reconnect attempts: one ping period, so a restarted instance is
+    /// seen again as soon as it would have been pinged.
+    #[must_use]
+    pub fn reconnect_max(&self) -> Duration {
+        self.ping_period.max(RECONNECT_MIN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::addr::Addr;
+
+    fn timing(down_after_ms: u64, failover_timeout_ms: u64) -> MasterTiming {
+        let mut m = MasterSettings::new("m", "127.0.0.1:6379".parse::<Addr>().unwrap(), 2);
+        m.down_after = ms(down_after_ms);
+        m.failover_timeout = ms(failover_timeout_ms);
+        MasterTiming::of(&m)
+    }
+
+    #[test]
+    fn tight_down_after_gives_fast_pings_and_elections() {
+        let t = timing(1000, 10_000);
+        assert_eq!(t.ping_period, ms(100));
+        assert_eq!(t.election_timeout, ms(1000));
+        assert_eq!(t.election_jitter, ms(100));
+        assert_eq!(t.enforce_grace, ms(1000));
+        assert_eq!(t.reconnect_max(), ms(100));
+    }
+
+    #[test]
+    fn sentinel_defaults_cost_no_more_than_sentinel() {
+        let t = timing(30_000, 180_000);
+        assert_eq!(t.ping_period, ms(1000));
+        assert_eq!(t.election_timeout, ms(10_000));
+        assert_eq!(t.replica_reconf_timeout, REPLICA_RECONF_TIMEOUT);
+    }
+
+    #[test]
+    fn failover_timeout_bounds_the_election_and_reconfiguration() {
+        let t = timing(5000, 2000);
+        assert_eq!(t.election_timeout, ms(2000));
+        assert_eq!(t.replica_reconf_timeout, ms(2000));
+        assert_eq!(timing(50, 1000).ping_period, ms(10));
+    }
+}

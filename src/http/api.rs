@@ -1,0 +1,498 @@
+//! Discovery (`/v1/masters`), role checks for load balancers and probes, and the admin routes.
+//!
+//! Everything here is computed from one [`View`] per request, and the JSON shapes are a contract
+//! with clients: add fields, never rename or remove one.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::gossip::MasterReport;
+use crate::engine::view::{InstanceView, MasterView, PeerReportView};
+use crate::engine::{Addr, AdminAnswer, AdminCommand, Instant, MasterStatus, NodeId, View};
+use crate::metrics::{agreeing_peers, healthy_replica};
+use crate::wire::info::parse_info;
+
+use super::{Access, ApiError, Shared, millis, ms_since, rejected};
+
+/// `GET /v1/masters`.
+#[derive(Serialize)]
+struct MastersJson<'a> {
+    node: NodeJson<'a>,
+    masters: Vec<MasterJson<'a>>,
+}
+
+/// This node, as the discovery answers describe it.
+#[derive(Serialize)]
+struct NodeJson<'a> {
+    id: NodeId,
+    /// Sentinel-port address.
+    address: &'a Addr,
+    /// Gossip address.
+    gossip_address: &'a Addr,
+    current_epoch: u64,
+    tilt: bool,
+    voters: usize,
+    majority: usize,
+    fresh_peers: usize,
+}
+
+/// One master group.
+#[derive(Serialize)]
+struct MasterJson<'a> {
+    name: &'a str,
+    /// The current master's address.
+    address: &'a Addr,
+    config_epoch: u64,
+    quorum: u32,
+    /// `ok`, `sdown`, `odown`, or `failover-in-progress` while this node or a peer runs one.
+    status: &'static str,
+    /// `ok`, `sdown` or `odown`, failover or not.
+    health: MasterStatus,
+    /// Voters that saw the master down at the last evaluation.
+    odown_votes: usize,
+    failover: Option<FailoverJson<'a>>,
+    master: InstanceJson<'a>,
+    replicas: Vec<InstanceJson<'a>>,
+    replicas_healthy: usize,
+    /// Each configured peer's latest report about this master.
+    peers: Vec<PeerJson<'a>>,
+    /// Fresh peers reporting the same address under the same config epoch.
+    peers_agreeing: usize,
+    settings: SettingsJson,
+}
+
+/// A failover in progress, run by this node (`leader: "self"`) or reported by a peer.
+#[derive(Serialize)]
+struct FailoverJson<'a> {
+    /// `self`, or the leading peer's node id.
+    leader: String,
+    epoch: u64,
+    /// Sentinel's state name; known only for this node's own failover.
+    state: Option<&'static str>,
+    elected: bool,
+    manual: Option<bool>,
+    promoted: Option<&'a Addr>,
+    started_ms_ago: Option<u64>,
+    state_ms_ago: Option<u64>,
+}
+
+/// One Redis instance.
+#[derive(Serialize)]
+struct InstanceJson<'a> {
+    address: &'a Addr,
+    /// The role it reports in INFO: `master` or `slave` (unknown before its first INFO).
+    role: Option<&'static str>,
+    run_id: Option<&'a str>,
+    /// `ok` or `sdown`.
+    status: &'static str,
+    /// This node's connection to it: `up` or `down`.
+    link: &'static str,
+    sdown_ms: Option<u64>,
+    last_ok_ping_ms_ago: u64,
+    last_reply_ms_ago: Option<u64>,
+    ping_rtt_ms: Option<u64>,
+    /// Replication offset it reports.
+    offset: u64,
+    /// Replicas: bytes behind the master's offset.
+    lag_bytes: Option<u64>,
+    /// Replicas: seconds since the master last heard from it (the master's INFO `lag`).
+    lag_seconds: Option<u64>,
+    /// Replicas: their replication link as they report it.
+    replication: Option<ReplicationJson<'a>>,
+    /// Replicas: answering, following the current master, link up.
+    healthy: Option<bool>,
+    priority: u32,
+    /// Chosen for promotion by this node's failover.
+    promoted: bool,
+    /// Repointing state during this node's failover.
+    reconfiguration: Option<&'static str>,
+}
+
+/// A replica's link to its master.
+#[derive(Serialize)]
+struct ReplicationJson<'a> {
+    master: Option<&'a Addr>,
+    /// `up` or `down` (`master_link_status`).
+    link: &'static str,
+    link_down_seconds: Option<u64>,
+}
+
+/// A peer and its latest report.
+#[derive(Serialize)]
+struct PeerJson<'a> {
+    node_id: Option<NodeId>,
+    /// Its Sentinel-port address.
+    address: Option<&'a Addr>,
+    fresh: bool,
+    last_heard_ms_ago: Option<u64>,
+    report: Option<&'a MasterReport>,
+    /// Its report names the same address under the same config epoch.
+    agrees: bool,
+}
+
+/// The master's timing settings.
+#[derive(Serialize)]
+struct SettingsJson {
+    down_after_ms: u64,
+    failover_timeout_ms: u64,
+    parallel_syncs: u32,
+}
+
+fn node_json(view: &View) -> NodeJson<'_> {
+    NodeJson {
+        id: view.node_id,
+        address: &view.client_addr,
+        gossip_address: &view.announce,
+        current_epoch: view.current_epoch,
+        tilt: view.tilt_since.is_some(),
+        voters: view.voters,
+        majority: view.majority,
+        fresh_peers: view.fresh_peers(),
+    }
+}
+
+fn master_json(m: &MasterView, now: Instant) -> MasterJson<'_> {
+    let failover = failover_json(m, now);
+    let status = if failover.is_some() { "failover-in-progress" } else { m.status.as_str() };
+    // The master's INFO lists each replica's lag in seconds.
+    let listed = m.master.info_raw.as_deref().and_then(|raw| parse_info(raw).ok());
+    let lag_seconds = |addr: &Addr| {
+        listed.as_ref()?.replicas.iter().find(|r| &r.addr == addr).and_then(|r| r.lag)
+    };
+    let master_offset = m.master.info_at.map(|_| m.master.repl_offset);
+    MasterJson {
+        name: &m.name,
+        address: &m.addr,
+        config_epoch: m.config_epoch,
+        quorum: m.quorum,
+        status,
+        health: m.status,
+        odown_votes: m.odown_votes,
+        failover,
+        master: instance_json(&m.master, now, None),
+        replicas: m
+            .replicas
+            .iter()
+            .map(|r| {
+                let mut json = instance_json(r, now, Some(healthy_replica(m, r)));
+                json.lag_bytes = master_offset
+                    .filter(|_| r.info_at.is_some())
+                    .map(|o| o.saturating_sub(r.repl_offset));
+                json.lag_seconds = lag_seconds(&r.addr);
+                json
+            })
+            .collect(),
+        replicas_healthy: m.replicas.iter().filter(|r| healthy_replica(m, r)).count(),
+        peers: m.peers.iter().map(|p| peer_json(m, p, now)).collect(),
+        peers_agreeing: agreeing_peers(m),
+        settings: SettingsJson {
+            down_after_ms: millis(m.down_after),
+            failover_timeout_ms: millis(m.failover_timeout),
+            parallel_syncs: m.parallel_syncs,
+        },
+    }
+}
+
+fn failover_json(m: &MasterView, now: Instant) -> Option<FailoverJson<'_>> {
+    if let Some(f) = &m.failover {
+        return Some(FailoverJson {
+            leader: "self".to_owned(),
+            epoch: f.epoch,
+            state: Some(f.state),
+            elected: f.state != "wait_start",
+            manual: Some(f.manual),
+            promoted: f.promoted.as_ref(),
+            started_ms_ago: Some(ms_since(now, f.started_at)),
+            state_ms_ago: Some(ms_since(now, f.state_since)),
+        });
+    }
+    // A fresh peer leading a failover of this master; the newest epoch wins.
+    m.peers
+        .iter()
+        .filter(|p| p.fresh)
+        .filter_map(|p| Some((p, p.report.as_ref()?.failover?)))
+        .max_by_key(|(_, f)| f.epoch)
+        .map(|(p, f)| FailoverJson {
+            leader: p.node_id.map(|id| id.to_string()).unwrap_or_default(),
+            epoch: f.epoch,
+            state: None,
+            elected: f.elected,
+            manual: None,
+            promoted: None,
+            started_ms_ago: None,
+            state_ms_ago: None,
+        })
+}
+
+fn instance_json(i: &InstanceView, now: Instant, healthy: Option<bool>) -> InstanceJson<'_> {
+    InstanceJson {
+        address: &i.addr,
+        role: i.role,
+        run_id: i.run_id.as_deref(),
+        status: if i.sdown_since.is_some() { "sdown" } else { "ok" },
+        link: if i.link_up { "up" } else { "down" },
+        sdown_ms: i.sdown_since.map(|t| ms_since(now, t)),
+        last_ok_ping_ms_ago: ms_since(now, i.last_ok_reply_at),
+        last_reply_ms_ago: i.last_reply_at.map(|t| ms_since(now, t)),
+        ping_rtt_ms: i.ping_rtt.map(millis),
+        offset: i.repl_offset,
+        lag_bytes: None,
+        lag_seconds: None,
+        replication: i.replica_link.as_ref().map(|l| ReplicationJson {
+            master: l.master.as_ref(),
+            link: if l.link_up { "up" } else { "down" },
+            link_down_seconds: l.link_down_for.map(|d| d.as_secs()),
+        }),
+        healthy,
+        priority: i.priority,
+        promoted: i.promoted,
+        reconfiguration: i.reconf,
+    }
+}
+
+fn peer_json<'a>(m: &'a MasterView, p: &'a PeerReportView, now: Instant) -> PeerJson<'a> {
+    PeerJson {
+        node_id: p.node_id,
+        address: p.client_addr.as_ref(),
+        fresh: p.fresh,
+        last_heard_ms_ago: p.last_heard_at.map(|t| ms_since(now, t)),
+        report: p.report.as_ref(),
+        agrees: p
+            .report
+            .as_ref()
+            .is_some_and(|r| r.addr == m.addr && r.config_epoch == m.config_epoch),
+    }
+}
+
+/// `GET /v1/masters`.
+pub(super) async fn masters(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.authorize(&headers, Access::Read)?;
+    let view = state.hub.view();
+    let now = state.hub.clock.now();
+    let body = MastersJson {
+        node: node_json(&view),
+        masters: view.masters.iter().map(|m| master_json(m, now)).collect(),
+    };
+    Ok(Json(body).into_response())
+}
+
+/// `GET /v1/masters/{name}`.
+pub(super) async fn master(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    state.authorize(&headers, Access::Read)?;
+    let Path(name) = name.map_err(|r| rejected(r, "bad_path"))?;
+    let view = state.hub.view();
+    let m = view.master(&name).ok_or_else(|| ApiError::no_such_master(&name))?;
+    Ok(Json(master_json(m, state.hub.clock.now())).into_response())
+}
+
+/// The query of the role checks.
+#[derive(Deserialize)]
+pub(super) struct RoleQuery {
+    addr: Option<String>,
+}
+
+/// A role check's answer (the status code is the answer; the body explains it).
+#[derive(Serialize)]
+struct RoleJson<'a> {
+    master: &'a str,
+    address: &'a Addr,
+    role: &'static str,
+    /// Whether `address` has the role asked about.
+    ok: bool,
+    current_master: &'a Addr,
+    reason: Option<&'static str>,
+}
+
+fn role_check(
+    state: &Shared,
+    headers: &HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<RoleQuery>, QueryRejection>,
+    role: &'static str,
+) -> Result<Response, ApiError> {
+    state.authorize(headers, Access::Read)?;
+    let Path(name) = name.map_err(|r| rejected(r, "bad_path"))?;
+    let Query(query) = query.map_err(|r| rejected(r, "bad_query"))?;
+    let text = query.addr.ok_or_else(|| {
+        ApiError::bad_request("bad_query", "missing query parameter addr=host:port")
+    })?;
+    let addr: Addr =
+        text.parse().map_err(|e| ApiError::bad_request("bad_address", format!("addr: {e}")))?;
+    let view = state.hub.view();
+    let m = view.master(&name).ok_or_else(|| ApiError::no_such_master(&name))?;
+    let reason = if role == "master" {
+        (m.addr != addr).then_some("not_the_current_master")
+    } else {
+        match m.replicas.iter().find(|r| r.addr == addr) {
+            None => Some("not_a_known_replica"),
+            Some(r) if !healthy_replica(m, r) => Some("unhealthy"),
+            Some(_) => None,
+        }
+    };
+    let body = RoleJson {
+        master: &m.name,
+        address: &addr,
+        role,
+        ok: reason.is_none(),
+        current_master: &m.addr,
+        reason,
+    };
+    let status = if reason.is_none() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok((status, Json(body)).into_response())
+}
+
+/// `GET /v1/masters/{name}/is-master?addr=host:port`: 200 if `addr` is the current master.
+pub(super) async fn is_master(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<RoleQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    role_check(&state, &headers, name, query, "master")
+}
+
+/// `GET /v1/masters/{name}/is-replica?addr=host:port`: 200 if `addr` is a healthy replica.
+pub(super) async fn is_replica(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<RoleQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    role_check(&state, &headers, name, query, "replica")
+}
+
+/// The optional body of the admin routes.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminBody {
+    /// Why, for the log.
+    reason: Option<String>,
+}
+
+/// Checks the token, the path and the body of an admin request; returns the master's name and
+/// the operator's reason.
+fn admin_request(
+    state: &Shared,
+    headers: &HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(String, Option<String>), ApiError> {
+    state.authorize(headers, Access::Admin)?;
+    let Path(name) = name.map_err(|r| rejected(r, "bad_path"))?;
+    let body = body.map_err(|r| rejected(r, "bad_body"))?;
+    let body: AdminBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AdminBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("bad_json", format!("request body: {e}")))?
+    };
+    if state.hub.view().master(&name).is_none() {
+        return Err(ApiError::no_such_master(&name));
+    }
+    Ok((name, body.reason))
+}
+
+/// An engine refusal as an HTTP error: the status follows Sentinel's error code.
+fn refused(text: &str) -> ApiError {
+    let code = text.split_whitespace().next().unwrap_or("ERR");
+    let (status, code) = match code {
+        "INPROG" => (StatusCode::CONFLICT, "failover_in_progress"),
+        "NOGOODSLAVE" => (StatusCode::CONFLICT, "no_good_replica"),
+        "NOQUORUM" => (StatusCode::SERVICE_UNAVAILABLE, "no_quorum"),
+        _ if text.contains("No such master") => (StatusCode::NOT_FOUND, "no_such_master"),
+        _ => (StatusCode::CONFLICT, "refused"),
+    };
+    ApiError::new(status, code, text)
+}
+
+/// `POST /v1/masters/{name}/failover`: starts a manual failover (202), which still needs the
+/// votes of a majority.
+pub(super) async fn failover(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (name, reason) = admin_request(&state, &headers, name, body)?;
+    let reason = reason.as_deref();
+    tracing::warn!(master = %name, reason, "manual failover requested over HTTP");
+    match state.hub.admin(AdminCommand::Failover { master: name.clone() }).await {
+        Some(AdminAnswer::Ok | AdminAnswer::Count(_)) => Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "master": name, "failover": "started" })),
+        )
+            .into_response()),
+        Some(AdminAnswer::Refused(text)) => Err(refused(&text)),
+        None => Err(ApiError::unavailable()),
+    }
+}
+
+/// `POST /v1/masters/{name}/reset`: forgets the master's replicas and any failover in progress
+/// (Sentinel's `SENTINEL RESET`, for exactly this name).
+pub(super) async fn reset(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    name: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (name, reason) = admin_request(&state, &headers, name, body)?;
+    let reason = reason.as_deref();
+    tracing::warn!(master = %name, reason, "reset requested over HTTP");
+    match state.hub.admin(AdminCommand::Reset { pattern: glob_literal(&name) }).await {
+        Some(AdminAnswer::Count(0)) => Err(ApiError::no_such_master(&name)),
+        Some(AdminAnswer::Count(n)) => {
+            Ok(Json(serde_json::json!({ "master": name, "reset": n })).into_response())
+        }
+        Some(AdminAnswer::Ok) => {
+            Ok(Json(serde_json::json!({ "master": name, "reset": 1 })).into_response())
+        }
+        Some(AdminAnswer::Refused(text)) => Err(refused(&text)),
+        None => Err(ApiError::unavailable()),
+    }
+}
+
+/// A glob pattern matching exactly `name`: the engine's reset takes a pattern, and a name may
+/// contain pattern characters.
+fn glob_literal(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::admin::glob_match;
+
+    #[test]
+    fn reset_patterns_match_exactly_the_name() {
+        for name in ["cache", "a*b", "x?[y]\\z"] {
+            assert!(glob_match(&glob_literal(name), name), "{name}");
+        }
+        assert!(!glob_match(&glob_literal("a*b"), "aXb"));
+    }
+
+    #[test]
+    fn refusals_map_to_statuses() {
+        assert_eq!(refused("INPROG Failover already in progress").status, StatusCode::CONFLICT);
+        assert_eq!(refused("NOQUORUM Not enough").status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused("ERR No such master with that name").status, StatusCode::NOT_FOUND);
+    }
+}

@@ -1,0 +1,254 @@
+//! The handles through which shell servers reach the runtime, and nothing else.
+//!
+//! Servers (the Sentinel port, HTTP, notifications) never touch the engine or each other. They
+//! read the latest [`View`] from a watch channel, subscribe to the event stream, and send admin
+//! commands to the runtime, which feeds them to the engine and routes the answer back.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use serde::Serialize;
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
+
+use crate::clock::Clock;
+use crate::engine::{AdminAnswer, AdminCommand, Detail, Event, Level, Subject, View};
+
+/// How many events the broadcast channel buffers for slow subscribers before they lag.
+pub const EVENT_BUFFER: usize = 4096;
+
+/// An event as published: numbered and timestamped.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventRecord {
+    /// Increases by one with every event this process publishes, from 1.
+    pub id: u64,
+    /// Wall-clock time of the event, in milliseconds since the Unix epoch.
+    pub unix_ms: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// An operator's command on its way to the engine.
+#[derive(Debug)]
+pub struct AdminRequest {
+    /// The command.
+    pub command: AdminCommand,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<AdminAnswer>,
+}
+
+/// What a server gets from the runtime.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    /// The engine's latest published view.
+    pub view: watch::Receiver<Arc<View>>,
+    /// Every event, as it is published.
+    pub events: broadcast::Sender<Arc<EventRecord>>,
+    /// Admin commands to the engine.
+    pub admin: mpsc::Sender<AdminRequest>,
+    /// The process clock (for "milliseconds ago" from engine instants).
+    pub clock: Clock,
+    /// Crash points armed by `SENTINEL SIMULATE-FAILURE`.
+    pub failpoints: Arc<Failpoints>,
+    /// Notified to stop the daemon cleanly (an authorized `SHUTDOWN`).
+    pub shutdown: Arc<Notify>,
+    /// Gossip traffic counters.
+    pub peer_stats: Arc<PeerStats>,
+    /// Counters the servers keep, for metrics.
+    pub stats: Arc<ServerStats>,
+}
+
+/// Counters kept by the servers (the Sentinel port and HTTP), read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Clients connected to the Sentinel port now.
+    pub resp_clients: AtomicU64,
+    /// Connections accepted on the Sentinel port since start.
+    pub resp_connections: AtomicU64,
+    /// Commands executed on the Sentinel port.
+    pub resp_commands: AtomicU64,
+    /// Requests refused on the Sentinel port for a protocol error (the client was disconnected).
+    pub resp_protocol_errors: AtomicU64,
+    /// Clients disconnected for not reading their replies fast enough.
+    pub resp_slow_clients: AtomicU64,
+    /// HTTP requests served.
+    pub http_requests: AtomicU64,
+    /// HTTP connections open now.
+    pub http_connections: AtomicU64,
+    /// HTTP event watchers (server-sent event streams and long polls) open now.
+    pub http_event_watchers: AtomicU64,
+    /// Event streams ended because their client read too slowly.
+    pub http_slow_watchers: AtomicU64,
+    /// Scripts running now.
+    pub scripts_running: AtomicU64,
+    /// Scripts waiting to run (queued or waiting for a retry).
+    pub scripts_queued: AtomicU64,
+    /// Script runs that ended, by outcome (see [`ScriptOutcome`]).
+    pub script_runs: [AtomicU64; ScriptOutcome::ALL.len()],
+    /// Scripts dropped from a full queue.
+    pub scripts_dropped: AtomicU64,
+    /// Webhook deliveries waiting, over every endpoint.
+    pub webhooks_queued: AtomicU64,
+    /// Webhook deliveries that the endpoint accepted.
+    pub webhooks_delivered: AtomicU64,
+    /// Webhook attempts that failed and were retried.
+    pub webhook_retries: AtomicU64,
+    /// Webhook deliveries abandoned (out of retries, or refused with a 4xx).
+    pub webhooks_failed: AtomicU64,
+    /// Webhook deliveries dropped from a full queue.
+    pub webhooks_dropped: AtomicU64,
+    /// Events a notifier missed because it fell behind the event broadcast.
+    pub notify_events_missed: AtomicU64,
+}
+
+/// How a script run ended, for metrics.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum ScriptOutcome {
+    /// Exit status 0.
+    Ok,
+    /// Exit status 1 or killed by a signal: retried while retries remain (Sentinel's rule).
+    Retry,
+    /// Exit status 2 or more, or the program could not be started: not retried.
+    Error,
+    /// Ran past the time limit and was killed (then retried, as any death by signal).
+    Timeout,
+}
+
+impl ScriptOutcome {
+    /// Every outcome, in the order of [`ServerStats::script_runs`].
+    pub const ALL: [Self; 4] = [Self::Ok, Self::Retry, Self::Error, Self::Timeout];
+
+    /// The metric label.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Retry => "retry",
+            Self::Error => "error",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// Crash points for tests, as Sentinel's `SIMULATE-FAILURE`: when armed, the runtime exits with
+/// status 99 the moment this node publishes the matching event, before performing any later
+/// output, so a test can kill a leader at an exact step of a failover.
+#[derive(Debug, Default)]
+pub struct Failpoints {
+    /// Exit right after `+elected-leader`.
+    pub crash_after_election: AtomicBool,
+    /// Exit right after `+promoted-slave`.
+    pub crash_after_promotion: AtomicBool,
+}
+
+impl Failpoints {
+    /// The exit status of a simulated crash (Sentinel's).
+    pub const EXIT_STATUS: i32 = 99;
+
+    /// Whether publishing an event of `kind` must crash the process now.
+    #[must_use]
+    pub fn crashes_at(&self, kind: crate::engine::EventKind) -> bool {
+        use crate::engine::EventKind;
+        match kind {
+            EventKind::ElectedLeader => self.crash_after_election.load(Ordering::SeqCst),
+            EventKind::PromotedReplica => self.crash_after_promotion.load(Ordering::SeqCst),
+            _ => false,
+        }
+    }
+}
+
+impl EventRecord {
+    /// The record as clients of the HTTP event stream and webhooks see it: the event's name, its
+    /// level, the master it concerns, Sentinel's payload text, and the parsed subject and details.
+    #[must_use]
+    pub fn json(&self) -> EventJson<'_> {
+        EventJson {
+            id: self.id,
+            unix_ms: self.unix_ms,
+            event: self.event.channel(),
+            level: self.event.level(),
+            master: self.event.master_name(),
+            payload: self.event.payload(),
+            subject: self.event.subject.as_ref(),
+            detail: &self.event.detail,
+        }
+    }
+}
+
+/// The JSON form of an [`EventRecord`] (see [`EventRecord::json`]).
+#[derive(Debug, Serialize)]
+pub struct EventJson<'a> {
+    /// [`EventRecord::id`].
+    pub id: u64,
+    /// [`EventRecord::unix_ms`].
+    pub unix_ms: u64,
+    /// The Sentinel event name (`+switch-master`).
+    pub event: &'static str,
+    /// `warning`, `notice` or `verbose`.
+    pub level: Level,
+    /// The master group concerned, if any.
+    pub master: Option<&'a str>,
+    /// The Sentinel pub/sub message, byte for byte.
+    pub payload: String,
+    /// The instance concerned.
+    pub subject: Option<&'a Subject>,
+    /// Kind-specific fields, flattened: `"detail": "quorum", "votes": 2, "quorum": 2`.
+    #[serde(flatten)]
+    pub detail: &'a Detail,
+}
+
+impl Hub {
+    /// The latest view.
+    #[must_use]
+    pub fn view(&self) -> Arc<View> {
+        Arc::clone(&self.view.borrow())
+    }
+
+    /// Sends `command` to the engine and waits for its answer; `None` if the runtime stopped.
+    pub async fn admin(&self, command: AdminCommand) -> Option<AdminAnswer> {
+        let (reply, answer) = oneshot::channel();
+        self.admin.send(AdminRequest { command, reply }).await.ok()?;
+        answer.await.ok()
+    }
+}
+
+/// Counters of gossip traffic, for metrics.
+#[derive(Debug, Default)]
+pub struct PeerStats {
+    /// Frames sent.
+    pub frames_sent: AtomicU64,
+    /// Bytes sent (frame bodies plus length prefixes).
+    pub bytes_sent: AtomicU64,
+    /// Frames received and accepted.
+    pub frames_accepted: AtomicU64,
+    /// Bytes received in accepted frames.
+    pub bytes_accepted: AtomicU64,
+    rejected: [AtomicU64; REJECTION_KINDS.len()],
+}
+
+/// Labels of rejected inbound frames, as [`crate::wire::frame::FrameError::kind`] names them, plus `codec` for a
+/// length prefix above the limit or a broken stream.
+pub const REJECTION_KINDS: [&str; 9] = [
+    "too_short",
+    "too_large",
+    "bad_magic",
+    "unsupported_version",
+    "bad_mac",
+    "malformed",
+    "replayed",
+    "stale",
+    "codec",
+];
+
+impl PeerStats {
+    /// Rejected frames of each kind.
+    pub fn rejected(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REJECTION_KINDS.iter().zip(&self.rejected).map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+    }
+
+    /// Counts a rejected inbound frame of `kind` (one of [`REJECTION_KINDS`]).
+    pub fn reject(&self, kind: &str) {
+        if let Some(i) = REJECTION_KINDS.iter().position(|k| *k == kind) {
+            self.rejected[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The tokio runtime: the single owner of the engine.
+//!
+//! One task (the driver) owns the [`Supervisor`]. It waits for the next input (a link event, a
+//! peer message, an admin command) or the engine's next deadline, hands it to the engine with the
+//! current time, and performs the outputs strictly in order: `Persist` is awaited before anything
+//! after it, so a vote or an epoch is on disk before any message that depends on it leaves. Then
+//! it publishes the engine's view for the servers. No policy lives here: if a branch in this
+//! module mentioned quorum or epochs, it would be in the wrong place.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::engine::{AdminAnswer, Event, Input, Level, Output, Supervisor, Ticket, View};
+use crate::hub::{AdminRequest, EVENT_BUFFER, EventRecord, Failpoints, Hub, ServerStats};
+use crate::link::{ConnectSpec, Links};
+use crate::peer::PeerTransport;
+use crate::persist::{self, PersistError};
+use crate::sentinel_port::{self, PortOptions};
+use crate::wire::frame::FrameKey;
+
+/// Inputs waiting for the driver. Senders wait when it is full, which slows readers of sockets
+/// rather than dropping facts the engine must see.
+const INPUT_QUEUE: usize = 16 * 1024;
+/// Most inputs handled in one batch before outputs of other work get a turn and the view is
+/// published.
+const BATCH: usize = 256;
+/// Changes readers need not see at once (reply times, offsets) are published at most this often;
+/// changes of a master's address, health or failover state are published immediately.
+const VIEW_REFRESH: Duration = Duration::from_millis(100);
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The state could not be loaded or written. Writing failures are fatal: a node that cannot
+    /// make its votes durable must stop acting rather than risk voting twice.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    /// A listening address could not be bound.
+    #[error("cannot listen on {what} address {addr}: {source}")]
+    Bind {
+        /// Which port (`gossip`, `listen`, `http`).
+        what: &'static str,
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The operating system gave no randomness for the seed.
+    #[error("cannot read OS randomness: {0}")]
+    Entropy(String),
+}
+
+/// Runs the daemon until `shutdown` completes or a fatal error occurs.
+///
+/// # Errors
+/// See [`RuntimeError`].
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RuntimeError> {
+    let clock = Clock::start();
+    let state_dir = config.node.state_dir.clone();
+    persist::prepare(&state_dir)?;
+    let restored = persist::load(&state_dir)?;
+    let seed = getrandom::u64().map_err(|e| RuntimeError::Entropy(e.to_string()))?;
+    let session = getrandom::u64().map_err(|e| RuntimeError::Entropy(e.to_string()))?;
+    let fresh = restored.is_none();
+    let mut engine = Supervisor::new(config.engine_settings(), restored, seed, clock.now());
+    tracing::info!(
+        node_id = %engine.id(),
+        seed,
+        fresh,
+        state_dir = %state_dir.display(),
+        masters = config.masters.len(),
+        peers = config.node.peers.len(),
+        "picket starting"
+    );
+
+    let gossip = bind("gossip", &config.node.gossip).await?;
+    let listen = bind("listen", &config.node.listen).await?;
+    let http = bind("http", &config.node.http).await?;
+    let (inputs_tx, inputs) = mpsc::channel(INPUT_QUEUE);
+    let key = match config.node.peer_secret.as_ref().and_then(|s| s.value()) {
+        Some(secret) => FrameKey::new(secret.as_bytes()),
+        // Without peers nothing is ever accepted; a random key makes sure of it.
+        None => FrameKey::new(&seed.to_le_bytes()),
+    };
+    let peers =
+        PeerTransport::start(gossip, &config.node.peers, key, session, clock, inputs_tx.clone());
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let (view_tx, view) = watch::channel(Arc::new(engine.view()));
+    let (admin_tx, admin) = mpsc::channel(64);
+    let failpoints = Arc::new(Failpoints::default());
+    let stop = Arc::new(Notify::new());
+    let hub = Hub {
+        view,
+        events: events.clone(),
+        admin: admin_tx,
+        clock,
+        failpoints: Arc::clone(&failpoints),
+        shutdown: Arc::clone(&stop),
+        peer_stats: Arc::clone(&peers.stats),
+        stats: Arc::new(ServerStats::default()),
+    };
+    // Every server subscribes to the events before the driver publishes its first.
+    crate::http::start(http, hub.clone(), &config.http);
+    crate::notify::start(hub.clone(), &config.webhooks);
+    let port_options = PortOptions::from_config(&config);
+    let _sentinel_port =
+        sentinel_port::spawn(listen, hub.clone(), port_options).map_err(|source| {
+            RuntimeError::Bind { what: "listen", addr: config.node.listen.to_string(), source }
+        })?;
+    let driver = Driver {
+        clock,
+        state_dir,
+        links: Links::new(inputs_tx),
+        peers,
+        events,
+        next_event_id: 0,
+        view: view_tx,
+        tickets: BTreeMap::new(),
+        next_ticket: 0,
+        failpoints,
+    };
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = stop.notified() => tracing::info!("shutdown requested by a client"),
+        }
+    };
+    let result = driver.drive(&mut engine, inputs, admin, shutdown).await;
+    tracing::info!("picket stopped");
+    result
+}
+
+async fn bind(what: &'static str, addr: &crate::engine::Addr) -> Result<TcpListener, RuntimeError> {
+    let text = format!("{}:{}", addr.host(), addr.port());
+    TcpListener::bind(&text).await.map_err(|source| RuntimeError::Bind { what, addr: text, source })
+}
+
+struct Driver {
+    clock: Clock,
+    state_dir: PathBuf,
+    links: Links,
+    peers: PeerTransport,
+    events: broadcast::Sender<Arc<EventRecord>>,
+    next_event_id: u64,
+    view: watch::Sender<Arc<View>>,
+    tickets: BTreeMap<Ticket, oneshot::Sender<AdminAnswer>>,
+    next_ticket: u64,
+    failpoints: Arc<Failpoints>,
+}
+
+impl Driver {
+    async fn drive(
+        mut self,
+        engine: &mut Supervisor,
+        mut inputs: mpsc::Receiver<Input>,
+        mut admin: mpsc::Receiver<AdminRequest>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), RuntimeError> {
+        tokio::pin!(shutdown);
+        self.perform_all(engine).await?;
+        let mut view_due: Option<crate::engine::Instant> = None;
+        loop {
+            let next = [engine.poll_timeout(), view_due].into_iter().flatten().min();
+            let deadline = next.map(|at| self.clock.deadline(at));
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let first = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                Some(input) = inputs.recv() => input,
+                Some(request) = admin.recv() => self.admin_input(request),
+                () = sleep => Input::Tick,
+            };
+            self.handle(engine, first).await?;
+            for _ in 1..BATCH {
+                match inputs.try_recv() {
+                    Ok(input) => self.handle(engine, input).await?,
+                    Err(_) => break,
+                }
+            }
+            let now = self.clock.now();
+            let due = view_due.is_some_and(|at| now >= at);
+            if engine.view_urgent() || (engine.view_changed() && due) {
+                let _ = self.view.send(Arc::new(engine.view()));
+                view_due = None;
+            } else if engine.view_changed() && view_due.is_none() {
+                view_due = Some(now + VIEW_REFRESH);
+            }
+        }
+        self.links.close_all();
+        Ok(())
+    }
+
+    fn admin_input(&mut self, request: AdminRequest) -> Input {
+        self.next_ticket += 1;
+        let ticket = Ticket(self.next_ticket);
+        self.tickets.insert(ticket, request.reply);
+        Input::Admin { ticket, command: request.command }
+    }
+
+    async fn handle(&mut self, engine: &mut Supervisor, input: Input) -> Result<(), RuntimeError> {
+        engine.handle(self.clock.now(), input);
+        self.perform_all(engine).await
+    }
+
+    async fn perform_all(&mut self, engine: &mut Supervisor) -> Result<(), RuntimeError> {
+        while let Some(output) = engine.poll_output() {
+            self.perform(output).await?;
+        }
+        Ok(())
+    }
+
+    async fn perform(&mut self, output: Output) -> Result<(), RuntimeError> {
+        match output {
+            Output::Connect { link, addr, auth, client_name, timeout } => {
+                self.links.connect(link, ConnectSpec { addr, auth, client_name, timeout });
+            }
+            Output::Disconnect { link } => self.links.disconnect(link),
+            Output::Send { link, request, command } => self.links.send(link, request, command),
+            Output::Persist(state) => {
+                let dir = self.state_dir.clone();
+                let written =
+                    tokio::task::spawn_blocking(move || persist::store(&dir, &state)).await;
+                match written {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot persist state: stopping");
+                        return Err(e.into());
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "persist task failed: stopping");
+                        return Err(PersistError::Encode(e.to_string()).into());
+                    }
+                }
+            }
+            Output::SendPeer { to, message } => self.peers.send(to, message),
+            Output::Emit(event) => self.publish(event),
+            Output::Answer { ticket, answer } => {
+                if let Some(reply) = self.tickets.remove(&ticket) {
+                    let _ = reply.send(answer);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self, event: Event) {
+        if self.failpoints.crashes_at(event.kind) {
+            tracing::warn!(target: "picket::event", "{event}");
+            tracing::error!("simulated failure after {}: exiting", event.channel());
+            std::process::exit(Failpoints::EXIT_STATUS);
+        }
+        match event.level() {
+            Level::Warning => tracing::warn!(target: "picket::event", "{event}"),
+            Level::Notice => tracing::info!(target: "picket::event", "{event}"),
+            Level::Verbose => tracing::debug!(target: "picket::event", "{event}"),
+        }
+        self.next_event_id += 1;
+        let record = EventRecord { id: self.next_event_id, unix_ms: self.clock.unix_ms(), event };
+        let _ = self.events.send(Arc::new(record));
+    }
+}

@@ -1,0 +1,497 @@
+//! One client connection: read requests, answer them in order, deliver pub/sub messages.
+//!
+//! Requests are parsed in place in the input buffer (argument ranges, no copies) and every
+//! complete request in a read is answered before the replies are written with one system call,
+//! so a pipeline of sixteen requests costs one read and one write. The view snapshot is kept
+//! per connection and swapped only when the watch channel has a newer one.
+//!
+//! Bounds: the input buffer holds at most [`MAX_QUERY_BUFFER`] bytes without a complete request
+//! (then the connection is closed); requests stop being processed while
+//! [`OUTPUT_HIGH_WATER`] bytes of replies wait for the client to read them, so a client that
+//! does not read only stalls itself; a subscriber whose pending messages exceed
+//! [`PortOptions::pubsub_output_limit`](super::PortOptions::pubsub_output_limit), or who falls
+//! behind the event channel, is disconnected and counted as a slow client.
+
+use std::io;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::watch;
+
+use crate::engine::{AdminAnswer, Instant};
+use crate::hub::EventRecord;
+use crate::wire::resp::{Limits, Protocol, ReplyWriter, parse_request};
+
+use super::client::{self, ClientShared, NOAUTH, Session};
+use super::command::{self, AdminPlan, Args, Op, Resolved, Spec, Step};
+use super::snapshot::Snapshot;
+use super::{
+    ADMIN_TIMEOUT, MAX_QUERY_BUFFER, OUTPUT_HIGH_WATER, Port, READ_CHUNK, info, pubsub, sentinel,
+};
+
+/// How long the replies pending at close (after `QUIT`, a protocol error) may take to go out.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Most bytes of input discarded at close (see [`linger`]).
+const LINGER_BYTES: usize = 1024 * 1024;
+/// Most events taken from the channel per wake-up before replies are written.
+const EVENT_BATCH: usize = 64;
+
+/// Serves one accepted connection until it closes; then forgets it.
+pub(super) async fn serve(mut stream: TcpStream, port: Arc<Port>, client: Arc<ClientShared>) {
+    let snap = Arc::clone(&port.snapshots.borrow());
+    let mut conn = Conn {
+        session: Session::new(Arc::clone(&client), &port),
+        snap,
+        snapshots: port.snapshots.clone(),
+        port,
+        input: Vec::new(),
+        out: Vec::new(),
+        args: Vec::new(),
+        events: None,
+        closing: false,
+    };
+    conn.run(&mut stream).await;
+    let port = &conn.port;
+    port.directory.forget(&conn.session.subscriptions);
+    port.registry.unregister(client.id);
+    port.hub.stats.resp_clients.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Why the loop ended.
+enum End {
+    /// The client closed, or the socket failed.
+    Gone,
+    /// Write what is pending, then close.
+    Close,
+}
+
+struct Conn {
+    port: Arc<Port>,
+    session: Session,
+    /// Bytes read and not yet consumed by a complete request.
+    input: Vec<u8>,
+    /// Replies and messages not yet written.
+    out: Vec<u8>,
+    /// Argument ranges of the request being run (reused: no allocation per request).
+    args: Vec<Range<usize>>,
+    /// The view this connection answers from.
+    snap: Arc<Snapshot>,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Engine events, while subscribed to anything.
+    events: Option<broadcast::Receiver<Arc<EventRecord>>>,
+    /// No further request is run; the connection closes once `out` is written.
+    closing: bool,
+}
+
+impl Conn {
+    async fn run(&mut self, stream: &mut TcpStream) {
+        let (mut reader, writer) = stream.split();
+        // One registration for the connection's life, rather than one per wake-up.
+        let client = Arc::clone(&self.session.client);
+        let killed = client.kill.notified();
+        tokio::pin!(killed);
+        let end = loop {
+            if let Some(plan) = self.process() {
+                self.admin(plan).await;
+                continue;
+            }
+            if self.flush(&writer).is_err() {
+                break End::Gone;
+            }
+            if self.closing {
+                break End::Close;
+            }
+            if !self.session.subscriptions.is_empty()
+                && self.out.len() > self.port.options.pubsub_output_limit
+            {
+                break self.slow("its pending messages exceeded the limit");
+            }
+            self.sync_events();
+            let want_read =
+                self.out.len() < OUTPUT_HIGH_WATER && self.input.len() < MAX_QUERY_BUFFER;
+            let want_write = !self.out.is_empty();
+            tokio::select! {
+                biased;
+                () = &mut killed => break End::Gone,
+                ready = reader.readable(), if want_read => {
+                    if ready.is_err() {
+                        break End::Gone;
+                    }
+                    // The buffer is only reserved once data is there: idle connections hold
+                    // none. Reading through `read_buf` lets tokio notice a drained socket from
+                    // a short read, sparing a system call per request.
+                    self.input.reserve(READ_CHUNK);
+                    if let Some(Ok(0) | Err(_)) = reader.read_buf(&mut self.input).now_or_never() {
+                        break End::Gone;
+                    }
+                }
+                ready = writer.writable(), if want_write => {
+                    if ready.is_err() {
+                        break End::Gone;
+                    }
+                }
+                event = next_event(&mut self.events) => {
+                    if let Err(reason) = self.on_event(event) {
+                        break self.slow(reason);
+                    }
+                }
+            }
+        };
+        if matches!(end, End::Close) {
+            let mut writer = writer;
+            let out = std::mem::take(&mut self.out);
+            let _ = tokio::time::timeout(CLOSE_GRACE, linger(&mut reader, &mut writer, &out)).await;
+        }
+    }
+
+    /// Counts a slow subscriber and ends the connection.
+    fn slow(&self, reason: &str) -> End {
+        self.port.hub.stats.resp_slow_clients.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(client = self.session.client.id, addr = %self.session.client.addr, reason,
+            "sentinel port: disconnecting a slow subscriber");
+        End::Gone
+    }
+
+    /// Runs every complete request in the input, until the replies reach the high-water mark.
+    /// Returns an admin plan to carry out before anything else (the requests after it wait).
+    fn process(&mut self) -> Option<AdminPlan> {
+        if self.input.is_empty() || self.closing {
+            return None;
+        }
+        if self.snapshots.has_changed().unwrap_or(false) {
+            self.snap = Arc::clone(&self.snapshots.borrow_and_update());
+        }
+        let port = &*self.port;
+        let now = port.hub.clock.now();
+        let mut w = ReplyWriter::new(&mut self.out, self.session.proto);
+        let mut consumed = 0;
+        let mut executed = 0u64;
+        let mut last: Option<&'static str> = None;
+        let mut plan = None;
+        let mut broken = false;
+        while w.buffered() < OUTPUT_HIGH_WATER {
+            let rest = self.input.get(consumed..).unwrap_or_default();
+            match parse_request(rest, &Limits::DEFAULT, &mut self.args) {
+                Ok(Some(n)) => {
+                    consumed += n;
+                    if self.args.is_empty() {
+                        continue;
+                    }
+                    let args = Args::new(rest, &self.args);
+                    let Some(spec) = admit(&self.session, args, &mut w) else { continue };
+                    executed += 1;
+                    last = Some(spec.full_name);
+                    let step =
+                        execute(port, &self.snap, &mut self.session, spec, args, now, &mut w);
+                    // HELLO may have switched the protocol for the next replies.
+                    w.set_protocol(self.session.proto);
+                    match step {
+                        Step::Next => {}
+                        Step::Close => {
+                            self.closing = true;
+                            break;
+                        }
+                        Step::Admin(p) => {
+                            plan = Some(p);
+                            break;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    if rest.len() >= MAX_QUERY_BUFFER {
+                        w.error("ERR Protocol error: query buffer limit exceeded");
+                        broken = true;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    w.error_fmt(format_args!("ERR {e}"));
+                    broken = true;
+                    break;
+                }
+            }
+        }
+        if broken {
+            self.closing = true;
+            port.hub.stats.resp_protocol_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.input.drain(..consumed);
+        if self.input.is_empty() && self.input.capacity() > 4 * READ_CHUNK {
+            // A large request is done; do not keep its buffer for the life of the connection.
+            self.input = Vec::new();
+        }
+        if executed > 0 {
+            port.hub.stats.resp_commands.fetch_add(executed, Ordering::Relaxed);
+            let mut meta = self.session.client.meta();
+            meta.last_active = now;
+            if let Some(name) = last {
+                meta.last_cmd = name;
+            }
+        }
+        plan
+    }
+
+    /// Sends an admin plan's commands to the engine in order and writes the one reply.
+    async fn admin(&mut self, plan: AdminPlan) {
+        let mut error = None;
+        let mut count = None;
+        for command in plan.commands {
+            match tokio::time::timeout(ADMIN_TIMEOUT, self.port.hub.admin(command)).await {
+                Ok(Some(AdminAnswer::Ok)) => {}
+                Ok(Some(AdminAnswer::Count(n))) => count = Some(n),
+                Ok(Some(AdminAnswer::Refused(text))) => {
+                    error = Some(text);
+                    break;
+                }
+                Ok(None) => {
+                    error = Some("ERR Picket is shutting down".to_owned());
+                    break;
+                }
+                Err(_) => {
+                    error = Some("ERR the engine did not answer in time".to_owned());
+                    break;
+                }
+            }
+        }
+        let mut w = ReplyWriter::new(&mut self.out, self.session.proto);
+        match (error.or(plan.then_error), count) {
+            (Some(e), _) => w.error(&e),
+            (None, Some(n)) => w.integer(i64::try_from(n).unwrap_or(i64::MAX)),
+            (None, None) => w.simple("OK"),
+        }
+    }
+
+    /// Writes what the socket takes now, without waiting.
+    fn flush(&mut self, writer: &WriteHalf<'_>) -> io::Result<()> {
+        let mut written = 0;
+        while written < self.out.len() {
+            match writer.try_write(self.out.get(written..).unwrap_or_default()) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.drain(..written);
+        if self.out.is_empty() && self.out.capacity() > 2 * OUTPUT_HIGH_WATER {
+            self.out = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Holds an event receiver exactly while subscribed to something.
+    fn sync_events(&mut self) {
+        match (self.session.subscriptions.is_empty(), self.events.is_some()) {
+            (false, false) => self.events = Some(self.port.hub.events.subscribe()),
+            (true, true) => self.events = None,
+            _ => {}
+        }
+    }
+
+    /// Writes the messages for `first` and for the events queued behind it.
+    fn on_event(&mut self, first: Result<Arc<EventRecord>, RecvError>) -> Result<(), &'static str> {
+        let mut w = ReplyWriter::new(&mut self.out, self.session.proto);
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(event) = next.take() {
+            match event {
+                Ok(record) => {
+                    pubsub::deliver(&self.session.subscriptions, &record, &mut w);
+                }
+                Err(RecvError::Lagged(_)) => return Err("it fell behind the event stream"),
+                Err(RecvError::Closed) => {
+                    self.events = None;
+                    return Ok(());
+                }
+            }
+            taken += 1;
+            if taken < EVENT_BATCH {
+                next = self.events.as_mut().and_then(|rx| match rx.try_recv() {
+                    Ok(record) => Some(Ok(record)),
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        Some(Err(RecvError::Lagged(n)))
+                    }
+                    Err(_) => None,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the last replies and ends the stream, then discards what the client is still sending
+/// (up to [`LINGER_BYTES`]): closing a socket with unread input makes the kernel send a reset,
+/// which can destroy the error reply before the client reads it.
+async fn linger(
+    reader: &mut ReadHalf<'_>,
+    writer: &mut WriteHalf<'_>,
+    out: &[u8],
+) -> io::Result<()> {
+    writer.write_all(out).await?;
+    writer.shutdown().await?;
+    let mut sink = vec![0u8; READ_CHUNK];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        match reader.read(&mut sink).await? {
+            0 => break,
+            n => drained += n,
+        }
+    }
+    Ok(())
+}
+
+/// The next event, or never while not subscribed.
+async fn next_event(
+    events: &mut Option<broadcast::Receiver<Arc<EventRecord>>>,
+) -> Result<Arc<EventRecord>, RecvError> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Redis's checks before running a request, in its order: known command and arity,
+/// authentication, the RESP2 subscribed-mode restriction. Writes the error and returns `None`
+/// when one fails.
+fn admit(session: &Session, args: Args<'_>, w: &mut ReplyWriter<'_>) -> Option<&'static Spec> {
+    let Resolved::Run(spec) = command::resolve(args, w) else { return None };
+    if !session.authenticated && !matches!(spec.op, Op::Auth | Op::Hello | Op::Quit) {
+        w.error(NOAUTH);
+        return None;
+    }
+    let pubsub_ok = matches!(
+        spec.op,
+        Op::Subscribe | Op::PSubscribe | Op::Unsubscribe | Op::PUnsubscribe | Op::Ping | Op::Quit
+    );
+    if session.proto == Protocol::Resp2 && !session.subscriptions.is_empty() && !pubsub_ok {
+        w.error_fmt(format_args!(
+            "ERR Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
+             RESET are allowed in this context",
+            spec.full_name
+        ));
+        return None;
+    }
+    Some(spec)
+}
+
+/// Runs an admitted command.
+fn execute(
+    port: &Port,
+    snap: &Snapshot,
+    session: &mut Session,
+    spec: &'static Spec,
+    args: Args<'_>,
+    now: Instant,
+    w: &mut ReplyWriter<'_>,
+) -> Step {
+    match spec.op {
+        Op::SentinelGetMasterAddr
+        | Op::SentinelMasters
+        | Op::SentinelMaster
+        | Op::SentinelReplicas
+        | Op::SentinelSentinels
+        | Op::SentinelCkQuorum
+        | Op::SentinelConfig
+        | Op::SentinelDebug
+        | Op::SentinelFailover
+        | Op::SentinelFlushConfig
+        | Op::SentinelHelp
+        | Op::SentinelInfoCache
+        | Op::SentinelIsMasterDown
+        | Op::SentinelMonitor
+        | Op::SentinelMyId
+        | Op::SentinelPendingScripts
+        | Op::SentinelRemove
+        | Op::SentinelReset
+        | Op::SentinelSet
+        | Op::SentinelSimulateFailure => return sentinel::run(port, snap, spec.op, args, now, w),
+        Op::Ping => ping(session, args, w),
+        Op::Echo => w.bulk(args.get(1)),
+        Op::Quit => {
+            w.simple("OK");
+            return Step::Close;
+        }
+        Op::Auth => client::auth(port, session, args, w),
+        Op::Hello => client::hello(port, session, args, w),
+        Op::ClientGetName
+        | Op::ClientHelp
+        | Op::ClientId
+        | Op::ClientInfo
+        | Op::ClientKill
+        | Op::ClientList
+        | Op::ClientSetInfo
+        | Op::ClientSetName => return client::client(port, session, spec.op, args, now, w),
+        Op::Info => info::info(port, snap, args, now, w),
+        Op::Role => info::role(snap, w),
+        Op::Command
+        | Op::CommandCount
+        | Op::CommandDocs
+        | Op::CommandGetKeys
+        | Op::CommandHelp
+        | Op::CommandInfo
+        | Op::CommandList => info::command(spec.op, args, w),
+        Op::Subscribe => pubsub::subscribe(&port.directory, session, args, false, w),
+        Op::PSubscribe => pubsub::subscribe(&port.directory, session, args, true, w),
+        Op::Unsubscribe => pubsub::unsubscribe(&port.directory, session, args, false, w),
+        Op::PUnsubscribe => pubsub::unsubscribe(&port.directory, session, args, true, w),
+        Op::Publish => pubsub::publish(args, w),
+        Op::Shutdown => return shutdown(port, session, args, w),
+        Op::Container => command::wrong_arity(spec, w),
+    }
+    Step::Next
+}
+
+/// `PING [message]`: `+PONG` or the message; in RESP2 subscribed mode `["pong", message]`.
+fn ping(session: &Session, args: Args<'_>, w: &mut ReplyWriter<'_>) {
+    if args.len() > 2 {
+        return w.error("ERR wrong number of arguments for 'ping' command");
+    }
+    if session.proto == Protocol::Resp2 && !session.subscriptions.is_empty() {
+        w.array(2);
+        w.bulk_str("pong");
+        w.bulk(args.get(1));
+    } else if args.len() == 2 {
+        w.bulk(args.get(1));
+    } else {
+        w.simple("PONG");
+    }
+}
+
+/// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE]`: stops the daemon, without a reply (as Redis), but
+/// only when a password protects the port: otherwise any client could stop it.
+fn shutdown(port: &Port, session: &Session, args: Args<'_>, w: &mut ReplyWriter<'_>) -> Step {
+    for arg in args.from(1) {
+        let known = ["nosave", "save", "now", "force", "abort"];
+        if !known.iter().any(|k| arg.eq_ignore_ascii_case(k.as_bytes())) {
+            w.error("ERR syntax error");
+            return Step::Next;
+        }
+        if arg.eq_ignore_ascii_case(b"abort") {
+            w.error("ERR No shutdown in progress.");
+            return Step::Next;
+        }
+    }
+    if port.options.requirepass.is_none() {
+        w.error(
+            "ERR SHUTDOWN is refused: the Sentinel port has no password, so any client could \
+             stop Picket. Set node.requirepass (or node.requirepass_file) to allow it, or stop \
+             the process with SIGTERM",
+        );
+        return Step::Next;
+    }
+    if !session.authenticated {
+        w.error(NOAUTH);
+        return Step::Next;
+    }
+    tracing::warn!(client = session.client.id, addr = %session.client.addr,
+        "SHUTDOWN requested on the Sentinel port");
+    port.hub.shutdown.notify_one();
+    Step::Close
+}

@@ -1,0 +1,488 @@
+//! `SENTINEL` subcommands.
+//!
+//! Queries are answered from the snapshot of the engine's view. Changes (`FAILOVER`, `MONITOR`,
+//! `REMOVE`, `SET`, `RESET`, `FLUSHCONFIG`) are checked here with Sentinel's error texts, then
+//! handed to the engine as [`AdminCommand`]s; the engine's refusals are already in Sentinel's
+//! words and are replied as they are.
+
+use std::sync::atomic::Ordering;
+
+use crate::engine::admin::SET_OPTIONS;
+use crate::engine::time::duration_millis;
+use crate::engine::timing::{INFO_PERIOD, REPLICA_RECONF_TIMEOUT};
+use crate::engine::{Addr, AdminCommand, Instant, SetOption};
+use crate::wire::resp::ReplyWriter;
+
+use super::command::{AdminPlan, Args, Op, Shown, Step};
+use super::instance::{self, announced};
+use super::pubsub::glob;
+use super::snapshot::Snapshot;
+use super::{Port, PortOptions};
+
+const NO_SUCH_MASTER: &str = "ERR No such master with that name";
+const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
+
+fn integer(bytes: &[u8]) -> Option<i64> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// Runs `SENTINEL <op>`.
+pub(super) fn run(
+    port: &Port,
+    snap: &Snapshot,
+    op: Op,
+    args: Args<'_>,
+    now: Instant,
+    w: &mut ReplyWriter<'_>,
+) -> Step {
+    let view = &snap.view;
+    let options = &port.options;
+    match op {
+        Op::SentinelGetMasterAddr => match snap.addr_reply(args.get(2)) {
+            Some(reply) => w.raw(reply),
+            None => w.null_array(),
+        },
+        Op::SentinelMasters => {
+            w.array(view.masters.len());
+            for m in &view.masters {
+                instance::write_master(w, m, now);
+            }
+        }
+        Op::SentinelMaster => match snap.master(args.get(2)) {
+            Some(m) => instance::write_master(w, m, now),
+            None => w.error(NO_SUCH_MASTER),
+        },
+        Op::SentinelReplicas => match snap.master(args.get(2)) {
+            Some(m) => {
+                // Replicas that asked not to be announced (`replica-announced no`) are hidden.
+                let shown = || m.replicas.iter().filter(|r| r.replica_announced);
+                w.array(shown().count());
+                for r in shown() {
+                    instance::write_replica(w, m, r, now);
+                }
+            }
+            None => w.error(NO_SUCH_MASTER),
+        },
+        Op::SentinelSentinels => match snap.master(args.get(2)) {
+            Some(m) => {
+                w.array(announced(m).count());
+                for p in announced(m) {
+                    instance::write_sentinel(w, m, p, options.peer_timeout, now);
+                }
+            }
+            None => w.error(NO_SUCH_MASTER),
+        },
+        Op::SentinelCkQuorum => match snap.master(args.get(2)) {
+            Some(m) => ckquorum(w, view.majority, m.quorum, usable(port, snap, now)),
+            None => w.error(NO_SUCH_MASTER),
+        },
+        Op::SentinelMyId => w.bulk_display(&view.node_id),
+        Op::SentinelIsMasterDown => is_master_down(snap, args, w),
+        Op::SentinelInfoCache => info_cache(snap, args, now, w),
+        Op::SentinelPendingScripts => w.array(0),
+        Op::SentinelConfig => config(snap, args, w),
+        Op::SentinelDebug => debug(options, args, w),
+        Op::SentinelSimulateFailure => simulate_failure(port, args, w),
+        Op::SentinelHelp => help(w),
+        Op::SentinelFailover => match snap.master(args.get(2)) {
+            Some(m) => {
+                return Step::Admin(AdminPlan::one(AdminCommand::Failover {
+                    master: m.name.clone(),
+                }));
+            }
+            None => w.error(NO_SUCH_MASTER),
+        },
+        Op::SentinelReset => {
+            return Step::Admin(AdminPlan::one(AdminCommand::Reset { pattern: args.text(2) }));
+        }
+        Op::SentinelFlushConfig => return Step::Admin(AdminPlan::one(AdminCommand::FlushConfig)),
+        Op::SentinelRemove => match snap.master(args.get(2)) {
+            Some(m) => {
+                return Step::Admin(AdminPlan::one(AdminCommand::Remove { name: m.name.clone() }));
+            }
+            None => w.error(NO_SUCH_MASTER),
+        },
+        Op::SentinelMonitor => match monitor(args) {
+            Ok(command) => return Step::Admin(AdminPlan::one(command)),
+            Err(e) => w.error(&e),
+        },
+        Op::SentinelSet => match set(snap, args) {
+            Ok(plan) => return Step::Admin(plan),
+            Err(e) => w.error(&e),
+        },
+        _ => w.error("ERR unknown subcommand"),
+    }
+    Step::Next
+}
+
+/// Voters this node can count on now: itself and its fresh peers.
+fn usable(port: &Port, snap: &Snapshot, now: Instant) -> usize {
+    instance::usable_voters(&snap.view, port.options.peer_timeout, now)
+}
+
+/// `SENTINEL CKQUORUM`: whether `quorum` voters can agree the master is down, and whether a
+/// majority of all voters (or `quorum`, if larger) can elect a leader, counting the voters
+/// this node hears from now. Sentinel's texts.
+fn ckquorum(w: &mut ReplyWriter<'_>, majority: usize, quorum: u32, usable: usize) {
+    let quorum = usize::try_from(quorum).unwrap_or(usize::MAX);
+    let no_quorum = usable < quorum;
+    // Picket's leader needs a majority of all voters, or `quorum` votes if that is more.
+    let no_authority = usable < majority.max(quorum);
+    if !no_quorum && !no_authority {
+        w.simple(&format!(
+            "OK {usable} usable Sentinels. Quorum and failover authorization can be reached"
+        ));
+        return;
+    }
+    let mut text = format!("NOQUORUM {usable} usable Sentinels. ");
+    if no_quorum {
+        text.push_str(
+            "Not enough available Sentinels to reach the specified quorum for this master",
+        );
+    }
+    if no_authority {
+        if no_quorum {
+            text.push_str(". ");
+        }
+        text.push_str(
+            "Not enough available Sentinels to reach the majority and authorize a failover",
+        );
+    }
+    w.error(&text);
+}
+
+/// `SENTINEL IS-MASTER-DOWN-BY-ADDR ip port epoch runid`: `[down, "*", 0]`. Picket's nodes vote
+/// over their own gossip, never through this command, so it only reports whether this node sees
+/// the master at `ip:port` subjectively down (never in TILT, as Sentinel).
+fn is_master_down(snap: &Snapshot, args: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let (Some(port), Some(_epoch)) = (integer(args.get(3)), integer(args.get(4))) else {
+        return w.error(NOT_AN_INTEGER);
+    };
+    let view = &snap.view;
+    let host = args.get(2);
+    let down = view.tilt_since.is_none()
+        && view.masters.iter().any(|m| {
+            m.addr.host().as_bytes().eq_ignore_ascii_case(host)
+                && i64::from(m.addr.port()) == port
+                && m.master.sdown_since.is_some()
+        });
+    w.array(3);
+    w.integer(i64::from(down));
+    w.bulk_str("*");
+    w.integer(0);
+}
+
+/// `SENTINEL INFO-CACHE name...`: for each known master, its name and `[age-ms, INFO text]` for
+/// the master then each replica. Unknown names are skipped, as Sentinel does.
+fn info_cache(snap: &Snapshot, args: Args<'_>, now: Instant, w: &mut ReplyWriter<'_>) {
+    let mut masters: Vec<&crate::engine::view::MasterView> = Vec::new();
+    for name in args.from(2) {
+        if let Some(m) = snap.master(name)
+            && !masters.iter().any(|seen| seen.name == m.name)
+        {
+            masters.push(m);
+        }
+    }
+    w.array(masters.len() * 2);
+    for m in masters {
+        w.bulk_str(&m.name);
+        w.array(1 + m.replicas.len());
+        for i in std::iter::once(&m.master).chain(&m.replicas) {
+            w.array(2);
+            w.integer(
+                i64::try_from(i.info_at.map_or(0, |at| instance::ago(now, at))).unwrap_or(i64::MAX),
+            );
+            match &i.info_raw {
+                Some(text) => w.bulk_str(text),
+                None => w.null_bulk(),
+            }
+        }
+    }
+}
+
+/// `SENTINEL MONITOR name ip port quorum`, checked in Sentinel's order with its texts.
+fn monitor(args: Args<'_>) -> Result<AdminCommand, String> {
+    let quorum = integer(args.get(5)).ok_or("ERR Invalid quorum")?;
+    let port = integer(args.get(4)).ok_or("ERR Invalid port")?;
+    if quorum <= 0 {
+        return Err("ERR Quorum must be 1 or greater.".to_owned());
+    }
+    let host = std::str::from_utf8(args.get(3)).unwrap_or_default();
+    if Addr::new(host, 1).is_err() {
+        return Err("ERR Invalid IP address or hostname specified".to_owned());
+    }
+    let addr = u16::try_from(port)
+        .ok()
+        .and_then(|p| Addr::new(host, p).ok())
+        .ok_or("ERR Invalid port number.")?;
+    let name = std::str::from_utf8(args.get(2)).unwrap_or_default();
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        // Names travel in space-separated event payloads; the configuration file has the same
+        // rule.
+        return Err("ERR Invalid master name: it must not be empty or contain spaces".to_owned());
+    }
+    let quorum = u32::try_from(quorum).map_err(|_| "ERR Invalid quorum".to_owned())?;
+    Ok(AdminCommand::Monitor { name: name.to_owned(), addr, quorum })
+}
+
+/// `SENTINEL SET name option value [option value ...]`: every pair parsed first; the valid pairs
+/// before the first bad one are applied, one admin command each, and the error is the reply, as
+/// Sentinel leaves earlier pairs applied.
+fn set(snap: &Snapshot, args: Args<'_>) -> Result<AdminPlan, String> {
+    let master = snap.master(args.get(2)).ok_or(NO_SUCH_MASTER)?;
+    let mut commands = Vec::new();
+    let mut then_error = None;
+    let mut i = 3;
+    while i < args.len() {
+        let name = args.text(i);
+        let has_value = i + 1 < args.len();
+        let lower = name.to_ascii_lowercase();
+        let error = if !has_value {
+            Some(format!("ERR Unknown option or number of arguments for SENTINEL SET '{name}'"))
+        } else if lower == "notification-script" || lower == "client-reconfig-script" {
+            Some(
+                "ERR Reconfiguration of scripts path is denied for security reasons. Check the \
+                 deny-scripts-reconfig configuration directive in your config file."
+                    .to_owned(),
+            )
+        } else if lower == "rename-command" {
+            Some(
+                "ERR rename-command is not supported: Picket sends commands to Redis under \
+                 their own names"
+                    .to_owned(),
+            )
+        } else {
+            match SetOption::parse(&name, &args.text(i + 1)) {
+                Some(Ok(option)) => {
+                    commands.push(AdminCommand::Set { master: master.name.clone(), option });
+                    None
+                }
+                Some(Err(e)) => Some(e),
+                None => Some(format!(
+                    "ERR Unknown option or number of arguments for SENTINEL SET '{name}'"
+                )),
+            }
+        };
+        if let Some(e) = error {
+            then_error = Some(e);
+            break;
+        }
+        i += 2;
+    }
+    debug_assert!(SET_OPTIONS.iter().all(|o| SetOption::parse(o, "1").is_some()));
+    Ok(AdminPlan { commands, then_error })
+}
+
+/// `SENTINEL CONFIG GET pattern...` / `SET param value...`.
+///
+/// The globals are derived from the configuration: host names are always resolved and
+/// reported as configured, the announced address is `node.client_announce`, and peers
+/// authenticate with `node.peer_secret`, which is never shown. Picket never rewrites its
+/// configuration file, so `SET` is refused with the key to change instead.
+fn config(snap: &Snapshot, args: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let announce = &snap.view.client_addr;
+    let port = announce.port().to_string();
+    let globals: [(&str, &str); 7] = [
+        ("resolve-hostnames", "yes"),
+        ("announce-hostnames", "yes"),
+        ("announce-ip", announce.host()),
+        ("announce-port", &port),
+        ("sentinel-user", ""),
+        ("sentinel-pass", ""),
+        ("loglevel", "notice"),
+    ];
+    if args.is(2, "get") {
+        let matching: Vec<(&str, &str)> = globals
+            .iter()
+            .copied()
+            .filter(|(key, _)| args.from(3).any(|p| glob(&p.to_ascii_lowercase(), key.as_bytes())))
+            .collect();
+        w.map(matching.len());
+        for (key, value) in matching {
+            w.bulk_str(key);
+            w.bulk_str(value);
+        }
+        return;
+    }
+    if !args.is(2, "set") {
+        return w
+            .error("ERR Only SENTINEL CONFIG GET <option> / SET <option> <value> are supported.");
+    }
+    let param = args.text(3).to_ascii_lowercase();
+    let hint = match param.as_str() {
+        "announce-ip" | "announce-port" => "set node.client_announce",
+        "resolve-hostnames" | "announce-hostnames" => {
+            "host names are always resolved and announced as configured"
+        }
+        "sentinel-user" | "sentinel-pass" => "peers authenticate with node.peer_secret",
+        "loglevel" => "set the RUST_LOG environment variable",
+        _ => {
+            return w.error_fmt(format_args!(
+                "ERR Invalid argument '{}' to SENTINEL CONFIG SET",
+                Shown(args.get(3), 128)
+            ));
+        }
+    };
+    w.error_fmt(format_args!(
+        "ERR Picket's settings live in its configuration file, which it never rewrites: {hint} \
+         in the file and restart (SENTINEL CONFIG SET {param} is not supported)"
+    ));
+}
+
+/// `SENTINEL DEBUG`: Sentinel's timer names with Picket's values. Several of Sentinel's fixed
+/// periods are per master in Picket (derived from `down_after_ms`), so those show the value for
+/// Sentinel's default `down-after-milliseconds` of 30 s. They cannot be set at runtime.
+fn debug(options: &PortOptions, args: Args<'_>, w: &mut ReplyWriter<'_>) {
+    if args.len() > 2 {
+        return w.error(
+            "ERR Picket's timings are derived from each master's down_after_ms and \
+             failover_timeout_ms and from the [node] settings of its configuration file; they \
+             cannot be changed at runtime",
+        );
+    }
+    let ms = duration_millis;
+    let timers: [(&str, u64); 13] = [
+        ("INFO-PERIOD", ms(INFO_PERIOD)),
+        ("PING-PERIOD", 1000),
+        ("ASK-PERIOD", ms(options.heartbeat)),
+        ("PUBLISH-PERIOD", ms(options.heartbeat)),
+        ("DEFAULT-DOWN-AFTER", 30_000),
+        ("DEFAULT-FAILOVER-TIMEOUT", 180_000),
+        ("TILT-TRIGGER", ms(options.tilt_trigger)),
+        ("TILT-PERIOD", ms(options.tilt_period)),
+        ("SLAVE-RECONF-TIMEOUT", ms(REPLICA_RECONF_TIMEOUT)),
+        ("MIN-LINK-RECONNECT-PERIOD", 1000),
+        ("ELECTION-TIMEOUT", 10_000),
+        ("SCRIPT-MAX-RUNTIME", 60_000),
+        ("SCRIPT-RETRY-DELAY", 30_000),
+    ];
+    w.map(timers.len());
+    for (name, value) in timers {
+        w.bulk_str(name);
+        w.bulk_u64(value);
+    }
+}
+
+/// `SENTINEL SIMULATE-FAILURE (CRASH-AFTER-ELECTION|CRASH-AFTER-PROMOTION|HELP)...`: replaces the
+/// armed crash points, as Sentinel does.
+fn simulate_failure(port: &Port, args: Args<'_>, w: &mut ReplyWriter<'_>) {
+    let (mut election, mut promotion) = (false, false);
+    for (i, _) in args.from(2).enumerate() {
+        let i = i + 2;
+        if args.is(i, "crash-after-election") {
+            election = true;
+        } else if args.is(i, "crash-after-promotion") {
+            promotion = true;
+        } else if args.is(i, "help") {
+            w.array(2);
+            w.bulk_str("crash-after-election");
+            w.bulk_str("crash-after-promotion");
+            return;
+        } else {
+            return w.error("ERR Unknown failure simulation specified");
+        }
+    }
+    let failpoints = &port.hub.failpoints;
+    failpoints.crash_after_election.store(election, Ordering::SeqCst);
+    failpoints.crash_after_promotion.store(promotion, Ordering::SeqCst);
+    if election {
+        tracing::warn!("failure simulation: this node will crash after being elected leader");
+    }
+    if promotion {
+        tracing::warn!("failure simulation: this node will crash after promoting a replica");
+    }
+    w.simple("OK");
+}
+
+/// `SENTINEL HELP`: status lines, as Redis's help replies.
+fn help(w: &mut ReplyWriter<'_>) {
+    let lines = [
+        "SENTINEL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "CKQUORUM <master-name>",
+        "    Check if the current Sentinel configuration is able to reach the quorum needed",
+        "    to failover a master and the majority needed to authorize the failover.",
+        "CONFIG GET <param> [<param> ...]",
+        "    Show the global Sentinel configuration (set it in the configuration file).",
+        "DEBUG",
+        "    Show the timers Sentinel clients know, with Picket's values.",
+        "GET-MASTER-ADDR-BY-NAME <master-name>",
+        "    Return the ip and port number of the master with that name.",
+        "FAILOVER <master-name>",
+        "    Manually failover a master node without asking for agreement from other",
+        "    Sentinels (Picket still needs a majority of voters to elect itself).",
+        "FLUSHCONFIG",
+        "    Write the state file now.",
+        "INFO-CACHE <master-name> [<master-name> ...]",
+        "    Return last INFO output from masters and replicas.",
+        "IS-MASTER-DOWN-BY-ADDR <ip> <port> <current-epoch> <runid>",
+        "    Check if the master specified by ip:port is down from current Sentinel's point",
+        "    of view (Picket never votes through this command).",
+        "MASTER <master-name>",
+        "    Show the state and info of the specified master.",
+        "MASTERS",
+        "    Show a list of monitored masters and their state.",
+        "MONITOR <name> <ip> <port> <quorum>",
+        "    Start monitoring a new master with the specified name, ip, port and quorum.",
+        "MYID",
+        "    Return the ID of the Sentinel instance.",
+        "PENDING-SCRIPTS",
+        "    Get pending scripts information.",
+        "REMOVE <master-name>",
+        "    Remove master from Sentinel's monitor list.",
+        "REPLICAS <master-name>",
+        "    Show a list of replicas for this master and their state.",
+        "RESET <pattern>",
+        "    Reset masters for specific master name matching this pattern.",
+        "SENTINELS <master-name>",
+        "    Show a list of Sentinel instances for this master and their state.",
+        "SET <master-name> <option> <value> [<option> <value> ...]",
+        "    Set configuration parameters for certain masters.",
+        "SIMULATE-FAILURE [CRASH-AFTER-ELECTION] [CRASH-AFTER-PROMOTION] [HELP]",
+        "    Simulate a Sentinel crash.",
+        "HELP",
+        "    Print this help.",
+    ];
+    w.array(lines.len());
+    for line in lines {
+        w.simple(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::resp::{Frame, Limits, Protocol};
+
+    fn reply(write: impl FnOnce(&mut ReplyWriter<'_>)) -> Frame {
+        let mut out = Vec::new();
+        write(&mut ReplyWriter::new(&mut out, Protocol::Resp2));
+        Frame::parse(&out, &Limits::DEFAULT).unwrap().unwrap().0
+    }
+
+    #[test]
+    fn ckquorum_texts_are_sentinels() {
+        assert_eq!(
+            reply(|w| ckquorum(w, 2, 2, 3)),
+            Frame::Simple(
+                "OK 3 usable Sentinels. Quorum and failover authorization can be reached".into()
+            )
+        );
+        assert_eq!(
+            reply(|w| ckquorum(w, 2, 2, 1)),
+            Frame::Error(
+                "NOQUORUM 1 usable Sentinels. Not enough available Sentinels to reach the \
+                 specified quorum for this master. Not enough available Sentinels to reach the \
+                 majority and authorize a failover"
+                    .into()
+            )
+        );
+        assert_eq!(
+            reply(|w| ckquorum(w, 3, 2, 2)),
+            Frame::Error(
+                "NOQUORUM 2 usable Sentinels. Not enough available Sentinels to reach the \
+                 majority and authorize a failover"
+                    .into()
+            )
+        );
+    }
+}
