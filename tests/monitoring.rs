@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use support::{ClusterOptions, Group, Picket, config_text, node_specs, wait_for};
@@ -33,6 +34,22 @@ fn seen_after(picket: &Picket, event: &str, since: Instant) -> Duration {
     since.elapsed()
 }
 
+/// Whether `picket` has read the run id of the replica at `addr` (`SENTINEL REPLICAS`).
+fn knows_run_id(picket: &Picket, addr: &str) -> bool {
+    let Ok(client) = redis::Client::open(format!("redis://{}/", picket.spec.listen_addr())) else {
+        return false;
+    };
+    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
+        return false;
+    };
+    let replicas: Vec<HashMap<String, String>> =
+        redis::cmd("SENTINEL").arg("REPLICAS").arg("session").query(&mut conn).unwrap_or_default();
+    replicas.iter().any(|r| {
+        r.get("name").map(String::as_str) == Some(addr)
+            && r.get("runid").is_some_and(|id| !id.is_empty())
+    })
+}
+
 fn monitors(password: Option<&str>) {
     let mut group = Group::start("session", 2, password);
     let picket = lone_picket(&group);
@@ -47,6 +64,10 @@ fn monitors(password: Option<&str>) {
         );
         wait_for(&event, LONG, || picket.events().contains(&event));
     }
+
+    // A reboot is a new run id, so the replica's first INFO must be in before it is killed.
+    let first = group.replicas[0].addr();
+    wait_for("the replica's run id", LONG, || knows_run_id(&picket, &first));
 
     // A killed replica is subjectively down within down_after plus a ping period.
     let replica_subject = {
