@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use support::{ClusterOptions, Group, Picket, config_text, node_specs, wait_for};
@@ -42,7 +42,7 @@ fn knows_run_id(picket: &Picket, addr: &str) -> bool {
     let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
         return false;
     };
-    let replicas: Vec<HashMap<String, String>> =
+    let replicas: Vec<BTreeMap<String, String>> =
         redis::cmd("SENTINEL").arg("REPLICAS").arg("session").query(&mut conn).unwrap_or_default();
     replicas.iter().any(|r| {
         r.get("name").map(String::as_str) == Some(addr)
