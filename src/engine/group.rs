@@ -53,8 +53,9 @@ pub struct Group {
     pub master: Addr,
     /// The epoch of the failover that set `master` (0 = as configured).
     pub config_epoch: u64,
-    /// Every known instance of the group, the master included.
-    pub instances: BTreeMap<Addr, Instance>,
+    /// Every known instance of the group, the master included. Boxed: a map node holds room
+    /// for eleven entries, and most groups have one to three instances.
+    pub instances: BTreeMap<Addr, Box<Instance>>,
     /// Since when the master is objectively down.
     pub odown_since: Option<Instant>,
     /// How many voters saw the master down at the last evaluation.
@@ -106,7 +107,7 @@ impl Group {
         }
         let mut instances = BTreeMap::new();
         for addr in std::iter::once(master.clone()).chain(replicas) {
-            instances.entry(addr.clone()).or_insert_with(|| Instance::new(addr, now));
+            instances.entry(addr.clone()).or_insert_with(|| Box::new(Instance::new(addr, now)));
         }
         Self {
             index,
@@ -138,7 +139,7 @@ impl Group {
     /// The master instance.
     #[must_use]
     pub fn master_instance(&self) -> Option<&Instance> {
-        self.instances.get(&self.master)
+        self.instances.get(&self.master).map(AsRef::as_ref)
     }
 
     /// Whether this node sees the master subjectively down.
@@ -161,7 +162,7 @@ impl Group {
         if let Some(key) = self.find(addr) {
             return key.clone();
         }
-        self.instances.insert(addr.clone(), Instance::new(addr.clone(), now));
+        self.instances.insert(addr.clone(), Box::new(Instance::new(addr.clone(), now)));
         node.lazy_dirty = true;
         addr.clone()
     }

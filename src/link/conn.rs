@@ -1,0 +1,327 @@
+//! One connection to a monitored Redis instance: commands written as RESP, replies read back in
+//! order and decoded into the engine's [`Reply`].
+//!
+//! Why not the `redis` crate's multiplexed connection, which the first version used: each one
+//! spawns a driver task, keeps two 8 KiB codec buffers and a channel of its own, and answers every
+//! request through a oneshot. Picket keeps one connection per monitored instance and sends it a
+//! PING every ping period, so at a thousand masters that design cost 25 MiB of the daemon's
+//! 55 MiB and several task wake-ups per PING. Picket only ever sends four fixed commands, and
+//! already owns a bounded, fuzzed RESP parser ([`Frame::parse`]), so this connection is one
+//! socket, one small read buffer and a queue of what each pending request expects.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::engine::{Addr, Credentials, RedisCommand, Reply, RequestId};
+use crate::wire::info::parse_info;
+use crate::wire::resp::{Frame, Limits};
+
+/// What replies may hold. `INFO` is the largest, a few KiB (more with many replicas listed).
+const REPLY_LIMITS: Limits = Limits {
+    max_bulk_len: 4 * 1024 * 1024,
+    max_array_len: 64,
+    max_depth: 4,
+    max_inline_len: 64 * 1024,
+};
+/// Free space the read buffer is given before each read. Most replies (`+PONG`) are a few
+/// bytes; an `INFO` reply takes a few reads.
+const READ_CHUNK: usize = 1024;
+/// A read buffer grown past this (by an `INFO` reply) is released once empty, so a thousand
+/// idle links keep a thousand small buffers rather than a thousand `INFO`-sized ones.
+const KEEP_BUFFER: usize = 2 * READ_CHUNK;
+
+/// Frames each command's reply takes: one, or for a transaction `MULTI`'s `+OK`, four
+/// `+QUEUED` and `EXEC`'s array.
+const TRANSACTION_FRAMES: usize = 6;
+
+/// A request waiting for its reply.
+#[derive(Debug)]
+struct Pending {
+    request: RequestId,
+    kind: Expect,
+    /// Frames still to read for this request.
+    frames_left: usize,
+    /// The first error reply among a transaction's frames.
+    error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    Pong,
+    Info,
+    Transaction,
+}
+
+/// An open, authenticated connection.
+#[derive(Debug)]
+pub(super) struct InstanceConnection {
+    stream: TcpStream,
+    read: BytesMut,
+    write: Vec<u8>,
+    pending: VecDeque<Pending>,
+}
+
+impl InstanceConnection {
+    /// Resolves `addr` now (so a name that moved is followed), connects to its first address
+    /// (IPv4 first), authenticates and names the connection. Returns the address connected to.
+    pub(super) async fn open(
+        addr: &Addr,
+        auth: Option<&Credentials>,
+        client_name: &str,
+    ) -> Result<(Self, IpAddr), String> {
+        let target = format!("{}:{}", addr.host(), addr.port());
+        let resolved = tokio::net::lookup_host(&target)
+            .await
+            .map_err(|e| format!("cannot resolve {target}: {e}"))?
+            .min_by_key(std::net::SocketAddr::is_ipv6)
+            .ok_or_else(|| format!("{target} resolves to no address"))?;
+        let stream = TcpStream::connect(resolved)
+            .await
+            .map_err(|e| format!("cannot connect to {resolved}: {e}"))?;
+        // PINGs are tiny and latency is what they measure.
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut conn =
+            Self { stream, read: BytesMut::new(), write: Vec::new(), pending: VecDeque::new() };
+        if let Some(auth) = auth {
+            match &auth.user {
+                Some(user) => {
+                    encode(&mut conn.write, &[b"AUTH", user.as_bytes(), auth.password.as_bytes()])
+                }
+                None => encode(&mut conn.write, &[b"AUTH", auth.password.as_bytes()]),
+            }
+        }
+        // The name shows who is connected in CLIENT LIST.
+        encode(&mut conn.write, &[b"CLIENT", b"SETNAME", client_name.as_bytes()]);
+        conn.flush().await?;
+        if auth.is_some() {
+            match conn.next_frame().await? {
+                Frame::Simple(_) => {}
+                Frame::Error(e) => return Err(format!("AUTH refused: {e}")),
+                other => return Err(format!("unexpected AUTH reply {other:?}")),
+            }
+        }
+        // A refusal (a renamed CLIENT command) is harmless.
+        conn.next_frame().await?;
+        Ok((conn, resolved.ip()))
+    }
+
+    /// Queues `command` for the next [`Self::flush`].
+    pub(super) fn queue(&mut self, request: RequestId, command: &RedisCommand) {
+        let (kind, frames_left) = encode_command(&mut self.write, command);
+        self.pending.push_back(Pending { request, kind, frames_left, error: None });
+    }
+
+    /// Writes everything queued.
+    pub(super) async fn flush(&mut self) -> Result<(), String> {
+        if self.write.is_empty() {
+            return Ok(());
+        }
+        let written = self.stream.write_all(&self.write).await;
+        self.write.clear();
+        if self.write.capacity() > KEEP_BUFFER {
+            self.write = Vec::new();
+        }
+        written.map_err(|e| format!("write failed: {e}"))
+    }
+
+    /// Reads until the oldest pending request is answered. Cancel-safe: bytes read before a
+    /// cancellation stay in the buffer, and a request is only taken off the queue once its last
+    /// frame is in.
+    ///
+    /// # Errors
+    /// The connection closed or failed, or the instance sent something that is not a reply to
+    /// a pending request. The link is unusable after an error.
+    pub(super) async fn next_reply(&mut self) -> Result<(RequestId, Reply), String> {
+        loop {
+            let frame = self.next_frame().await?;
+            let Some(pending) = self.pending.front_mut() else {
+                return Err(format!("unexpected frame with no request pending: {frame:?}"));
+            };
+            pending.frames_left -= 1;
+            if let Frame::Error(e) = &frame {
+                pending.error.get_or_insert_with(|| e.clone());
+            }
+            if pending.frames_left > 0 {
+                continue;
+            }
+            let done = self.pending.pop_front().expect("front exists");
+            return Ok((done.request, decode(done.kind, frame, done.error)));
+        }
+    }
+
+    /// The next whole frame. Cancel-safe (see [`Self::next_reply`]).
+    async fn next_frame(&mut self) -> Result<Frame, String> {
+        loop {
+            if let Some((frame, used)) = Frame::parse(&self.read, &REPLY_LIMITS)
+                .map_err(|e| format!("instance sent invalid RESP: {e}"))?
+            {
+                self.read.advance(used);
+                // `capacity()` no longer counts the bytes just consumed, hence `used`.
+                if self.read.is_empty() && used + self.read.capacity() > KEEP_BUFFER {
+                    self.read = BytesMut::new();
+                }
+                return Ok(frame);
+            }
+            self.read.reserve(READ_CHUNK);
+            match self.stream.read_buf(&mut self.read).await {
+                Ok(0) => return Err("connection closed by the instance".to_owned()),
+                Ok(_) => {}
+                Err(e) => return Err(format!("read failed: {e}")),
+            }
+        }
+    }
+}
+
+/// Appends `command`'s requests; returns what its reply is and how many frames it takes.
+fn encode_command(out: &mut Vec<u8>, command: &RedisCommand) -> (Expect, usize) {
+    match command {
+        RedisCommand::Ping => {
+            encode(out, &[b"PING"]);
+            (Expect::Pong, 1)
+        }
+        RedisCommand::Info => {
+            encode(out, &[b"INFO"]);
+            (Expect::Info, 1)
+        }
+        RedisCommand::Promote => {
+            encode_transaction(out, &[b"REPLICAOF", b"NO", b"ONE"]);
+            (Expect::Transaction, TRANSACTION_FRAMES)
+        }
+        RedisCommand::ReplicaOf { master } => {
+            let port = master.port().to_string();
+            encode_transaction(out, &[b"REPLICAOF", master.host().as_bytes(), port.as_bytes()]);
+            (Expect::Transaction, TRANSACTION_FRAMES)
+        }
+    }
+}
+
+/// Sentinel's reconfiguration transaction around `replicaof`: `CONFIG REWRITE` (so a restarted
+/// Redis keeps its new role; it fails harmlessly on a Redis started without a config file), and
+/// killing normal and pub/sub clients so they reconnect and ask where the master is now.
+fn encode_transaction(out: &mut Vec<u8>, replicaof: &[&[u8]]) {
+    encode(out, &[b"MULTI"]);
+    encode(out, replicaof);
+    encode(out, &[b"CONFIG", b"REWRITE"]);
+    encode(out, &[b"CLIENT", b"KILL", b"TYPE", b"normal"]);
+    encode(out, &[b"CLIENT", b"KILL", b"TYPE", b"pubsub"]);
+    encode(out, &[b"EXEC"]);
+}
+
+/// Appends a command as a RESP array of bulk strings.
+fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    for arg in args {
+        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// What the engine needs from a request's last frame (`error`: a transaction's first error).
+fn decode(kind: Expect, last: Frame, error: Option<String>) -> Reply {
+    match (kind, last) {
+        (Expect::Pong | Expect::Info, Frame::Error(e)) => Reply::Error(e),
+        (Expect::Pong, Frame::Simple(s)) if s.eq_ignore_ascii_case("PONG") => Reply::Pong,
+        (Expect::Pong, other) => Reply::Error(format!("unexpected PING reply {other:?}")),
+        (Expect::Info, Frame::Bulk(bytes)) => match parse_info(&String::from_utf8_lossy(&bytes)) {
+            Ok(report) => Reply::Info(Box::new(report)),
+            Err(e) => Reply::Error(e.to_string()),
+        },
+        (Expect::Info, other) => Reply::Error(format!("unexpected INFO reply {other:?}")),
+        // Errors inside the transaction (CONFIG REWRITE without a config file) do not undo the
+        // REPLICAOF; the engine checks the outcome with INFO.
+        (Expect::Transaction, Frame::Array(results)) => {
+            let inner = results.into_iter().find_map(|r| match r {
+                Frame::Error(e) => Some(e),
+                _ => None,
+            });
+            match error.or(inner) {
+                Some(e) => Reply::Error(e),
+                None => Reply::Done,
+            }
+        }
+        // EXECABORT: a command was refused while queueing; the first error says which.
+        (Expect::Transaction, Frame::Error(e)) => Reply::Error(error.unwrap_or(e)),
+        (Expect::Transaction, other) => Reply::Error(format!("unexpected EXEC reply {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(bytes: &[u8]) -> Vec<Frame> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        while let Some((frame, used)) = Frame::parse(rest, &REPLY_LIMITS).unwrap() {
+            out.push(frame);
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty());
+        out
+    }
+
+    #[test]
+    fn commands_are_resp_arrays_of_bulk_strings() {
+        let mut out = Vec::new();
+        encode(&mut out, &[b"CLIENT", b"SETNAME", b"picket"]);
+        assert_eq!(out, b"*3\r\n$6\r\nCLIENT\r\n$7\r\nSETNAME\r\n$6\r\npicket\r\n");
+    }
+
+    #[test]
+    fn a_reconfiguration_is_one_transaction_of_six_commands() {
+        let mut out = Vec::new();
+        let master: Addr = "10.0.0.1:6379".parse().unwrap();
+        let (kind, frames_left) = encode_command(&mut out, &RedisCommand::ReplicaOf { master });
+        assert!(matches!(kind, Expect::Transaction));
+        let sent = frames(&out);
+        assert_eq!(sent.len(), frames_left);
+        let bulk = |s: &str| Frame::Bulk(s.as_bytes().to_vec());
+        assert_eq!(sent[0], Frame::Array(vec![bulk("MULTI")]));
+        assert_eq!(sent[1], Frame::Array(vec![bulk("REPLICAOF"), bulk("10.0.0.1"), bulk("6379")]));
+        assert_eq!(sent[5], Frame::Array(vec![bulk("EXEC")]));
+    }
+
+    #[test]
+    fn replies_decode_as_the_engine_expects() {
+        assert_eq!(decode(Expect::Pong, Frame::Simple("PONG".into()), None), Reply::Pong);
+        assert_eq!(
+            decode(Expect::Pong, Frame::Error("LOADING Redis is loading".into()), None),
+            Reply::Error("LOADING Redis is loading".into())
+        );
+        assert_eq!(
+            decode(Expect::Pong, Frame::Integer(1), None),
+            Reply::Error("unexpected PING reply Integer(1)".into())
+        );
+        let info =
+            b"# Server\r\nrun_id:abc\r\n# Replication\r\nrole:master\r\nconnected_slaves:0\r\n";
+        assert!(matches!(decode(Expect::Info, Frame::Bulk(info.to_vec()), None), Reply::Info(_)));
+        assert_eq!(
+            decode(Expect::Transaction, Frame::Array(vec![Frame::Simple("OK".into()); 4]), None),
+            Reply::Done
+        );
+        let no_config_file = Frame::Array(vec![
+            Frame::Simple("OK".into()),
+            Frame::Error("ERR The server is running without a config file".into()),
+            Frame::Integer(0),
+            Frame::Integer(0),
+        ]);
+        assert_eq!(
+            decode(Expect::Transaction, no_config_file, None),
+            Reply::Error("ERR The server is running without a config file".into())
+        );
+        // A command refused while queueing aborts the transaction; the first error says why.
+        assert_eq!(
+            decode(
+                Expect::Transaction,
+                Frame::Error("EXECABORT Transaction discarded".into()),
+                Some("ERR unknown command 'REPLICAOF'".into())
+            ),
+            Reply::Error("ERR unknown command 'REPLICAOF'".into())
+        );
+    }
+}
