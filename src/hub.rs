@@ -225,8 +225,8 @@ pub struct PeerStats {
     rejected: [AtomicU64; REJECTION_KINDS.len()],
 }
 
-/// Labels of rejected inbound frames, as [`crate::wire::frame::FrameError::kind`] names them, plus `codec` for a
-/// length prefix above the limit or a broken stream.
+/// Labels of rejected inbound frames, as the gossip frame decoder's `FrameError::kind` names
+/// them, plus `codec` for a length prefix above the limit or a broken stream.
 pub const REJECTION_KINDS: [&str; 9] = [
     "too_short",
     "too_large",

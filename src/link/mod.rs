@@ -1,7 +1,7 @@
 //! Connections to monitored Redis instances.
 //!
 //! The engine decides when to connect, what to send and when to give up; this module only does
-//! it. Each link is one task owning one [`InstanceConnection`]: commands are pipelined on it as
+//! it. Each link is one task owning one connection (`conn.rs`): commands are pipelined on it as
 //! they arrive, and every reply (or the connection breaking) goes back to the runtime as an
 //! engine input tagged with the link and request ids the engine chose. A hung instance simply
 //! never answers: the engine's timers notice, not this module.
