@@ -33,7 +33,8 @@ pub fn run(plan: &Plan) -> Result<Section> {
     let mut section = Section::default();
     let mut raw = Vec::new();
     for (round, &size) in sizes.iter().enumerate() {
-        eprintln!("idle: starting {size} redis-server masters");
+        let plural = if size == 1 { "master" } else { "masters" };
+        eprintln!("idle: starting {size} redis-server {plural}");
         let servers = topology::bare_masters(size)?;
         let specs = specs(&servers);
         let (mut cpu, mut rss) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
@@ -42,7 +43,7 @@ pub fn run(plan: &Plan) -> Result<Section> {
                 Ok(samples) => {
                     for (c, r) in &samples {
                         eprintln!(
-                            "idle {size} masters {kind}: CPU {c:.2}% of a core, RSS {r:.1} MiB"
+                            "idle {size} {plural} {kind}: CPU {c:.2}% of a core, RSS {r:.1} MiB"
                         );
                     }
                     let (cpu_side, rss_side) = match kind {
@@ -54,13 +55,12 @@ pub fn run(plan: &Plan) -> Result<Section> {
                     raw.push(json!({"masters": size, "kind": kind, "window_s": window.as_secs(), "cpu_percent": samples.iter().map(|s| s.0).collect::<Vec<_>>(), "rss_mib": samples.iter().map(|s| s.1).collect::<Vec<_>>()}));
                 }
                 Err(e) => {
-                    let message = format!("idle {size} masters {kind}: {e:#}");
+                    let message = format!("idle {size} {plural} {kind}: {e:#}");
                     eprintln!("{message}");
                     section.errors.push(message);
                 }
             }
         }
-        let plural = if size == 1 { "master" } else { "masters" };
         section.rows.push(Row::both(
             format!("idle CPU, {size} {plural}"),
             "% core",

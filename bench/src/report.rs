@@ -151,7 +151,8 @@ impl Report {
         out.push_str(
             "\nS = redis-sentinel, P = Picket; n = samples per side; p90 is nearest-rank; P/S = \
              Picket's median / Sentinel's median\n(better lower: P/S < 1 means Picket is better; \
-             better higher: P/S > 1 means Picket is better)\n",
+             better higher: P/S > 1 means Picket is better; n/a: does not apply; failed: every \
+             attempt failed, see ERRORS)\n",
         );
         for note in &self.notes {
             out.push_str(&wrap(note, 100));
