@@ -2,21 +2,28 @@
 //!
 //! One function per property; each names the rule it encodes (openraft's invariant catalogue).
 //! The checker keeps history across events, so properties about the past ("never decreases",
-//! "never voted for two candidates") can be checked; it is keyed by node id, which survives a
-//! restart with the disk kept and changes when the disk is lost (a new incarnation).
+//! "never voted for two candidates") can be checked.
 //!
-//! The checker never looks inside an engine: it sees what a real deployment could observe
-//! (messages sent, commands sent to Redis, events published, state written to disk) plus the
-//! simulator's ground truth about the Redis instances.
+//! Identity: votes, candidacies and leaders are keyed by **voter slot** (the node's index in the
+//! simulation), which survives every restart, including one that loses the disk and comes back
+//! with a new node id: a slot must never vote twice in one epoch, whatever its id. Durable epochs
+//! are keyed by node id, which a restart with the disk kept preserves.
+//!
+//! The checker never looks inside an engine and never calls the engine's rules: it computes
+//! majorities and quorums itself, from the run's options. It sees what a real deployment could
+//! observe (messages sent and delivered, commands sent to Redis and replies delivered, events
+//! published, state written to disk) plus the simulator's ground truth about the Redis instances.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Duration;
 
-use picket::engine::Detail;
-use picket::engine::election::votes_needed;
 use picket::engine::{
-    Addr, Body, DurableState, Event, EventKind, NodeId, PeerMessage, RedisCommand,
+    Addr, Body, Detail, DurableState, Event, EventKind, InfoReport, NodeId, PeerMessage,
+    RedisCommand, Reply, ReportedRole, Subject,
 };
+
+use crate::options::Options;
 
 /// A violated invariant.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -37,11 +44,54 @@ fn violation(rule: &'static str, detail: String) -> Result<(), Violation> {
     Err(Violation { rule, detail })
 }
 
+/// Votes a leader needs, computed here rather than taken from the engine: a majority of all
+/// voters, and the master's quorum when that is higher.
+#[must_use]
+pub const fn votes_needed(voters: usize, quorum: u32) -> usize {
+    let majority = voters / 2 + 1;
+    let quorum = quorum as usize;
+    if quorum > majority { quorum } else { majority }
+}
+
+/// What the checker needs to know about one group's settings.
+#[derive(Clone, Copy, Debug)]
+struct GroupRules {
+    quorum: u32,
+    down_after_ms: u64,
+    /// The engine pings every tenth of `down_after`, between 10 ms and 1 s (its documented
+    /// detection contract); replica eligibility is measured in these periods.
+    ping_period_ms: u64,
+}
+
+impl GroupRules {
+    fn of(quorum: u32, down_after: Duration) -> Self {
+        let down_after_ms = u64::try_from(down_after.as_millis()).unwrap_or(u64::MAX).max(1);
+        Self { quorum, down_after_ms, ping_period_ms: (down_after_ms / 10).clamp(10, 1000) }
+    }
+}
+
 /// Epochs a node has made durable.
 #[derive(Clone, Debug, Default)]
 struct Epochs {
     current: u64,
     config: BTreeMap<String, u64>,
+}
+
+/// What one node's current process has been told, with its local time (ms) of arrival.
+#[derive(Clone, Debug, Default)]
+struct Told {
+    /// Last acceptable PING reply (`PONG`, `-LOADING`, `-MASTERDOWN`) per instance.
+    ok_reply_at: BTreeMap<Addr, u64>,
+    /// Last INFO report per instance.
+    info: BTreeMap<Addr, (u64, InfoReport)>,
+    /// Instances with a connected link.
+    links_up: BTreeSet<Addr>,
+    /// Last message of any kind from each peer (by node index).
+    heard_at: BTreeMap<usize, u64>,
+    /// `(peer, group, master address)` for which a report saying "subjectively down" arrived.
+    said_down: BTreeSet<(usize, String, Addr)>,
+    /// `(group, address)` this node announced `+sdown` for, without `-sdown` since.
+    sdown: BTreeSet<(String, Addr)>,
 }
 
 /// A reconfiguration command (`Promote` or `ReplicaOf`) a node is about to send, with what the
@@ -52,12 +102,10 @@ pub struct Reconfiguration<'a> {
     pub node: usize,
     /// Its id.
     pub node_id: NodeId,
+    /// What its disk holds right now.
+    pub disk: Option<&'a DurableState>,
     /// The target's group name.
     pub group: &'a str,
-    /// The group's quorum.
-    pub quorum: u32,
-    /// Voters in the cluster.
-    pub voters: usize,
     /// The target instance.
     pub target: &'a Addr,
     /// The target's `replica-priority`.
@@ -67,20 +115,27 @@ pub struct Reconfiguration<'a> {
 }
 
 /// Everything the invariants remember.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Checker {
-    /// The leader of each (master, epoch).
-    leaders: BTreeMap<(String, u64), NodeId>,
-    /// Each voter's vote per (master, epoch).
-    votes: BTreeMap<(NodeId, String, u64), NodeId>,
-    /// Granted votes each candidate was sent, per (master, epoch): the voters' node indices.
+    voters: usize,
+    peer_timeout_ms: u64,
+    groups: BTreeMap<String, GroupRules>,
+    /// The group of every instance, by address.
+    instances: BTreeMap<Addr, String>,
+    /// The leader (voter slot) of each (master, epoch).
+    leaders: BTreeMap<(String, u64), usize>,
+    /// Each voter slot's vote per (master, epoch).
+    votes: BTreeMap<(usize, String, u64), NodeId>,
+    /// Granted votes each candidate was sent, per (master, epoch): the voters' slots.
     granted: BTreeMap<(NodeId, String, u64), BTreeSet<usize>>,
-    /// The highest epoch in which each node voted for another candidate, per master.
-    voted_for_others: BTreeMap<(NodeId, String), u64>,
-    /// The epoch of each node's latest failover attempt per master.
-    candidacy: BTreeMap<(NodeId, String), u64>,
+    /// The highest epoch in which each slot voted for another candidate, per master.
+    voted_for_others: BTreeMap<(usize, String), u64>,
+    /// The id and epoch of each slot's latest failover attempt per master.
+    candidacy: BTreeMap<(usize, String), (NodeId, u64)>,
     /// A `+try-failover` seen, waiting for the self-vote that carries its epoch (per node).
     trying: BTreeMap<usize, String>,
+    /// Failovers each slot tried.
+    attempts: BTreeMap<usize, usize>,
     /// Durable epochs per node id.
     epochs: BTreeMap<NodeId, Epochs>,
     /// The master address of each (master, config epoch).
@@ -89,30 +144,83 @@ pub struct Checker {
     promotions: BTreeMap<(String, u64), Addr>,
     /// Nodes in TILT, as their own events say.
     tilted: BTreeSet<usize>,
+    /// What each node's current process was told.
+    told: Vec<Told>,
     /// Promotions sent so far (for scenario assertions).
     pub promotions_sent: usize,
     /// The node that sent the latest promotion.
     pub last_promoter: Option<usize>,
+    /// Promotions sent per group.
+    pub promotions_by_group: BTreeMap<String, usize>,
     /// The outputs being checked answer an operator's command.
     pub(crate) operator_input: bool,
 }
 
 impl Checker {
-    /// A node (re)started: it is not in TILT and has no attempt in flight.
+    /// A checker for the deployment `options` describe.
+    #[must_use]
+    pub fn new(options: &Options) -> Self {
+        Self {
+            voters: options.nodes,
+            peer_timeout_ms: u64::try_from(options.peer_timeout.as_millis()).unwrap_or(u64::MAX),
+            groups: options
+                .groups
+                .iter()
+                .map(|g| (g.name.clone(), GroupRules::of(g.quorum, g.down_after)))
+                .collect(),
+            instances: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            granted: BTreeMap::new(),
+            voted_for_others: BTreeMap::new(),
+            candidacy: BTreeMap::new(),
+            trying: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+            epochs: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            promotions: BTreeMap::new(),
+            tilted: BTreeSet::new(),
+            told: vec![Told::default(); options.nodes],
+            promotions_sent: 0,
+            last_promoter: None,
+            promotions_by_group: BTreeMap::new(),
+            operator_input: false,
+        }
+    }
+
+    /// Records that the instance at `addr` belongs to group `group`.
+    pub fn add_instance(&mut self, addr: Addr, group: &str) {
+        self.instances.insert(addr, group.to_owned());
+    }
+
+    /// Whether node `i` is in TILT, as its own events last said.
+    #[must_use]
+    pub fn in_tilt(&self, node: usize) -> bool {
+        self.tilted.contains(&node)
+    }
+
+    /// Whether node `i` announced `+sdown` for `addr` in group `group` and has not cleared it.
+    #[must_use]
+    pub fn sees_down(&self, node: usize, group: &str, addr: &Addr) -> bool {
+        self.told[node].sdown.contains(&(group.to_owned(), addr.clone()))
+    }
+
+    /// A node (re)started: it is not in TILT, has no attempt in flight and has been told nothing.
     /// `started` is the engine's state right after it started: a node restored from its disk
     /// must not have gone back in time.
     pub fn on_start(&mut self, node: usize, started: &DurableState) -> Result<(), Violation> {
         self.tilted.remove(&node);
         self.trying.remove(&node);
+        self.told[node] = Told::default();
         self.epochs_never_decrease(started)
     }
 
-    /// The node wrote `state` to its disk.
-    pub fn on_persist(&mut self, state: &DurableState) -> Result<(), Violation> {
+    /// Node `node` wrote `state` to its disk.
+    pub fn on_persist(&mut self, node: usize, state: &DurableState) -> Result<(), Violation> {
         self.epochs_never_decrease(state)?;
         for (name, master) in &state.masters {
             if let Some(candidate) = master.voted_for {
-                self.one_vote_per_epoch(state.node_id, name, master.voted_epoch, candidate)?;
+                self.one_vote_per_epoch(node, name, master.voted_epoch, candidate)?;
             }
             self.one_address_per_config_epoch(
                 state.node_id,
@@ -124,11 +232,55 @@ impl Checker {
         Ok(())
     }
 
-    /// The node published `event`.
+    /// A reply from the instance at `addr` reached node `node` at its local time `local_ms`.
+    pub fn on_reply_delivered(&mut self, node: usize, addr: &Addr, local_ms: u64, reply: &Reply) {
+        let told = &mut self.told[node];
+        match reply {
+            Reply::Pong => {
+                told.ok_reply_at.insert(addr.clone(), local_ms);
+            }
+            Reply::Error(text) if text.starts_with("LOADING") || text.starts_with("MASTERDOWN") => {
+                told.ok_reply_at.insert(addr.clone(), local_ms);
+            }
+            Reply::Info(report) => {
+                told.info.insert(addr.clone(), (local_ms, (**report).clone()));
+            }
+            Reply::Error(_) | Reply::Done => {}
+        }
+    }
+
+    /// Node `node`'s link to `addr` came up (`true`) or went away (`false`).
+    pub fn on_link(&mut self, node: usize, addr: &Addr, up: bool) {
+        if up {
+            self.told[node].links_up.insert(addr.clone());
+        } else {
+            self.told[node].links_up.remove(addr);
+        }
+    }
+
+    /// A message from node `from` reached node `to` at `to`'s local time `local_ms`.
+    pub fn on_peer_delivered(
+        &mut self,
+        to: usize,
+        from: usize,
+        local_ms: u64,
+        message: &PeerMessage,
+    ) {
+        let told = &mut self.told[to];
+        told.heard_at.insert(from, local_ms);
+        if let Body::State { masters, .. } = &message.body {
+            for report in masters.iter().filter(|r| r.sdown) {
+                told.said_down.insert((from, report.name.clone(), report.addr.clone()));
+            }
+        }
+    }
+
+    /// The node published `event` at its local time `local_ms`.
     pub fn on_event(
         &mut self,
         node: usize,
         node_id: NodeId,
+        local_ms: u64,
         event: &Event,
     ) -> Result<(), Violation> {
         match (&event.kind, &event.detail) {
@@ -137,6 +289,33 @@ impl Checker {
             }
             (EventKind::TiltCleared, _) => {
                 self.tilted.remove(&node);
+            }
+            (EventKind::Sdown, _) => {
+                if let Some(subject) = &event.subject {
+                    self.sdown_only_after_silence(node, local_ms, subject)?;
+                    if let Some(addr) = instance_addr(subject) {
+                        let key = (subject.master_name().to_owned(), addr.clone());
+                        self.told[node].sdown.insert(key);
+                    }
+                }
+            }
+            (EventKind::SdownCleared, _) => {
+                if let Some(subject) = &event.subject
+                    && let Some(addr) = instance_addr(subject)
+                {
+                    let key = (subject.master_name().to_owned(), addr.clone());
+                    self.told[node].sdown.remove(&key);
+                }
+            }
+            (EventKind::Odown, _) => {
+                if let Some(Subject::Master { name, addr }) = &event.subject {
+                    self.odown_only_with_quorum(node, local_ms, name, addr)?;
+                }
+            }
+            (EventKind::SelectedReplica, _) => {
+                if let Some(Subject::Replica { addr, master, master_addr }) = &event.subject {
+                    self.best_replica_selected(node, local_ms, master, master_addr, addr)?;
+                }
             }
             (EventKind::TryFailover, _) => {
                 if let Some(name) = event.master_name() {
@@ -150,26 +329,27 @@ impl Checker {
                 if *leader == node_id =>
             {
                 if let Some(name) = self.trying.remove(&node) {
-                    self.one_vote_per_epoch(node_id, &name, *epoch, node_id)?;
-                    self.candidacy.insert((node_id, name), *epoch);
+                    self.one_vote_per_epoch(node, &name, *epoch, node_id)?;
+                    self.candidacy.insert((node, name), (node_id, *epoch));
+                    *self.attempts.entry(node).or_default() += 1;
                 }
             }
             (EventKind::ElectedLeader, _) => {
                 let Some(name) = event.master_name() else { return Ok(()) };
-                let Some(&epoch) = self.candidacy.get(&(node_id, name.to_owned())) else {
+                let Some(&(_, epoch)) = self.candidacy.get(&(node, name.to_owned())) else {
                     return violation(
                         "leader-was-a-candidate",
                         format!("n{node} elected for {name} without trying"),
                     );
                 };
-                self.one_leader_per_epoch(node, node_id, name, epoch)?;
+                self.one_leader_per_epoch(node, name, epoch)?;
             }
             _ => {}
         }
         Ok(())
     }
 
-    /// The node, whose disk holds `disk`, sends `message` to node `to`.
+    /// The node, whose disk holds `disk`, sends `message`.
     pub fn on_peer_send(
         &mut self,
         node: usize,
@@ -178,12 +358,9 @@ impl Checker {
     ) -> Result<(), Violation> {
         self.revealed_state_is_durable(node, disk, message)?;
         if let Body::VoteReply { master, epoch, voted_for: Some(candidate) } = &message.body {
-            self.one_vote_per_epoch(message.from.node_id, master, *epoch, *candidate)?;
+            self.one_vote_per_epoch(node, master, *epoch, *candidate)?;
             if *candidate != message.from.node_id {
-                let seen = self
-                    .voted_for_others
-                    .entry((message.from.node_id, master.clone()))
-                    .or_default();
+                let seen = self.voted_for_others.entry((node, master.clone())).or_default();
                 *seen = (*seen).max(*epoch);
             }
             self.granted.entry((*candidate, master.clone(), *epoch)).or_default().insert(node);
@@ -194,13 +371,18 @@ impl Checker {
     /// The node sends a `Promote` or `ReplicaOf`.
     pub fn on_reconfiguration(&mut self, r: &Reconfiguration<'_>) -> Result<(), Violation> {
         self.no_reconfiguration_in_tilt(r)?;
-        if let RedisCommand::Promote = r.command {
-            self.promotions_sent += 1;
-            self.last_promoter = Some(r.node);
-            self.never_promote_priority_zero(r)?;
-            let epoch = self.promotion_is_elected(r)?;
-            self.superseded_leaders_do_not_promote(r, epoch)?;
-            self.one_promotion_per_epoch(r, epoch)?;
+        match r.command {
+            RedisCommand::Promote => {
+                self.promotions_sent += 1;
+                self.last_promoter = Some(r.node);
+                *self.promotions_by_group.entry(r.group.to_owned()).or_default() += 1;
+                self.never_promote_priority_zero(r)?;
+                let epoch = self.promotion_is_elected(r)?;
+                self.superseded_leaders_do_not_promote(r, epoch)?;
+                self.one_promotion_per_epoch(r, epoch)?;
+            }
+            RedisCommand::ReplicaOf { master } => self.repoint_to_durable_master(r, master)?,
+            RedisCommand::Ping | RedisCommand::Info => {}
         }
         Ok(())
     }
@@ -240,13 +422,13 @@ impl Checker {
         Ok(())
     }
 
-    /// **One vote per (master, epoch)** (Sentinel 3.7, "first come first served"; Raft's
-    /// `voted_for`): a voter never grants two candidates a vote for the same master in the same
-    /// epoch, including across restarts with its disk kept. Sources: vote replies sent, ballots
-    /// persisted, and a candidate's vote for itself.
+    /// **One vote per (master, epoch) per voter slot** (Sentinel 3.7, "first come first served";
+    /// Raft's `voted_for`): a voter never grants two candidates a vote for the same master in
+    /// the same epoch, including across restarts, even one that lost its disk and came back with
+    /// a new id. Sources: vote replies sent, ballots persisted, and a candidate's vote for itself.
     fn one_vote_per_epoch(
         &mut self,
-        voter: NodeId,
+        voter: usize,
         master: &str,
         epoch: u64,
         candidate: NodeId,
@@ -256,8 +438,7 @@ impl Checker {
             Some(previous) if *previous != candidate => violation(
                 "one-vote-per-epoch",
                 format!(
-                    "node {} voted for {} and {} in {master} epoch {epoch}",
-                    voter.short(),
+                    "n{voter} voted for {} and {} in {master} epoch {epoch}",
                     previous.short(),
                     candidate.short()
                 ),
@@ -270,28 +451,23 @@ impl Checker {
         }
     }
 
-    /// **Election safety** (Sentinel 3.8; Raft §5.2): at most one node is elected leader of a
-    /// failover of a given master in a given epoch.
+    /// **Election safety** (Sentinel 3.8; Raft §5.2): at most one voter slot is elected leader
+    /// of a failover of a given master in a given epoch.
     fn one_leader_per_epoch(
         &mut self,
         node: usize,
-        node_id: NodeId,
         master: &str,
         epoch: u64,
     ) -> Result<(), Violation> {
         let key = (master.to_owned(), epoch);
         match self.leaders.get(&key) {
-            Some(leader) if *leader != node_id => violation(
+            Some(leader) if *leader != node => violation(
                 "one-leader-per-epoch",
-                format!(
-                    "n{node} ({}) and {} both elected for {master} in epoch {epoch}",
-                    node_id.short(),
-                    leader.short()
-                ),
+                format!("n{node} and n{leader} both elected for {master} in epoch {epoch}"),
             ),
             Some(_) => Ok(()),
             None => {
-                self.leaders.insert(key, node_id);
+                self.leaders.insert(key, node);
                 Ok(())
             }
         }
@@ -299,11 +475,11 @@ impl Checker {
 
     /// **No promotion without a majority-backed election** (Sentinel 3.8, with Picket's rule that
     /// manual failovers need votes too): a node may send `REPLICAOF NO ONE` only for a failover it
-    /// leads, whose epoch it won with granted votes, actually sent to it by distinct nodes, which
-    /// with its own reach both a majority of all voters and the master's quorum. Returns the
-    /// failover's epoch.
+    /// leads, whose epoch it won with granted votes, actually sent to it by distinct voter slots,
+    /// which with its own reach both a majority of all voters and the master's quorum. Returns
+    /// the failover's epoch.
     fn promotion_is_elected(&self, r: &Reconfiguration<'_>) -> Result<u64, Violation> {
-        let Some(&epoch) = self.candidacy.get(&(r.node_id, r.group.to_owned())) else {
+        let Some(&(id, epoch)) = self.candidacy.get(&(r.node, r.group.to_owned())) else {
             return Err(Violation {
                 rule: "promotion-is-elected",
                 detail: format!(
@@ -314,10 +490,11 @@ impl Checker {
         };
         let votes = 1 + self
             .granted
-            .get(&(r.node_id, r.group.to_owned(), epoch))
+            .get(&(id, r.group.to_owned(), epoch))
             .map_or(0, |v| v.iter().filter(|n| **n != r.node).count());
-        let needed = votes_needed(r.voters, r.quorum);
-        if votes < needed {
+        let quorum = self.groups.get(r.group).map_or(u32::MAX, |g| g.quorum);
+        let needed = votes_needed(self.voters, quorum);
+        if votes < needed || id != r.node_id {
             return Err(Violation {
                 rule: "promotion-is-elected",
                 detail: format!(
@@ -326,7 +503,7 @@ impl Checker {
                 ),
             });
         }
-        if self.leaders.get(&(r.group.to_owned(), epoch)) != Some(&r.node_id) {
+        if self.leaders.get(&(r.group.to_owned(), epoch)) != Some(&r.node) {
             return Err(Violation {
                 rule: "promotion-is-elected",
                 detail: format!(
@@ -347,8 +524,7 @@ impl Checker {
         r: &Reconfiguration<'_>,
         epoch: u64,
     ) -> Result<(), Violation> {
-        let newer =
-            self.voted_for_others.get(&(r.node_id, r.group.to_owned())).copied().unwrap_or(0);
+        let newer = self.voted_for_others.get(&(r.node, r.group.to_owned())).copied().unwrap_or(0);
         if newer > epoch {
             return violation(
                 "superseded-leaders-do-not-promote",
@@ -379,6 +555,36 @@ impl Checker {
                 self.promotions.insert(key, r.target.clone());
                 Ok(())
             }
+        }
+    }
+
+    /// **Repoint only towards the durable configuration**: every `REPLICAOF <host> <port>` a
+    /// node sends (a failover's reconfiguration, a correction, a best effort) names the master of
+    /// the configuration on its own disk at that moment, the highest config epoch it holds. A
+    /// node must never repoint an instance towards a master it has not made durable (it could
+    /// forget it in a crash and repoint it back) or towards an older configuration.
+    fn repoint_to_durable_master(
+        &self,
+        r: &Reconfiguration<'_>,
+        master: &Addr,
+    ) -> Result<(), Violation> {
+        let durable = r.disk.and_then(|d| d.masters.get(r.group));
+        match durable {
+            Some(m) if m.addr == *master => Ok(()),
+            Some(m) => violation(
+                "repoint-to-durable-master",
+                format!(
+                    "n{} sent {} REPLICAOF {master}, but its disk names {} (config epoch {}) for {}",
+                    r.node, r.target, m.addr, m.config_epoch, r.group
+                ),
+            ),
+            None => violation(
+                "repoint-to-durable-master",
+                format!(
+                    "n{} sent {} REPLICAOF {master} with nothing on its disk",
+                    r.node, r.target
+                ),
+            ),
         }
     }
 
@@ -446,19 +652,130 @@ impl Checker {
         Ok(())
     }
 
-    /// The number of distinct (master, epoch) failovers any node was elected to lead.
+    /// **SDOWN only after `down_after` of silence** (Sentinel 3.4): a node declares an instance
+    /// subjectively down only if no acceptable PING reply (`PONG`, `-LOADING`, `-MASTERDOWN`)
+    /// reached it for more than `down_after`. The one other cause Sentinel has, a master that
+    /// reports being a replica for too long, is exempt when the last INFO the node got from it
+    /// said `role:slave`.
+    fn sdown_only_after_silence(
+        &self,
+        node: usize,
+        local_ms: u64,
+        subject: &Subject,
+    ) -> Result<(), Violation> {
+        let Some(addr) = instance_addr(subject) else { return Ok(()) };
+        let Some(rules) = self.groups.get(subject.master_name()) else { return Ok(()) };
+        let told = &self.told[node];
+        let Some(&last_ok) = told.ok_reply_at.get(addr) else { return Ok(()) };
+        if local_ms > last_ok + rules.down_after_ms {
+            return Ok(());
+        }
+        let claims_replica = matches!(subject, Subject::Master { .. })
+            && told
+                .info
+                .get(addr)
+                .is_some_and(|(_, info)| matches!(info.role, ReportedRole::Replica(_)));
+        if claims_replica {
+            return Ok(());
+        }
+        violation(
+            "sdown-only-after-silence",
+            format!(
+                "n{node} declared {subject} down {} ms after an acceptable reply (down_after {} ms)",
+                local_ms - last_ok,
+                rules.down_after_ms
+            ),
+        )
+    }
+
+    /// **ODOWN only with quorum reports** (Sentinel 3.5): a node declares a master objectively
+    /// down only while it sees it down itself and at least `quorum - 1` peers it has heard from
+    /// within the report lifetime told it they see that same address down.
+    fn odown_only_with_quorum(
+        &self,
+        node: usize,
+        local_ms: u64,
+        group: &str,
+        addr: &Addr,
+    ) -> Result<(), Violation> {
+        let Some(rules) = self.groups.get(group) else { return Ok(()) };
+        let told = &self.told[node];
+        let own = told.sdown.contains(&(group.to_owned(), addr.clone()));
+        let peers = told
+            .heard_at
+            .iter()
+            .filter(|(_, at)| local_ms.saturating_sub(**at) <= self.peer_timeout_ms)
+            .filter(|(peer, _)| told.said_down.contains(&(**peer, group.to_owned(), addr.clone())))
+            .count();
+        let votes = usize::from(own) + peers;
+        if !own || votes < usize::try_from(rules.quorum).unwrap_or(usize::MAX) {
+            return violation(
+                "odown-only-with-quorum",
+                format!(
+                    "n{node} declared {group} {addr} objectively down with {votes} of {} (own view: {})",
+                    rules.quorum,
+                    if own { "down" } else { "not down" }
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// **The best replica is chosen** (Sentinel 3.10): no replica that the selecting node had
+    /// every reason to consider eligible (a connected link, an acceptable reply and an INFO
+    /// within five ping periods, `role:slave` with its link up, a non-zero priority) ranks
+    /// before the chosen one: a lower priority, or the same priority and a higher offset, by the
+    /// INFO replies the node had at that moment.
+    fn best_replica_selected(
+        &self,
+        node: usize,
+        local_ms: u64,
+        group: &str,
+        master: &Addr,
+        chosen: &Addr,
+    ) -> Result<(), Violation> {
+        let Some(rules) = self.groups.get(group) else { return Ok(()) };
+        let told = &self.told[node];
+        let Some((_, chosen_info)) = told.info.get(chosen) else { return Ok(()) };
+        let chosen_rank = rank(chosen_info);
+        let window = rules.ping_period_ms * 5;
+        let fresh = |at: u64| local_ms.saturating_sub(at) <= window;
+        for (addr, (info_at, info)) in &told.info {
+            let same_group = self.instances.get(addr).is_some_and(|g| g == group);
+            if addr == chosen || addr == master || !same_group || !told.links_up.contains(addr) {
+                continue;
+            }
+            let replying = told.ok_reply_at.get(addr).is_some_and(|at| fresh(*at));
+            let linked = matches!(&info.role, ReportedRole::Replica(link) if link.link_up);
+            if !(replying && fresh(*info_at) && linked && info.replica_priority > 0) {
+                continue;
+            }
+            if rank(info) < chosen_rank {
+                return violation(
+                    "best-replica-selected",
+                    format!(
+                        "n{node} chose {chosen} (priority {}, offset {}) for {group}, but {addr} has priority {}, offset {}",
+                        chosen_rank.0,
+                        u64::MAX - chosen_rank.1,
+                        info.replica_priority,
+                        u64::MAX - rank(info).1
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Every (master, epoch) any slot was elected to lead.
     #[must_use]
     pub fn elections_won(&self) -> usize {
         self.leaders.len()
     }
 
-    /// The epochs of the failovers `node_id` tried, per master.
+    /// How many failovers voter slot `node` tried, over all masters.
     #[must_use]
-    pub fn attempts_by(&self, node_id: NodeId) -> usize {
-        self.votes
-            .iter()
-            .filter(|((voter, _, _), candidate)| *voter == node_id && **candidate == node_id)
-            .count()
+    pub fn attempts_by(&self, node: usize) -> usize {
+        self.attempts.get(&node).copied().unwrap_or(0)
     }
 
     /// **Persist before revealing** (the engine's `Persist` barrier; Sentinel flushes its config
@@ -529,4 +846,21 @@ impl Checker {
         }
         Ok(())
     }
+}
+
+/// The instance an event subject names (a master or a replica; not a peer).
+fn instance_addr(subject: &Subject) -> Option<&Addr> {
+    match subject {
+        Subject::Master { addr, .. } | Subject::Replica { addr, .. } => Some(addr),
+        Subject::Peer { .. } => None,
+    }
+}
+
+/// Sentinel's promotion order as a sortable key: lower priority first, then higher offset.
+fn rank(info: &InfoReport) -> (u32, u64) {
+    let offset = match &info.role {
+        ReportedRole::Replica(link) => link.repl_offset,
+        ReportedRole::Master => info.master_repl_offset,
+    };
+    (info.replica_priority, u64::MAX - offset)
 }

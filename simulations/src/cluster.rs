@@ -349,6 +349,8 @@ pub struct Simulation {
     next_ticket: u64,
     /// Counters.
     pub stats: Stats,
+    /// Groups whose failover is due (see [`crate::progress`]).
+    pub(crate) due: BTreeMap<String, crate::progress::Due>,
 }
 
 /// `nK`, for the trace.
@@ -451,6 +453,10 @@ impl Simulation {
         }
         let redis_by_addr = redis.iter().enumerate().map(|(i, r)| (r.addr.clone(), i)).collect();
         let network = Network::new(options.network.clone(), n, redis.len());
+        let mut checker = Checker::new(&options);
+        for r in &redis {
+            checker.add_instance(r.addr.clone(), &groups[r.group].name);
+        }
         let mut sim = Self {
             now: 0,
             queue: Queue::default(),
@@ -462,12 +468,13 @@ impl Simulation {
             next_conn: 1,
             network,
             peer_last: vec![0; n * n],
-            checker: Checker::default(),
+            checker,
             trace,
             faults_on: false,
             failure: None,
             next_ticket: 1,
             stats: Stats::default(),
+            due: BTreeMap::new(),
             redis,
             options,
         };
@@ -617,8 +624,8 @@ impl Simulation {
     /// The master address and config epoch node `i` holds for group `name` (if it runs).
     #[must_use]
     pub fn belief(&self, i: usize, name: &str) -> Option<(Addr, u64)> {
-        let state = self.nodes[i].engine.as_ref()?.durable();
-        state.masters.get(name).map(|m| (m.addr.clone(), m.config_epoch))
+        let master = self.nodes[i].engine.as_ref()?.durable_master(name)?;
+        Some((master.addr, master.config_epoch))
     }
 
     fn dispatch(&mut self, event: Event) {
@@ -800,7 +807,9 @@ impl Simulation {
             return;
         }
         match event {
-            Event::Peer { message, .. } => {
+            Event::Peer { from, message, .. } => {
+                let local = self.nodes[i].clock.local_ms(self.now);
+                self.checker.on_peer_delivered(i, from, local, &message);
                 let message = Arc::unwrap_or_clone(message);
                 self.handle_node(i, Input::Peer(message));
             }
@@ -825,16 +834,24 @@ impl Simulation {
             return;
         }
         let link = c.link;
+        let target = self.redis.get(c.redis).map(|r| r.addr.clone());
+        let local = self.nodes[i].clock.local_ms(self.now);
         match packet {
             Down::Accept => {
                 if !c.established {
                     c.established = true;
                     let resolved = Some(self.redis[c.redis].addr.host().to_owned());
+                    if let Some(addr) = &target {
+                        self.checker.on_link(i, addr, true);
+                    }
                     self.handle_node(i, Input::LinkUp { link, resolved });
                 }
             }
             Down::Reply { request, reply } => {
                 if c.established {
+                    if let Some(addr) = &target {
+                        self.checker.on_reply_delivered(i, addr, local, &reply);
+                    }
                     self.handle_node(i, Input::Replied { link, request, reply });
                 }
             }
@@ -844,6 +861,9 @@ impl Simulation {
                 } else {
                     "connection reset"
                 };
+                if let Some(addr) = &target {
+                    self.checker.on_link(i, addr, false);
+                }
                 self.nodes[i].links.remove(&link);
                 self.close_conn(conn);
                 self.handle_node(i, Input::LinkDown { link, reason: reason.to_owned() });
@@ -895,13 +915,16 @@ impl Simulation {
     fn perform(&mut self, i: usize, output: Output) {
         match output {
             Output::Persist(state) => {
-                let result = self.checker.on_persist(&state);
+                let result = self.checker.on_persist(i, &state);
                 self.check(result);
                 self.nodes[i].disk = Some(*state);
             }
             Output::Connect { link, addr, timeout, .. } => self.connect(i, link, &addr, timeout),
             Output::Disconnect { link } => {
                 if let Some(conn) = self.nodes[i].links.remove(&link) {
+                    if let Some(addr) = self.conn_target(conn) {
+                        self.checker.on_link(i, &addr, false);
+                    }
                     self.close_conn(conn);
                 }
             }
@@ -909,7 +932,8 @@ impl Simulation {
             Output::SendPeer { to, message } => self.send_peer(i, to, message),
             Output::Emit(event) => {
                 let Some(id) = self.nodes[i].engine.as_ref().map(Supervisor::id) else { return };
-                let result = self.checker.on_event(i, id, &event);
+                let local = self.nodes[i].clock.local_ms(self.now);
+                let result = self.checker.on_event(i, id, local, &event);
                 self.check(result);
                 self.trace.line(self.now, &Who(format!("n{i}")), || event.to_string());
             }
@@ -999,9 +1023,8 @@ impl Simulation {
             let reconfiguration = Reconfiguration {
                 node: i,
                 node_id: id,
+                disk: self.nodes[i].disk.as_ref(),
                 group: &group.name,
-                quorum: group.quorum,
-                voters: self.nodes.len(),
                 target: &r.addr,
                 target_priority: r.priority,
                 command: &command,
@@ -1015,6 +1038,12 @@ impl Simulation {
             });
         }
         self.send_up(conn, Up::Command { request, command });
+    }
+
+    /// The address of the instance connection `conn` goes to, if it goes to one.
+    fn conn_target(&self, conn: u64) -> Option<Addr> {
+        let c = self.conns.get(&conn)?;
+        self.redis.get(c.redis).map(|r| r.addr.clone())
     }
 
     fn close_conn(&mut self, conn: u64) {
@@ -1222,7 +1251,7 @@ impl Simulation {
                 Reply::Pong
             }),
             RedisCommand::Info => {
-                self.refresh_replication();
+                self.refresh_group(self.redis[r].group);
                 let me = &self.redis[r];
                 let replicas: Vec<(Addr, u64)> = self.groups[me.group]
                     .members
@@ -1268,8 +1297,16 @@ impl Simulation {
         if self.faults_on {
             let f = &self.options.faults;
             let (refuse, ignore, delay) = (f.reconf_refuse, f.reconf_ignore, f.reconf_delay);
-            let x: f64 = self.rng.random();
+            let lost = f.reconf_reply_lost;
             let label = self.redis_label(r);
+            if lost > 0.0 && self.rng.random_bool(lost) {
+                // The command runs, then the connection resets before the reply leaves.
+                self.trace.line(self.now, &Who(label), || "REPLICAOF ran, reply lost".to_owned());
+                self.apply_role(r, conn, role);
+                self.send_down(conn, Down::Reset);
+                return None;
+            }
+            let x: f64 = self.rng.random();
             if x < refuse {
                 self.trace.line(self.now, &Who(label), || "refuses REPLICAOF".to_owned());
                 return Some(Reply::Error("ERR simulated refusal".to_owned()));
@@ -1424,13 +1461,21 @@ impl Simulation {
 
     /// Brings every instance's offset and replication link up to date.
     pub fn refresh_replication(&mut self) {
-        let now = self.now;
-        for group in &self.groups {
-            for &m in &group.members {
-                self.redis[m].take_writes(now, group.write_rate);
-            }
+        for g in 0..self.groups.len() {
+            self.refresh_group(g);
         }
-        for r in 0..self.redis.len() {
+    }
+
+    /// Brings the offsets and replication links of group `g`'s instances up to date (replication
+    /// never crosses groups, so an INFO needs only its own group refreshed).
+    pub fn refresh_group(&mut self, g: usize) {
+        let now = self.now;
+        let group = &self.groups[g];
+        for &m in &group.members {
+            self.redis[m].take_writes(now, group.write_rate);
+        }
+        for k in 0..self.groups[g].members.len() {
+            let r = self.groups[g].members[k];
             if self.redis[r].process != Process::Running {
                 if self.redis[r].process == Process::Dead {
                     self.redis[r].link = ReplLink::Down { since: None };
@@ -1463,8 +1508,11 @@ impl Simulation {
                 let rate = self.groups[self.redis[r].group].write_rate;
                 let me = &mut self.redis[r];
                 if me.replid != m_replid || me.offset > m_offset {
-                    // A different history, or ahead of it: full resynchronisation.
+                    // A different history, or ahead of it: full resynchronisation, which
+                    // replaces the history and forgets the previous one.
                     me.replid = m_replid;
+                    me.replid2 = 0;
+                    me.second_offset = None;
                     me.offset = m_offset;
                 } else {
                     me.offset = me.offset.max(m_offset.saturating_sub(rate * 5));

@@ -55,9 +55,19 @@ impl Simulation {
             return;
         }
         self.schedule_fault_tick(FAULT_TICK);
+        self.check_progress();
         let f = self.options.faults.clone();
         if self.strikes(f.node_crash) {
             self.inject_node_crash();
+        }
+        if self.strikes(f.short_stall) {
+            let i = self.rng.random_range(0..self.nodes.len());
+            let d = self.random_range_ms(10, 500);
+            self.stats.faults += 1;
+            self.stall_node(i, d);
+        }
+        if self.strikes(f.mass_kill) {
+            self.inject_mass_kill();
         }
         if self.strikes(f.node_stall) {
             let i = self.rng.random_range(0..self.nodes.len());
@@ -100,7 +110,7 @@ impl Simulation {
         if self.strikes(f.partition_node) {
             self.inject_node_partition();
         }
-        if self.strikes(f.partition_minority) {
+        if self.nodes.len() >= 3 && self.strikes(f.partition_minority) {
             self.inject_minority_partition();
         }
         if self.strikes(f.partition_link) {
@@ -133,20 +143,23 @@ impl Simulation {
         members[self.rng.random_range(0..members.len())]
     }
 
-    /// Whether node `i` may lose its disk without losing the cluster's latest configuration:
-    /// another node's disk must hold every master's config epoch at least as high as its own.
-    /// (If every copy of the newest configuration were lost, no supervisor could know where the
-    /// master is: that is an operator's disaster, not a protocol bug.)
+    /// Whether node `i` may lose its disk without losing what the cluster knows: another node's
+    /// disk must hold every master's config epoch at least as high as its own, and know every
+    /// instance it knows. (If every copy of the newest configuration were lost, no supervisor
+    /// could know where the master is; if every copy of an instance's address were lost, an old
+    /// master that comes back would be a master no supervisor can see, as for Sentinel: both are
+    /// an operator's disaster, not a protocol bug. Seed 5002628 lost every node's disk in turn
+    /// and left such a master behind.)
     fn disk_loss_allowed(&self, i: usize) -> bool {
         let Some(mine) = &self.nodes[i].disk else { return true };
         mine.masters.iter().all(|(name, m)| {
+            let known = || std::iter::once(&m.addr).chain(&m.replicas);
             self.nodes.iter().enumerate().any(|(j, other)| {
-                j != i
-                    && other
-                        .disk
-                        .as_ref()
-                        .and_then(|d| d.masters.get(name))
-                        .is_some_and(|o| o.config_epoch >= m.config_epoch)
+                let Some(o) = other.disk.as_ref().and_then(|d| d.masters.get(name)) else {
+                    return false;
+                };
+                let theirs = |a: &picket::engine::Addr| o.addr == *a || o.replicas.contains(a);
+                j != i && o.config_epoch >= m.config_epoch && known().all(theirs)
             })
         })
     }
@@ -188,6 +201,34 @@ impl Simulation {
         self.kill_redis(r);
         let generation = self.redis[r].generation;
         self.schedule(d, Recovery::RestartRedis { redis: r, generation, keep_data, keep_config });
+    }
+
+    /// Every instance reporting `role:master`, in every group, dies in the same instant (the host
+    /// that carried them died); each restarts later.
+    fn inject_mass_kill(&mut self) {
+        let masters: Vec<usize> = (0..self.redis.len())
+            .filter(|&r| {
+                self.redis[r].role == Role::Master && self.redis[r].process != Process::Dead
+            })
+            .collect();
+        if masters.is_empty() {
+            return;
+        }
+        self.stats.faults += 1;
+        self.trace.line(self.now, &"fault", || format!("{} masters die at once", masters.len()));
+        let f = &self.options.faults;
+        let (empty, as_master) = (f.restart_empty, f.restart_as_master);
+        let d = self.random_range_ms(2000, 15_000);
+        for r in masters {
+            let keep_data = !(empty > 0.0 && self.rng.random_bool(empty));
+            let keep_config = !(as_master > 0.0 && self.rng.random_bool(as_master));
+            self.kill_redis(r);
+            let generation = self.redis[r].generation;
+            self.schedule(
+                d,
+                Recovery::RestartRedis { redis: r, generation, keep_data, keep_config },
+            );
+        }
     }
 
     fn all_endpoints(&self) -> Vec<Endpoint> {

@@ -24,6 +24,7 @@
 //! * [`faults`]: fault injection and recovery;
 //! * [`checker`]: the safety invariants;
 //! * [`liveness`]: the convergence check and the state dump;
+//! * [`progress`]: the progress invariant (a failover that is due happens);
 //! * [`run`]: one seed from start to verdict;
 //! * [`trace`]: the trace.
 
@@ -33,6 +34,7 @@ pub mod faults;
 pub mod liveness;
 pub mod network;
 pub mod options;
+pub mod progress;
 pub mod redis;
 pub mod run;
 pub mod trace;

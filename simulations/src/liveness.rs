@@ -90,6 +90,57 @@ impl Simulation {
         Ok(())
     }
 
+    /// The one running instance of group `g` that reports `role:master`, if there is exactly one.
+    #[must_use]
+    pub fn sole_master(&self, g: usize) -> Option<usize> {
+        let mut masters = self.groups[g]
+            .members
+            .iter()
+            .copied()
+            .filter(|&r| self.redis[r].running() && self.redis[r].role == Role::Master);
+        let first = masters.next()?;
+        masters.next().is_none().then_some(first)
+    }
+
+    /// Whether group `g` has a new master after the instances `old` died: exactly one running
+    /// instance reports `role:master`, it is not one of `old`, and every node runs and names it
+    /// with the same config epoch. If not, why.
+    ///
+    /// # Errors
+    /// The reason, for the failure message.
+    pub fn new_master_agreed(&self, g: usize, old: &[usize]) -> Result<(), String> {
+        let group = &self.groups[g];
+        let Some(master) = self.sole_master(g).filter(|m| !old.contains(m)) else {
+            return Err(format!(
+                "group {}: no single new instance reports role:master",
+                group.name
+            ));
+        };
+        let addr = &self.redis[master].addr;
+        let mut epochs = std::collections::BTreeSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Some((believed, epoch)) = self.belief(i, &group.name) else {
+                return Err(format!("n{i} is not running or does not know {}", group.name));
+            };
+            if believed != *addr || node.engine.is_none() {
+                return Err(format!(
+                    "group {}: n{i} names {believed} (epoch {epoch}), but {} ({}) is the master",
+                    group.name,
+                    addr,
+                    self.redis_label(master)
+                ));
+            }
+            epochs.insert(epoch);
+        }
+        if epochs.len() > 1 {
+            return Err(format!(
+                "group {}: nodes name it with config epochs {epochs:?}",
+                group.name
+            ));
+        }
+        Ok(())
+    }
+
     /// The highest current epoch any node has on its disk.
     #[must_use]
     pub fn max_epoch(&self) -> u64 {

@@ -11,8 +11,18 @@ use std::time::Duration;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Names of the master groups, in order (`session` is always there).
+/// Names of the first master groups, in order (`session` is always there); further groups of a
+/// many-master deployment are `m0003`, `m0004`, ...
 pub const GROUP_NAMES: [&str; 3] = ["session", "cache", "realtime"];
+
+/// Most groups a run draws: a host that carried fifty masters dying at once is the case to cover.
+pub const MAX_GROUPS: usize = 60;
+
+/// The name of group `index`.
+#[must_use]
+pub fn group_name(index: usize) -> String {
+    GROUP_NAMES.get(index).map_or_else(|| format!("m{index:04}"), |name| (*name).to_owned())
+}
 
 /// The shape of one master group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,6 +99,15 @@ pub struct FaultOptions {
     pub restart_empty: f64,
     /// Probability that a restarted Redis lost its `replicaof` configuration (comes back master).
     pub restart_as_master: f64,
+    /// Every instance reporting `role:master` dies in the same instant (the host that carried
+    /// them died), and they restart later.
+    pub mass_kill: Option<Duration>,
+    /// A node's process stalls for 10-500 ms, as on a loaded CPU: too short for TILT, long
+    /// enough for messages and replies to pile up and cross.
+    pub short_stall: Option<Duration>,
+    /// Probability that a `REPLICAOF` takes effect but its reply is lost (the connection resets
+    /// right after it ran).
+    pub reconf_reply_lost: f64,
 }
 
 /// Everything about one run.
@@ -96,7 +115,7 @@ pub struct FaultOptions {
 pub struct Options {
     /// The seed everything was drawn from (also seeds the run's own RNG).
     pub seed: u64,
-    /// Picket nodes (3 or 5).
+    /// Picket nodes (1, 2, 3 or 5).
     pub nodes: usize,
     /// The master groups.
     pub groups: Vec<GroupOptions>,
@@ -161,8 +180,18 @@ impl Options {
     #[must_use]
     pub fn from_seed(seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0005_eed0_f0b7_1045);
-        let nodes = if rng.random_bool(0.25) { 5 } else { 3 };
-        let group_count = rng.random_range(1..=3);
+        let nodes = match rng.random_range(0..20) {
+            0 => 1,
+            1 | 2 => 2,
+            3..=7 => 5,
+            _ => 3,
+        };
+        // Mostly a team's few masters; sometimes a host carrying many of them.
+        let group_count = if rng.random_bool(0.05) {
+            rng.random_range(4..=MAX_GROUPS)
+        } else {
+            rng.random_range(1..=3)
+        };
         let groups = (0..group_count).map(|i| sample_group(&mut rng, i, nodes)).collect();
         let tilt_period = match rng.random_range(0..4) {
             0 => Duration::from_millis(5000),
@@ -238,8 +267,39 @@ impl Options {
     }
 }
 
+impl Options {
+    /// The liveness guarantee the README states, for this run's settings: once faults stop, a
+    /// group whose master is down and that has a replica every node reaches (or a replica an
+    /// aborted attempt promoted) has a master that every node names within
+    ///
+    /// `down_after + failover_timeout + 2 × election_timeout + 2 s`
+    ///
+    /// (`election_timeout` is `down_after` clamped to 1-10 s, at most `failover_timeout`):
+    /// detection takes `down_after`; a node that voted for a leader in the last
+    /// `failover_timeout` leaves the next attempt to others for at most that long; an election
+    /// that splits is retried once by the candidate every node can name, and a lost one is given
+    /// up after `election_timeout`; the promotion, confirmed by INFO every 10 ms, and its
+    /// announcement to peers take milliseconds, with 2 s of margin for the network and
+    /// replica restarts the drill does not cause.
+    #[must_use]
+    pub fn failover_bound(&self) -> Duration {
+        self.groups
+            .iter()
+            .map(|g| {
+                let election = g.down_after.clamp(Duration::from_secs(1), Duration::from_secs(10));
+                g.down_after
+                    + g.failover_timeout
+                    + election.min(g.failover_timeout) * 2
+                    + Duration::from_secs(2)
+            })
+            .max()
+            .unwrap_or_default()
+    }
+}
+
 fn sample_group(rng: &mut ChaCha8Rng, index: usize, nodes: usize) -> GroupOptions {
     let replicas = rng.random_range(1..=3);
+    let name = group_name(index);
     let mut priorities: Vec<u32> = (0..replicas)
         .map(
             |_| if rng.random_bool(0.3) { [10, 50, 100, 150][rng.random_range(0..4)] } else { 100 },
@@ -264,7 +324,7 @@ fn sample_group(rng: &mut ChaCha8Rng, index: usize, nodes: usize) -> GroupOption
         _ => 1000,
     });
     GroupOptions {
-        name: GROUP_NAMES[index].to_owned(),
+        name,
         replicas,
         priorities,
         quorum,
@@ -304,6 +364,9 @@ fn sample_faults(rng: &mut ChaCha8Rng) -> FaultOptions {
         reconf_ignore: maybe_p(rng, 0.2),
         restart_empty: maybe_p(rng, 0.5),
         restart_as_master: maybe_p(rng, 0.5),
+        mass_kill: maybe_rate(rng, 20, 90),
+        short_stall: maybe_rate(rng, 1, 15),
+        reconf_reply_lost: maybe_p(rng, 0.3),
     }
 }
 

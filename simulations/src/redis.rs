@@ -103,6 +103,11 @@ pub struct Redis {
     pub priority: u32,
     /// The replication history id (`master_replid`).
     pub replid: u64,
+    /// The history it continued from when it was promoted (`master_replid2`; 0 = none), as
+    /// Redis keeps it so that the replicas of its old master can partially resynchronise.
+    pub replid2: u64,
+    /// The offset at which `replid2` ended, plus one (`second_repl_offset`; -1 in INFO = none).
+    pub second_offset: Option<u64>,
     /// The replication offset.
     pub offset: u64,
     /// When `offset` was last brought up to date (µs).
@@ -139,6 +144,8 @@ impl Redis {
             role,
             priority,
             replid,
+            replid2: 0,
+            second_offset: None,
             offset: 0,
             offset_at: 0,
             link: ReplLink::Down { since: None },
@@ -175,7 +182,10 @@ impl Redis {
     /// would.
     pub fn set_role(&mut self, role: Role, now: u64, new_replid: u64) {
         if role == Role::Master && self.role != Role::Master {
-            // A promoted replica starts a new history (it keeps its data and offset).
+            // A promoted replica starts a new history and remembers the one it continues (it
+            // keeps its data and offset), as `REPLICAOF NO ONE` does.
+            self.replid2 = self.replid;
+            self.second_offset = Some(self.offset + 1);
             self.replid = new_replid;
             self.offset_at = now;
         }
@@ -205,6 +215,9 @@ impl Redis {
             self.offset = 0;
             self.replid = replid;
         }
+        // The previous history is not kept across a restart.
+        self.replid2 = 0;
+        self.second_offset = None;
         self.offset_at = now;
         self.role = if keep_config { self.saved_role.clone() } else { Role::Master };
         self.saved_role = self.role.clone();
@@ -281,9 +294,12 @@ impl Redis {
         let _ = write!(
             s,
             "master_failover_state:no-failover\r\nmaster_replid:{:040x}\r\n\
-             master_replid2:0000000000000000000000000000000000000000\r\nmaster_repl_offset:{}\r\n\
-             second_repl_offset:-1\r\nrepl_backlog_active:1\r\n",
-            self.replid, self.offset
+             master_replid2:{:040x}\r\nmaster_repl_offset:{}\r\nsecond_repl_offset:{}\r\n\
+             repl_backlog_active:1\r\n",
+            self.replid,
+            self.replid2,
+            self.offset,
+            self.second_offset.map_or(-1, |o| i64::try_from(o).unwrap_or(i64::MAX)),
         );
         s
     }

@@ -16,6 +16,8 @@ const CONVERGENCE_CHECK: Duration = Duration::from_millis(250);
 const CONVERGENCE_HOLD: Duration = Duration::from_secs(3);
 /// How often the cluster may converge and then change its mind again after the heal.
 const MAX_DIVERGENCES: u32 = 2;
+/// How often the drill checks whether every group has its new master.
+const DRILL_CHECK: Duration = Duration::from_millis(10);
 /// Trace lines shown for a failing seed.
 pub const TRACE_TAIL: usize = 80;
 
@@ -30,6 +32,9 @@ pub struct Outcome {
     pub ended_at: u64,
     /// How long convergence took after the heal, µs (if it converged).
     pub converged_after: Option<u64>,
+    /// How long the drill took from the kill until every group had a new master that every node
+    /// names, µs (if it got that far).
+    pub drill_failover: Option<u64>,
     /// Counters.
     pub stats: Stats,
     /// Promotions sent.
@@ -77,6 +82,7 @@ pub fn run_options(options: Options, trace: Trace) -> (Outcome, Trace) {
                 failure: Some(Failure::Panic(message)),
                 ended_at,
                 converged_after: None,
+                drill_failover: None,
                 stats,
                 promotions: 0,
                 max_epoch: 0,
@@ -90,13 +96,15 @@ pub fn run_options(options: Options, trace: Trace) -> (Outcome, Trace) {
 fn run_phases(options: Options, trace: Trace, slot: &mut Option<Simulation>) -> Outcome {
     let seed = options.seed;
     let safety = duration_us(options.safety_phase);
-    let budget = duration_us(options.liveness_budget());
     let sim = slot.insert(Simulation::new(options, trace));
-    let finish = |sim: &mut Simulation, failure: Option<Failure>, converged_after| Outcome {
+    let finish = |sim: &mut Simulation,
+                  failure: Option<Failure>,
+                  timings: (Option<u64>, Option<u64>)| Outcome {
         seed,
         failure,
         ended_at: sim.now,
-        converged_after,
+        converged_after: timings.0,
+        drill_failover: timings.1,
         stats: sim.stats,
         promotions: sim.checker.promotions_sent,
         max_epoch: sim.max_epoch(),
@@ -104,24 +112,34 @@ fn run_phases(options: Options, trace: Trace, slot: &mut Option<Simulation>) -> 
     };
     sim.set_faults(true);
     if let Err(failure) = sim.run_until(safety) {
-        return finish(sim, Some(failure), None);
+        return finish(sim, Some(failure), (None, None));
     }
     sim.heal();
-    let healed_at = sim.now;
-    let deadline = healed_at + budget;
+    let converged_after = match converge(sim, "after healing") {
+        Ok(after) => after,
+        Err(failure) => return finish(sim, Some(failure), (None, None)),
+    };
+    match drill(sim) {
+        Ok(drill_failover) => finish(sim, None, (Some(converged_after), Some(drill_failover))),
+        Err(failure) => finish(sim, Some(failure), (Some(converged_after), None)),
+    }
+}
+
+/// Runs until the cluster has converged and stays converged (see [`Simulation::converged`]),
+/// within the liveness budget; returns how long that took.
+fn converge(sim: &mut Simulation, since: &str) -> Result<u64, Failure> {
+    let started = sim.now;
+    let budget = duration_us(sim.options.liveness_budget());
+    let deadline = started + budget;
     let mut divergences = 0;
     loop {
-        if let Err(failure) = sim.run_for(CONVERGENCE_CHECK) {
-            return finish(sim, Some(failure), None);
-        }
+        sim.run_for(CONVERGENCE_CHECK)?;
         match sim.converged() {
             Ok(()) => {
                 let converged_at = sim.now;
-                if let Err(failure) = sim.run_for(CONVERGENCE_HOLD) {
-                    return finish(sim, Some(failure), None);
-                }
+                sim.run_for(CONVERGENCE_HOLD)?;
                 match sim.converged() {
-                    Ok(()) => return finish(sim, None, Some(converged_at - healed_at)),
+                    Ok(()) => return Ok(converged_at - started),
                     // A failover an operator asked for before the heal may still complete (it
                     // waits out TILT, for instance): converge again, within the same budget.
                     Err(reason) if divergences < MAX_DIVERGENCES => {
@@ -130,23 +148,73 @@ fn run_phases(options: Options, trace: Trace, slot: &mut Option<Simulation>) -> 
                         sim.trace.line(sim.now, &"sim", || text);
                     }
                     Err(reason) => {
-                        let failure =
-                            Failure::Liveness(format!("converged, then diverged: {reason}"));
-                        return finish(sim, Some(failure), None);
+                        return Err(Failure::Liveness(format!(
+                            "converged {since}, then diverged: {reason}"
+                        )));
                     }
                 }
             }
             Err(reason) if sim.now >= deadline => {
-                let failure = Failure::Liveness(format!(
-                    "not converged {:.1}s after healing (budget {:.1}s): {reason}",
-                    (sim.now - healed_at) as f64 / 1e6,
+                return Err(Failure::Liveness(format!(
+                    "not converged {:.1}s {since} (budget {:.1}s): {reason}",
+                    (sim.now - started) as f64 / 1e6,
                     budget as f64 / 1e6
-                ));
-                return finish(sim, Some(failure), None);
+                )));
             }
             Err(_) => {}
         }
     }
+}
+
+/// The drill that proves failovers happen at all: once the healed cluster has converged and no
+/// node is in TILT, every group's master dies in the same instant and stays dead. Within
+/// [`Options::failover_bound`] every group must have a new master that runs, reports
+/// `role:master`, and every node names with the same config epoch. Then the old masters come
+/// back and must be demoted within the liveness budget. Returns the time from the kill until
+/// the last group had its new master.
+fn drill(sim: &mut Simulation) -> Result<u64, Failure> {
+    let tilt_wait = duration_us(sim.options.tilt_period) + 1_000_000;
+    let calm = sim.run_until_true(Duration::from_micros(tilt_wait), |s| {
+        (0..s.nodes.len()).all(|i| !s.checker.in_tilt(i))
+    })?;
+    if !calm {
+        return Err(Failure::Liveness("a node stayed in TILT after the heal".to_owned()));
+    }
+    let old: Vec<usize> = (0..sim.groups.len()).filter_map(|g| sim.sole_master(g)).collect();
+    sim.trace.line(sim.now, &"sim", || format!("--- drill: {} masters die at once ---", old.len()));
+    let killed_at = sim.now;
+    for &r in &old {
+        sim.kill_redis(r);
+    }
+    let bound = duration_us(sim.options.failover_bound());
+    let replaced = loop {
+        sim.run_for(DRILL_CHECK)?;
+        if (0..sim.groups.len()).all(|g| sim.new_master_agreed(g, &old).is_ok()) {
+            break true;
+        }
+        if sim.now - killed_at >= bound {
+            break false;
+        }
+    };
+    if !replaced {
+        let reason = (0..sim.groups.len())
+            .find_map(|g| sim.new_master_agreed(g, &old).err())
+            .unwrap_or_default();
+        return Err(Failure::Liveness(format!(
+            "drill: no new master {:.1}s after every master was killed (bound {:.1}s): {reason}",
+            (sim.now - killed_at) as f64 / 1e6,
+            bound as f64 / 1e6
+        )));
+    }
+    let took = sim.now - killed_at;
+    sim.trace.line(sim.now, &"sim", || {
+        format!("--- drill: every group failed over in {:.3}s ---", took as f64 / 1e6)
+    });
+    for &r in &old {
+        sim.restart_redis(r, true, true);
+    }
+    converge(sim, "after the drill's old masters returned")?;
+    Ok(took)
 }
 
 /// The command that replays `seed`.

@@ -52,6 +52,11 @@ pub struct DurableMaster {
     pub voted_for: Option<NodeId>,
     /// Replicas discovered so far (the current master excluded).
     pub replicas: Vec<Addr>,
+    /// The replication history of the master's data, as last seen (see
+    /// [`crate::engine::group::Group::history`]): kept so that a node restarted while the
+    /// master is down still recognises a replica promoted by an abandoned failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
     /// Set when the master was added with `SENTINEL MONITOR` rather than by the file: its quorum
     /// (its address is `configured_addr`).
     #[serde(default)]

@@ -12,6 +12,13 @@
 //!   reach the master. A manual failover skips the "down" check, but still needs the votes.
 //! * **A node that lost its state abstains** until it has learned a safe vote floor (see
 //!   [`crate::engine::DurableState::vote_floor`]).
+//! * **A leader that may be acting is not replaced.** A voter refuses a newer epoch while a
+//!   failover of that master in an older epoch may be under way: one it leads past its election,
+//!   or one led by a node it voted for that is still collecting votes or still reports it. Raft
+//!   can let a newer term supersede a leader because the old leader's entries need a majority to
+//!   take effect; a promotion takes effect on its own, so two leaders of consecutive epochs
+//!   would promote two replicas and repoint each other's. A stuck or silent leader is replaced
+//!   once it gives up (every failover phase is bounded by `failover_timeout`) or goes stale.
 
 use crate::engine::ids::NodeId;
 
@@ -56,6 +63,8 @@ pub struct VoterFacts {
     pub tilt: bool,
     /// The voter still has to learn its vote floor.
     pub awaiting_vote_floor: bool,
+    /// A failover of the master in an older epoch may be under way (see the module docs).
+    pub leader_active: bool,
     /// Votes are only granted above this epoch.
     pub vote_floor: u64,
 }
@@ -84,6 +93,8 @@ pub enum Refusal {
     Tilt,
     /// The voter has not learned its vote floor, or the epoch is not above it.
     BelowVoteFloor,
+    /// A failover in an older epoch may still be under way.
+    LeaderActive,
 }
 
 /// Decides a vote request.
@@ -98,6 +109,8 @@ pub fn decide(ballot: &Ballot, request: &Request, facts: &VoterFacts) -> Decisio
         Refusal::BelowVoteFloor
     } else if facts.tilt {
         Refusal::Tilt
+    } else if facts.leader_active {
+        Refusal::LeaderActive
     } else if request.config_epoch < facts.config_epoch {
         Refusal::StaleConfig
     } else if !request.manual && !facts.sees_master_down {
@@ -122,6 +135,7 @@ mod tests {
             sees_master_down: true,
             tilt: false,
             awaiting_vote_floor: false,
+            leader_active: false,
             vote_floor: 0,
         }
     }
@@ -165,6 +179,22 @@ mod tests {
         assert_eq!(decide(&none, &request(1, 1), &up), Decision::Refuse(Refusal::MasterNotDown));
         let manual = Request { manual: true, ..request(1, 1) };
         assert_eq!(decide(&none, &manual, &up), Decision::Grant);
+    }
+
+    #[test]
+    fn an_acting_leader_is_not_replaced_by_a_newer_epoch() {
+        let voted = Ballot { epoch: 5, candidate: Some(id(1)) };
+        let acting = VoterFacts { leader_active: true, ..facts() };
+        assert_eq!(
+            decide(&voted, &request(2, 9), &acting),
+            Decision::Refuse(Refusal::LeaderActive)
+        );
+        // Its own candidate still hears the same answer again.
+        assert_eq!(decide(&voted, &request(1, 5), &acting), Decision::Repeat);
+        // Manual failovers wait too: the failover under way will finish or give up.
+        let manual = Request { manual: true, ..request(2, 9) };
+        assert_eq!(decide(&voted, &manual, &acting), Decision::Refuse(Refusal::LeaderActive));
+        assert_eq!(decide(&voted, &request(2, 9), &facts()), Decision::Grant);
     }
 
     #[test]

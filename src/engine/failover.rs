@@ -1,17 +1,42 @@
 //! The failover this node leads: one state per phase, one place for every transition.
 //!
 //! ```text
-//!  Election ──won──► (select) ──► Promote ──sent──► WaitPromotion ──role:master──► Reconfigure ──► end
-//!     │                  │            │                   │                            │
-//!     └─timeout─► abort  └─none─► abort └──timeout──► abort ┘               timeout: best effort, end
+//!  Election ──won──► SelectReplica ──► Promote ──sent──► WaitPromotion ──role:master──► Reconfigure ──► end
+//!     │                  │               │                   │                            │
+//!     └─timeout─► abort  └─none─► abort  └──timeout──► abort ┘               timeout: best effort, end
 //! ```
 //!
 //! Sentinel's phases and event names are kept (`wait_start`, `select_slave`,
 //! `send_slaveof_noone`, `wait_promotion`, `reconf_slaves`, `update_config`), with two changes
 //! for speed: the promotion is confirmed by polling INFO every few milliseconds instead of waiting
 //! for the next one-second INFO, and the new configuration is announced to peers the moment the
-//! promotion is seen, so every node answers the new address within a round trip. A failover can
-//! be aborted only before the promotion; after it, it always runs to the end.
+//! promotion is seen, so every node answers the new address within a round trip.
+//!
+//! # No abandoned side effects
+//!
+//! A failover has side effects on Redis (the promotion, then the repointing), and a node can stop
+//! leading one at any point: it crashes, an operator resets it, or a phase times out. The design
+//! guarantees that whatever it leaves behind is a way forward for the next leader, never a dead
+//! end:
+//!
+//! * **A leader past its election is never superseded while it may act.** Voters refuse newer
+//!   epochs while it leads (see [`crate::engine::election`]), and it stops collecting votes or
+//!   yields only while it is still in its election, before it has sent anything.
+//! * **A promotion whose leader is gone is adopted by the next leader.** A replica that was
+//!   promoted and then abandoned reports `role:master` with its old master's replication history
+//!   as `master_replid2`. Replica selection takes such an instance as a candidate (the group
+//!   remembers the history of its master's data, see [`Group::history`]), so the next leader
+//!   completes the failover with it: re-promoting a master is a no-op for Redis, and the failover
+//!   gives it a config epoch of its own. An instance reporting `role:master` with some other
+//!   history (a replica restarted empty as a master) is never a candidate: promoting it would
+//!   lose the data.
+//! * **Repointing is idempotent and converges.** A replica repointed by a failover that then
+//!   ended follows the promoted master; if a newer configuration wins, every node corrects it
+//!   towards the highest config epoch (`+fix-slave-config`).
+//!
+//! Elections that split are retried at once by the candidate every split candidate can name (the
+//! smallest node id among them) while the others back off, so a split between the same
+//! candidates does not repeat.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -22,7 +47,7 @@ use crate::engine::election::{Ballot, votes_needed};
 use crate::engine::event::{Detail, Event, EventKind, Subject};
 use crate::engine::gossip::Body;
 use crate::engine::group::Group;
-use crate::engine::ids::PeerId;
+use crate::engine::ids::{NodeId, PeerId};
 use crate::engine::io::{Output, RedisCommand};
 use crate::engine::node::Node;
 use crate::engine::peers::Peers;
@@ -30,6 +55,10 @@ use crate::engine::report::ReportedRole;
 use crate::engine::selection::{self, Candidate, Limits};
 use crate::engine::time::Instant;
 use crate::engine::timing::{INFO_PERIOD, MasterTiming};
+
+/// How soon the candidate every split candidate can name tries again: a deadline must lie in
+/// the future, and a millisecond is all it needs.
+const RETRY_AT_ONCE: Duration = Duration::from_millis(1);
 
 /// A failover led by this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,12 +82,17 @@ pub enum Phase {
     Election {
         /// Peers that granted their vote (this node's own vote is implied).
         granted: BTreeSet<PeerId>,
-        /// Peers that answered with a vote for another candidate in this epoch: final, since a
-        /// node votes once per epoch.
-        lost: BTreeSet<PeerId>,
+        /// Peers that answered with a vote for another candidate in this epoch, and whom: final,
+        /// since a node votes once per epoch.
+        lost: BTreeMap<PeerId, NodeId>,
         /// When vote requests were last sent.
         asked_at: Instant,
     },
+    /// Elected; choosing the replica (`select_slave`). If none is eligible yet, the leader polls
+    /// every replica's INFO for a moment before it gives up: a replica's INFO is often older
+    /// than selection accepts when the master has only just been seen down (replicas are polled
+    /// every ten seconds while all is well), and aborting would cost every node a back-off.
+    SelectReplica,
     /// The replica is chosen; waiting for its link to send the promotion
     /// (`send_slaveof_noone`).
     Promote {
@@ -66,9 +100,13 @@ pub enum Phase {
         replica: Addr,
     },
     /// Promotion sent; polling INFO until the replica reports `role:master` (`wait_promotion`).
+    /// A promotion that does not show within [`MasterTiming::info_grace`] (refused, or lost
+    /// with its connection) is sent again: it is idempotent.
     WaitPromotion {
         /// The chosen replica.
         replica: Addr,
+        /// When the promotion was last sent.
+        sent_at: Instant,
     },
     /// The replica is master; repointing the others at it (`reconf_slaves`).
     Reconfigure {
@@ -112,6 +150,7 @@ impl Failover {
     pub const fn state_name(&self) -> &'static str {
         match self.phase {
             Phase::Election { .. } => "wait_start",
+            Phase::SelectReplica => "select_slave",
             Phase::Promote { .. } => "send_slaveof_noone",
             Phase::WaitPromotion { .. } => "wait_promotion",
             Phase::Reconfigure { .. } => "reconf_slaves",
@@ -122,18 +161,22 @@ impl Failover {
     #[must_use]
     pub fn promoted(&self, group_master: &Addr) -> Option<Addr> {
         match &self.phase {
-            Phase::Election { .. } => None,
-            Phase::Promote { replica } | Phase::WaitPromotion { replica } => Some(replica.clone()),
+            Phase::Election { .. } | Phase::SelectReplica => None,
+            Phase::Promote { replica } | Phase::WaitPromotion { replica, .. } => {
+                Some(replica.clone())
+            }
             Phase::Reconfigure { .. } => Some(group_master.clone()),
         }
     }
 
-    /// Whether the failover polls `addr` for progress.
+    /// Whether the failover polls `addr` for progress (while selecting, every replica; the
+    /// caller excludes the master).
     #[must_use]
     pub fn is_waiting_on(&self, addr: &Addr) -> bool {
         match &self.phase {
             Phase::Election { .. } => false,
-            Phase::Promote { replica } | Phase::WaitPromotion { replica } => replica == addr,
+            Phase::SelectReplica => true,
+            Phase::Promote { replica } | Phase::WaitPromotion { replica, .. } => replica == addr,
             Phase::Reconfigure { replicas, .. } => {
                 matches!(replicas.get(addr), Some(Reconf::Sent(_) | Reconf::InProgress(_)))
             }
@@ -157,7 +200,11 @@ impl Failover {
             Phase::Election { asked_at, .. } => {
                 Some((self.started_at + timing.election_timeout).min(*asked_at + retry))
             }
-            Phase::Promote { .. } | Phase::WaitPromotion { .. } => Some(phase_end),
+            Phase::SelectReplica => Some(self.phase_since + timing.info_grace()),
+            Phase::Promote { .. } => Some(phase_end),
+            Phase::WaitPromotion { sent_at, .. } => {
+                Some(phase_end.min(*sent_at + timing.info_grace()))
+            }
             Phase::Reconfigure { replicas, .. } => replicas
                 .values()
                 .filter_map(|r| match r {
@@ -187,7 +234,7 @@ impl Group {
             phase_since: now,
             phase: Phase::Election {
                 granted: BTreeSet::new(),
-                lost: BTreeSet::new(),
+                lost: BTreeMap::new(),
                 asked_at: now,
             },
         });
@@ -198,7 +245,10 @@ impl Group {
             detail: Detail::Vote { leader: node.id, epoch, master: self.settings.name.clone() },
         });
         self.ask_votes(node, peers, &BTreeSet::new());
-        self.step_failover(node, peers, now);
+        // In TILT nothing advances (an operator's failover started in TILT waits for it to end).
+        if !node.in_tilt() {
+            self.step_failover(node, peers, now);
+        }
     }
 
     fn ask_votes(&self, node: &mut Node, peers: &Peers, granted: &BTreeSet<PeerId>) {
@@ -214,16 +264,16 @@ impl Group {
         }
     }
 
-    /// Counts the vote `slot` cast in `epoch`: for this node (`mine`) or for another candidate.
-    pub fn record_vote(&mut self, slot: PeerId, epoch: u64, mine: bool) {
+    /// Counts the vote `slot` cast in `epoch` for `candidate` (this node, `me`, or another).
+    pub fn record_vote(&mut self, slot: PeerId, epoch: u64, candidate: NodeId, me: NodeId) {
         if let Some(Failover { epoch: ours, phase: Phase::Election { granted, lost, .. }, .. }) =
             &mut self.failover
             && *ours == epoch
         {
-            if mine {
+            if candidate == me {
                 granted.insert(slot);
             } else {
-                lost.insert(slot);
+                lost.insert(slot, candidate);
             }
         }
     }
@@ -234,19 +284,25 @@ impl Group {
         match failover.phase {
             Phase::Election { granted, lost, asked_at } => {
                 let needed = votes_needed(node.settings.voters(), self.settings.quorum);
-                let answered = granted.len() + lost.len();
-                let undecided = node.settings.peers.len().saturating_sub(answered);
+                // Peers that have not answered and cannot be heard are not counted on: a dead
+                // peer would otherwise keep a split election waiting for its whole timeout.
+                let undecided = peers
+                    .iter()
+                    .filter(|(slot, p)| {
+                        !granted.contains(slot)
+                            && !lost.contains_key(slot)
+                            && p.is_fresh(now, peers.timeout())
+                    })
+                    .count();
                 if granted.len() + 1 >= needed {
                     self.on_elected(node, now);
-                } else if granted.len() + 1 + undecided < needed {
-                    // A split vote: the votes went to other candidates and cannot come back in
-                    // this epoch. Try again soon, after a random delay that makes the next
-                    // attempts unlikely to collide, rather than waiting out the election timeout.
+                } else if self.peer_elected(peers, now) {
+                    // Another node won this master's failover: it acts, this attempt yields.
                     node.emit_about(EventKind::AbortNotElected, self.master_subject());
                     self.failover = None;
-                    let jitter = self.timing.election_jitter;
-                    let backoff = jitter + node.jitter(jitter * 2);
-                    self.next_attempt_at = now + backoff.min(self.timing.failover_timeout);
+                    self.next_attempt_at = now + self.timing.election_jitter;
+                } else if granted.len() + 1 + undecided < needed {
+                    self.on_split_vote(node, now, lost.values().copied());
                 } else if now.saturating_since(failover.started_at) >= self.timing.election_timeout
                 {
                     self.abort(node, EventKind::AbortNotElected, now);
@@ -259,6 +315,7 @@ impl Group {
                     }
                 }
             }
+            Phase::SelectReplica => self.select_or_wait(node, now),
             Phase::Promote { replica } => {
                 if !self.send_promotion(node, &replica, now)
                     && now.saturating_since(failover.phase_since) >= self.timing.failover_timeout
@@ -266,7 +323,7 @@ impl Group {
                     self.abort(node, EventKind::AbortReplicaTimeout, now);
                 }
             }
-            Phase::WaitPromotion { replica } => {
+            Phase::WaitPromotion { replica, sent_at } => {
                 // The promotion may have been reported while this node was in TILT, when INFO
                 // replies do not advance the failover.
                 let promoted = self
@@ -278,10 +335,40 @@ impl Group {
                 } else if now.saturating_since(failover.phase_since) >= self.timing.failover_timeout
                 {
                     self.abort(node, EventKind::AbortReplicaTimeout, now);
+                } else if now.saturating_since(sent_at) >= self.timing.info_grace() {
+                    self.resend_promotion(node, &replica, now);
                 }
             }
             Phase::Reconfigure { .. } => self.step_reconfigure(node, now),
         }
+    }
+
+    /// A split vote: the votes went to other candidates and cannot come back in this epoch.
+    /// Every split candidate heard the others' names in the refusals, so they agree on the
+    /// smallest id among them: that one tries again at once, in the next epoch, and the others
+    /// back off long enough to vote for it. Random back-off alone lets the same candidates
+    /// collide again whenever their delays fall within a message's flight of each other.
+    fn on_split_vote(
+        &mut self,
+        node: &mut Node,
+        now: Instant,
+        rivals: impl Iterator<Item = NodeId>,
+    ) {
+        node.emit_about(EventKind::AbortNotElected, self.master_subject());
+        self.failover = None;
+        let jitter = self.timing.election_jitter;
+        let first = rivals.min().is_none_or(|rival| node.id < rival);
+        let backoff = if first { RETRY_AT_ONCE } else { jitter * 2 + node.jitter(jitter * 2) };
+        self.next_attempt_at = now + backoff.min(self.timing.failover_timeout);
+        // The retry must not wait for a new ODOWN jitter either.
+        self.attempt_at = Some(self.next_attempt_at);
+    }
+
+    /// Whether a fresh peer reports that it was elected to fail this master over.
+    fn peer_elected(&self, peers: &Peers, now: Instant) -> bool {
+        peers
+            .fresh_reports(&self.settings.name, now)
+            .any(|(_, _, r)| r.addr == self.master && r.failover.is_some_and(|f| f.elected))
     }
 
     fn set_phase(&mut self, phase: Phase, now: Instant) {
@@ -294,8 +381,19 @@ impl Group {
     fn on_elected(&mut self, node: &mut Node, now: Instant) {
         node.emit_about(EventKind::ElectedLeader, self.master_subject());
         node.emit_about(EventKind::StateSelectReplica, self.master_subject());
+        self.set_phase(Phase::SelectReplica, now);
+        self.select_or_wait(node, now);
+    }
+
+    /// Chooses the replica and sends the promotion; with none eligible, waits for fresh INFO
+    /// replies up to [`MasterTiming::info_grace`], then gives up.
+    fn select_or_wait(&mut self, node: &mut Node, now: Instant) {
+        let Some(since) = self.failover.as_ref().map(|f| f.phase_since) else { return };
         let Some(replica) = self.select_replica(now) else {
-            self.abort(node, EventKind::AbortNoGoodReplica, now);
+            if now.saturating_since(since) >= self.timing.info_grace() {
+                self.log_ineligible_replicas(now);
+                self.abort(node, EventKind::AbortNoGoodReplica, now);
+            }
             return;
         };
         let subject = self.replica_subject(&replica, &self.master);
@@ -309,21 +407,74 @@ impl Group {
 
     /// Sends the promotion if the replica's link is up; returns whether it was sent.
     fn send_promotion(&mut self, node: &mut Node, replica: &Addr, now: Instant) -> bool {
+        if !self.send_promote_command(node, replica, now) {
+            return false;
+        }
+        let subject = self.replica_subject(replica, &self.master);
+        node.emit_about(EventKind::StateWaitPromotion, subject);
+        let phase = Phase::WaitPromotion { replica: replica.clone(), sent_at: now };
+        self.set_phase(phase, now);
+        true
+    }
+
+    /// Sends the promotion again, within the same phase (whose timeout keeps running).
+    fn resend_promotion(&mut self, node: &mut Node, replica: &Addr, now: Instant) {
+        let sent = self.send_promote_command(node, replica, now);
+        if let Some(Phase::WaitPromotion { sent_at, .. }) =
+            self.failover.as_mut().map(|f| &mut f.phase)
+        {
+            // Without a link, try again at the next grace rather than at every evaluation.
+            *sent_at = now;
+        }
+        if sent {
+            tracing::info!(master = %self.settings.name, %replica, "promotion not confirmed: sent again");
+        }
+    }
+
+    /// `REPLICAOF NO ONE` (as its transaction) to `replica`, with an INFO pipelined right behind
+    /// it: its reply usually confirms the promotion at once.
+    fn send_promote_command(&mut self, node: &mut Node, replica: &Addr, now: Instant) -> bool {
         let Some(instance) = self.instances.get_mut(replica) else { return false };
         if !instance.send(node, now, RedisCommand::Promote) {
             return false;
         }
-        // Pipelined right behind the promotion: its reply usually confirms it at once.
         instance.send(node, now, RedisCommand::Info);
-        let subject = self.replica_subject(replica, &self.master);
-        node.emit_about(EventKind::StateWaitPromotion, subject);
-        self.set_phase(Phase::WaitPromotion { replica: replica.clone() }, now);
         true
     }
 
     /// The replica to promote, by [`selection`]'s rules.
     #[must_use]
     pub fn select_replica(&self, now: Instant) -> Option<Addr> {
+        self.with_candidates(now, |candidates, limits| {
+            selection::select(candidates, limits).cloned()
+        })
+    }
+
+    /// Logs why no replica can be promoted.
+    fn log_ineligible_replicas(&self, now: Instant) {
+        self.with_candidates(now, |candidates, _| {
+            for c in candidates {
+                tracing::info!(
+                    master = %self.settings.name,
+                    replica = %c.addr,
+                    sdown = c.sdown,
+                    link_up = c.link_up,
+                    priority = c.priority,
+                    reply_age_ms = now.saturating_since(c.last_ok_reply_at).as_millis(),
+                    info_age_ms = c.info_at.map(|at| now.saturating_since(at).as_millis()),
+                    link_down_for = ?c.link_down_for,
+                    "replica not eligible for promotion"
+                );
+            }
+        });
+    }
+
+    /// Calls `f` with every candidate for promotion and the limits they must be within.
+    fn with_candidates<T>(
+        &self,
+        now: Instant,
+        f: impl FnOnce(&[Candidate<'_>], &Limits) -> T,
+    ) -> T {
         // A master that reports being a replica stopped serving as one when it said so, long
         // before it counts as down (`down_after` plus two INFO periods later): its replicas'
         // links have been down since then, and measuring from the SDOWN alone would make every
@@ -346,12 +497,16 @@ impl Group {
             self.timing.down_after,
             master_down_for,
         );
-        // The master may have been demoted behind this node's back (repointed by a node that
-        // missed a failover): if it reports following a known instance that reports
-        // `role:master`, that instance holds its data and is a candidate too. Promoting it is a
-        // no-op for Redis; the failover gives it a config epoch of its own, which is the only way
-        // out (Sentinel, which selects among its known replicas whatever role they report, takes
-        // the same way). Any other instance reporting `role:master` is not a candidate.
+        // An instance reporting `role:master` holds the master's data, and is a candidate, in two
+        // cases. The master may have been demoted behind this node's back (repointed by a node
+        // that missed a failover): the instance it now follows is one. And a replica promoted by
+        // a failover that was then abandoned (its leader crashed, was reset, or timed out
+        // waiting for it) carries the master's replication history as its previous one. Promoting
+        // either is a no-op for Redis; the failover gives it a config epoch of its own, which is
+        // the only way out (Sentinel, which selects among its known replicas whatever role they
+        // report, takes the same way). Any other instance reporting `role:master` is not a
+        // candidate: one restarted empty, say, would lose the data.
+        let history = self.history.as_deref();
         let upstream = self
             .master_instance()
             .and_then(|m| match m.reported_role() {
@@ -367,7 +522,10 @@ impl Group {
                 let info = i.info.as_ref()?;
                 let (repl_offset, link_down_for) = match &info.role {
                     ReportedRole::Replica(link) => (link.repl_offset, link.link_down_for),
-                    ReportedRole::Master if upstream.as_ref() == Some(addr) => {
+                    ReportedRole::Master
+                        if upstream.as_ref() == Some(addr)
+                            || history.is_some_and(|h| info.carries_history(h)) =>
+                    {
                         (info.master_repl_offset, None)
                     }
                     ReportedRole::Master => return None,
@@ -390,38 +548,28 @@ impl Group {
                 })
             })
             .collect();
-        let chosen = selection::select(&candidates, &limits).cloned();
-        if chosen.is_none() {
-            for c in &candidates {
-                tracing::info!(
-                    master = %self.settings.name,
-                    replica = %c.addr,
-                    sdown = c.sdown,
-                    link_up = c.link_up,
-                    priority = c.priority,
-                    reply_age_ms = now.saturating_since(c.last_ok_reply_at).as_millis(),
-                    info_age_ms = c.info_at.map(|at| now.saturating_since(at).as_millis()),
-                    link_down_for = ?c.link_down_for,
-                    "replica not eligible for promotion"
-                );
-            }
-        }
-        chosen
+        f(&candidates, &limits)
     }
 
-    /// This node is about to vote for another candidate in `epoch`: a failover of its own in
-    /// an older epoch that can still be aborted is aborted (`-failover-abort-not-elected`), as a
-    /// Raft leader steps down on seeing a higher term. Carrying on would let two leaders of
-    /// consecutive epochs promote different replicas and repoint each other's, which can leave
-    /// the replicas following each other in a cycle with no master at all.
+    /// This node is about to vote for another candidate in `epoch`: its own attempt in an older
+    /// epoch, still collecting votes, is given up (`-failover-abort-not-elected`), as a Raft
+    /// candidate steps down on seeing a higher term. A leader past its election never gets here:
+    /// it refuses newer epochs while it acts (see [`crate::engine::election`]), because its
+    /// promotion may already have taken effect.
     pub fn yield_to_newer_epoch(&mut self, node: &mut Node, epoch: u64, now: Instant) {
-        let abortable = self
+        let collecting = self
             .failover
             .as_ref()
-            .is_some_and(|f| f.epoch < epoch && !matches!(f.phase, Phase::Reconfigure { .. }));
-        if abortable {
+            .is_some_and(|f| f.epoch < epoch && matches!(f.phase, Phase::Election { .. }));
+        if collecting {
             self.abort(node, EventKind::AbortNotElected, now);
         }
+    }
+
+    /// Whether this node leads a failover of the master past its election.
+    #[must_use]
+    pub fn leading_past_election(&self) -> bool {
+        self.failover.as_ref().is_some_and(|f| !matches!(f.phase, Phase::Election { .. }))
     }
 
     fn abort(&mut self, node: &mut Node, kind: EventKind, now: Instant) {
@@ -435,7 +583,7 @@ impl Group {
     pub fn on_failover_info(&mut self, node: &mut Node, addr: &Addr, now: Instant) {
         let Some(failover) = &self.failover else { return };
         match &failover.phase {
-            Phase::WaitPromotion { replica } if replica == addr => {
+            Phase::WaitPromotion { replica, .. } if replica == addr => {
                 let promoted = self
                     .instances
                     .get(addr)

@@ -28,16 +28,33 @@ use crate::engine::settings::MasterSettings;
 use crate::engine::time::Instant;
 use crate::engine::timing::{FAILOVER_POLL_PERIOD, FAST_INFO_PERIOD, INFO_PERIOD, MasterTiming};
 
-/// The failover led by a peer this node voted for, watched so that this node can try itself as
-/// soon as that leader is gone or has given up, instead of sitting out a whole failover timeout.
+/// The failover led by a peer this node voted for, watched for two reasons: while that leader
+/// may act, this node refuses to vote for a newer epoch (see [`crate::engine::election`]); and
+/// once it is gone or has given up, this node may try itself at once instead of sitting out a
+/// whole failover timeout.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct LeaderWatch {
     /// The leader's slot.
     pub slot: PeerId,
     /// The epoch voted in.
     pub epoch: u64,
+    /// When the vote was cast.
+    pub voted_at: Instant,
     /// Whether the leader has been seen running that failover.
     pub seen_running: bool,
+}
+
+/// What a watched leader is doing, as far as this node can tell.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+enum Watched {
+    /// Its reports expired: it crashed or is cut off.
+    Gone,
+    /// Its reports show the failover voted for.
+    Running,
+    /// Not seen running yet, and its election may still be going on.
+    Starting,
+    /// It gave up or finished (or never started, or ran out of time to announce a promotion).
+    Stopped,
 }
 
 /// One master group.
@@ -75,6 +92,13 @@ pub struct Group {
     pub peer_votes_seen: BTreeMap<PeerId, u64>,
     /// The leader this node voted for, while it may still be working.
     pub leader_watch: Option<LeaderWatch>,
+    /// Failovers of this master that peers report, by slot: the epoch and when this node first
+    /// saw it. A node starts no attempt of its own while a peer may still be working on one.
+    pub peer_failovers: BTreeMap<PeerId, (u64, Instant)>,
+    /// The replication history of the master's data (its `master_replid`, which its replicas
+    /// share), as last seen. A replica promoted by an abandoned failover still carries it (as
+    /// `master_replid2`), which makes it a candidate for the next one.
+    pub history: Option<String>,
     /// Set when the group was added with `SENTINEL MONITOR`: its quorum at the time.
     pub monitored_quorum: Option<u32>,
     /// Options changed with `SENTINEL SET`, persisted so they survive restarts.
@@ -95,6 +119,7 @@ impl Group {
         let mut config_epoch = 0;
         let mut ballot = Ballot::default();
         let mut replicas = Vec::new();
+        let mut history = None;
         if let Some(saved) = restored {
             // The operator editing the address wins over what a failover set; the epoch never
             // goes back, so peers still converge on the highest configuration.
@@ -104,6 +129,7 @@ impl Group {
             config_epoch = saved.config_epoch;
             ballot = Ballot { epoch: saved.voted_epoch, candidate: saved.voted_for };
             replicas.clone_from(&saved.replicas);
+            history.clone_from(&saved.history);
         }
         let mut instances = BTreeMap::new();
         for addr in std::iter::once(master.clone()).chain(replicas) {
@@ -125,6 +151,8 @@ impl Group {
             unsettled_until: now,
             peer_votes_seen: BTreeMap::new(),
             leader_watch: None,
+            peer_failovers: BTreeMap::new(),
+            history,
             monitored_quorum: None,
             changes: BTreeMap::new(),
         }
@@ -205,19 +233,23 @@ impl Group {
         }
     }
 
-    /// The INFO period for the instance at `addr` right now.
+    /// The INFO period for the instance at `addr` at `now`.
     #[must_use]
-    pub fn info_period(&self, addr: &Addr) -> Duration {
-        if self.failover.as_ref().is_some_and(|f| f.is_waiting_on(addr)) {
-            return FAILOVER_POLL_PERIOD;
-        }
+    pub fn info_period(&self, addr: &Addr, now: Instant) -> Duration {
         if *addr == self.master {
             return INFO_PERIOD;
         }
+        if self.failover.as_ref().is_some_and(|f| f.is_waiting_on(addr)) {
+            return FAILOVER_POLL_PERIOD;
+        }
         // While the master is in trouble a replica may be chosen at any moment, and the choice
         // needs current offsets: poll every ping period (selection wants INFO younger than five).
-        let master_troubled =
-            self.failover.is_some() || self.odown_since.is_some() || self.master_sdown();
+        // Trouble starts before SDOWN: a master whose link is down or whose PING is late may be
+        // declared down in `down_after`, and replicas polled every ten seconds until then would
+        // have INFO too old to choose from when it is.
+        let master_troubled = self.failover.is_some()
+            || self.odown_since.is_some()
+            || self.master_instance().is_none_or(|m| m.suspect(now, &self.timing));
         if master_troubled {
             return self.timing.ping_period.min(FAST_INFO_PERIOD);
         }
@@ -261,7 +293,8 @@ impl Group {
     }
 
     fn poll_monitoring(&mut self, node: &mut Node, now: Instant) {
-        let periods: Vec<Duration> = self.instances.keys().map(|a| self.info_period(a)).collect();
+        let periods: Vec<Duration> =
+            self.instances.keys().map(|a| self.info_period(a, now)).collect();
         let auth = self.settings.auth.as_ref();
         for (instance, period) in self.instances.values_mut().zip(periods) {
             instance.poll_connect(node, now, &self.timing, auth, self.index);
@@ -310,6 +343,17 @@ impl Group {
             Vec::new()
         };
         let reboot_watch = is_master && self.settings.reboot_down_after.is_some();
+        let history = match &report.role {
+            ReportedRole::Master if is_master => report.replid.clone(),
+            ReportedRole::Replica(link) if link.link_up && self.follows_master(&report.role) => {
+                report.replid.clone()
+            }
+            _ => None,
+        };
+        if history.is_some() && history != self.history {
+            self.history = history;
+            node.lazy_dirty = true;
+        }
         if let Some(instance) = self.instances.get_mut(addr) {
             if old_role != Some(new_role) {
                 instance.role_reported_at = Some(now);
@@ -402,20 +446,47 @@ impl Group {
         }
     }
 
+    /// What the leader `watch` names is doing, as far as this node can tell at `now`.
+    fn watched(&self, watch: &LeaderWatch, peers: &Peers, now: Instant) -> Watched {
+        let Some(peer) = peers.get(watch.slot).filter(|p| p.is_fresh(now, peers.timeout())) else {
+            return Watched::Gone;
+        };
+        if now >= watch.voted_at + self.timing.promotion_deadline() {
+            return Watched::Stopped;
+        }
+        let running = peer
+            .reports
+            .get(&self.settings.name)
+            .and_then(|r| r.failover)
+            .is_some_and(|f| f.epoch == watch.epoch);
+        if running {
+            Watched::Running
+        } else if !watch.seen_running && now < watch.voted_at + self.timing.election_timeout {
+            Watched::Starting
+        } else {
+            Watched::Stopped
+        }
+    }
+
+    /// Whether a failover of this master in an older epoch may be under way: this node leads one
+    /// past its election, or the leader it voted for may still be running or starting one. A
+    /// voter refuses newer epochs meanwhile (see [`crate::engine::election`]).
+    #[must_use]
+    pub fn leader_active(&self, peers: &Peers, now: Instant) -> bool {
+        self.leading_past_election()
+            || self.leader_watch.is_some_and(|w| {
+                matches!(self.watched(&w, peers, now), Watched::Running | Watched::Starting)
+            })
+    }
+
     /// Lifts the wait after voting for a peer as soon as that peer is gone, and shortens it to
     /// an abort's backoff once it gave up.
     fn update_leader_watch(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
         let Some(mut watch) = self.leader_watch else { return };
-        let running = peers.get(watch.slot).filter(|p| p.is_fresh(now, peers.timeout())).map(|p| {
-            p.reports
-                .get(&self.settings.name)
-                .and_then(|r| r.failover)
-                .is_some_and(|f| f.epoch == watch.epoch)
-        });
-        match running {
-            Some(true) => watch.seen_running = true,
-            Some(false) if !watch.seen_running => {}
-            Some(false) => {
+        match self.watched(&watch, peers, now) {
+            Watched::Running => watch.seen_running = true,
+            Watched::Starting => {}
+            Watched::Stopped => {
                 // The leader gave up (or finished). Whatever stopped it (no good replica, a
                 // promotion that timed out) likely stops this node too: back off as after an
                 // abort of its own. Trying at once made nodes that vote for each other take turns
@@ -426,7 +497,7 @@ impl Group {
                 self.next_attempt_at = now + backoff.min(self.timing.failover_timeout);
                 return;
             }
-            None => {
+            Watched::Gone => {
                 self.leader_watch = None;
                 self.next_attempt_at = now;
                 return;
@@ -435,11 +506,36 @@ impl Group {
         self.leader_watch = Some(watch);
     }
 
+    /// Notes a failover a peer reports (or that it no longer reports one).
+    pub fn note_peer_failover(&mut self, slot: PeerId, epoch: Option<u64>, now: Instant) {
+        match epoch {
+            Some(epoch) if self.peer_failovers.get(&slot).is_some_and(|(e, _)| *e == epoch) => {}
+            Some(epoch) => {
+                self.peer_failovers.insert(slot, (epoch, now));
+            }
+            None => {
+                self.peer_failovers.remove(&slot);
+            }
+        }
+    }
+
+    /// Whether a peer that can still be heard reports a failover of this master that may still
+    /// be on its way to a promotion.
+    fn peer_failing_over(&self, peers: &Peers, now: Instant) -> bool {
+        let deadline = self.timing.promotion_deadline();
+        self.peer_failovers.iter().any(|(slot, (_, since))| {
+            now < *since + deadline
+                && peers.get(*slot).is_some_and(|p| p.is_fresh(now, peers.timeout()))
+        })
+    }
+
     fn maybe_start_failover(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
         if self.odown_since.is_none() || self.failover.is_some() || now < self.next_attempt_at {
             return;
         }
-        if node.awaiting_vote_floor {
+        // A peer already working on it would only be raced (and its voters refuse newer epochs
+        // while it may act): leave it the failover.
+        if node.awaiting_vote_floor || self.peer_failing_over(peers, now) {
             return;
         }
         let start_at =
@@ -594,8 +690,10 @@ impl Group {
             }
         };
         for (addr, instance) in &self.instances {
-            consider(instance.next_deadline(&self.timing, self.info_period(addr)));
+            consider(instance.next_deadline(&self.timing, self.info_period(addr, now)));
             if *addr == self.master {
+                // Its replicas are polled faster from the moment its PING is late.
+                consider(instance.late_at(&self.timing));
                 consider(
                     instance
                         .role_reported_at
@@ -621,6 +719,14 @@ impl Group {
         }
         if self.odown_since.is_some() && self.failover.is_none() {
             consider(Some(self.attempt_at.unwrap_or(self.next_attempt_at)));
+            let deadline = self.timing.promotion_deadline();
+            for (_, since) in self.peer_failovers.values() {
+                consider(Some(*since + deadline));
+            }
+        }
+        if let Some(watch) = &self.leader_watch {
+            consider(Some(watch.voted_at + self.timing.election_timeout));
+            consider(Some(watch.voted_at + self.timing.promotion_deadline()));
         }
         if let Some(failover) = &self.failover {
             consider(failover.next_deadline(&self.timing, node.settings.heartbeat));
@@ -638,6 +744,7 @@ impl Group {
             voted_epoch: self.ballot.epoch,
             voted_for: self.ballot.candidate,
             replicas: self.instances.keys().filter(|a| **a != self.master).cloned().collect(),
+            history: self.history.clone(),
             monitored_quorum: self.monitored_quorum,
             settings: self.changes.clone(),
         }

@@ -356,6 +356,20 @@ impl Instance {
         [sdown, link].into_iter().flatten().min()
     }
 
+    /// Whether the instance may be failing: its link is not up, or its PING is late (unanswered
+    /// for longer than a ping period). Its group then polls its replicas' INFO faster, so that
+    /// their offsets are current if it is declared down.
+    #[must_use]
+    pub fn suspect(&self, now: Instant, timing: &MasterTiming) -> bool {
+        self.up_link().is_none() || self.late_at(timing).is_some_and(|at| now >= at)
+    }
+
+    /// When the PING in flight becomes late, if one is in flight.
+    #[must_use]
+    pub fn late_at(&self, timing: &MasterTiming) -> Option<Instant> {
+        self.ping_in_flight_since.map(|sent| sent + timing.ping_period + Duration::from_millis(1))
+    }
+
     /// When the instance becomes subjectively down if no acceptable reply arrives: strictly
     /// more than `down_after` after the last one, as in Sentinel.
     #[must_use]

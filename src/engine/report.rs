@@ -23,6 +23,14 @@ pub struct InfoReport {
     pub replica_announced: bool,
     /// `master_repl_offset`: the instance's own replication offset.
     pub master_repl_offset: u64,
+    /// `master_replid`: the replication history the instance's data belongs to (a master's own,
+    /// which its replicas share).
+    pub replid: Option<String>,
+    /// `master_replid2`: the history a promoted replica continued from (`None` when Redis prints
+    /// zeros). A replica promoted by a failover that was then abandoned still carries its old
+    /// master's history here, which is how the next leader recognises it (see
+    /// [`crate::engine::failover`]).
+    pub replid2: Option<String>,
     /// `slaveN:` lines of a master: the replicas connected to it.
     pub replicas: Vec<ListedReplica>,
     /// `loading:1`: the dataset is being loaded.
@@ -42,6 +50,8 @@ impl InfoReport {
             replica_priority: 100,
             replica_announced: true,
             master_repl_offset: 0,
+            replid: None,
+            replid2: None,
             replicas: Vec::new(),
             loading: false,
             raw: Arc::from(""),
@@ -61,6 +71,15 @@ impl InfoReport {
             master_repl_offset: offset,
             ..Self::master(run_id)
         }
+    }
+}
+
+impl InfoReport {
+    /// Whether the instance's data belongs to replication history `history`: it is that history,
+    /// or it continued from it when it was promoted.
+    #[must_use]
+    pub fn carries_history(&self, history: &str) -> bool {
+        self.replid.as_deref() == Some(history) || self.replid2.as_deref() == Some(history)
     }
 }
 

@@ -107,6 +107,7 @@ mod tests {
             voted_epoch: 0,
             voted_for: None,
             replicas: Vec::new(),
+            history: None,
             monitored_quorum: monitored,
             settings: changes
                 .iter()

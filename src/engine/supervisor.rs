@@ -257,6 +257,12 @@ impl Supervisor {
         }
     }
 
+    /// What [`Self::durable`] holds for master `name` alone, without building the whole state.
+    #[must_use]
+    pub fn durable_master(&self, name: &str) -> Option<crate::engine::durable::DurableMaster> {
+        self.by_name.get(name).and_then(|i| self.groups.get(i)).map(Group::durable)
+    }
+
     /// Checks the clock: a gap longer than the TILT trigger means the process stalled; time going
     /// backwards means the clock is broken. Both enter TILT. Returns the instant to use.
     fn advance_clock(&mut self, now: Instant) -> Instant {
@@ -466,7 +472,7 @@ impl Supervisor {
                 // final: vote requests are repeated, and the peer may grant one later.
                 if let (Some(candidate), Some(&index)) = (voted_for, self.by_name.get(&master)) {
                     if let Some(group) = self.groups.get_mut(&index) {
-                        group.record_vote(slot, epoch, candidate == self.node.id);
+                        group.record_vote(slot, epoch, candidate, self.node.id);
                     }
                     self.touched.insert(index);
                 }
@@ -566,6 +572,7 @@ impl Supervisor {
         let Some(&index) = self.by_name.get(&report.name) else { return };
         let Some(group) = self.groups.get_mut(&index) else { return };
         group.note_peer_vote(slot, report.voted_epoch, now);
+        group.note_peer_failover(slot, report.failover.map(|f| f.epoch), now);
         if report.config_epoch > group.config_epoch {
             let Some(peer) = self.peers.get(slot) else { return };
             let (Some(id), Some(client_addr)) = (peer.node_id, peer.client_addr.clone()) else {
@@ -593,6 +600,7 @@ impl Supervisor {
             sees_master_down: group.master_sdown(),
             tilt: self.node.in_tilt(),
             awaiting_vote_floor: self.node.awaiting_vote_floor,
+            leader_active: group.leader_active(&self.peers, now),
             vote_floor: self.node.vote_floor,
         };
         match election::decide(&group.ballot, &request, &facts) {
@@ -616,8 +624,12 @@ impl Supervisor {
                 group.next_attempt_at = group.next_attempt_at.max(now + wait);
                 group.attempt_at = None;
                 group.unsettled_until = group.unsettled_until.max(now + wait);
-                group.leader_watch =
-                    Some(LeaderWatch { slot, epoch: request.epoch, seen_running: false });
+                group.leader_watch = Some(LeaderWatch {
+                    slot,
+                    epoch: request.epoch,
+                    voted_at: now,
+                    seen_running: false,
+                });
             }
             Decision::Repeat => {}
             Decision::Refuse(reason) => {

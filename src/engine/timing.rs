@@ -82,6 +82,24 @@ impl MasterTiming {
         }
     }
 
+    /// The longest a failover can run before its promotion is announced: its election, then at
+    /// most one `failover_timeout` to send the promotion and one to see it take effect. Past
+    /// this, a leader that has not announced a new configuration has given up or is stuck.
+    #[must_use]
+    pub fn promotion_deadline(&self) -> Duration {
+        self.election_timeout + self.failover_timeout * 2
+    }
+
+    /// How long a leader waits for INFO replies to show what it expects before it acts on their
+    /// absence: an elected leader with no eligible replica gives up
+    /// (`-failover-abort-no-good-slave`), and a promotion that does not show is sent again. Long
+    /// enough for a few replies to arrive over a slow link (the leader polls every 10 ms), and
+    /// about as long as selection's own freshness limit (five ping periods).
+    #[must_use]
+    pub fn info_grace(&self) -> Duration {
+        (self.ping_period * 5).max(ms(500)).min(self.failover_timeout)
+    }
+
     /// Longest backoff between reconnect attempts: one ping period, so a restarted instance is
     /// seen again as soon as it would have been pinged.
     #[must_use]

@@ -82,6 +82,8 @@ struct Fields<'a> {
     replica_priority: Option<&'a str>,
     replica_announced: Option<&'a str>,
     master_repl_offset: Option<&'a str>,
+    master_replid: Option<&'a str>,
+    master_replid2: Option<&'a str>,
     loading: Option<&'a str>,
     replicas: Vec<ListedReplica>,
 }
@@ -101,6 +103,8 @@ impl<'a> Fields<'a> {
             "slave_priority" | "replica_priority" => &mut self.replica_priority,
             "replica_announced" => &mut self.replica_announced,
             "master_repl_offset" => &mut self.master_repl_offset,
+            "master_replid" => &mut self.master_replid,
+            "master_replid2" => &mut self.master_replid2,
             "loading" => &mut self.loading,
             _ => {
                 if is_replica_key(key) {
@@ -134,6 +138,8 @@ impl<'a> Fields<'a> {
             // from `SENTINEL REPLICAS` for no reason.
             replica_announced: self.replica_announced != Some("0"),
             master_repl_offset: parse_u64(self.master_repl_offset),
+            replid: replication_id(self.master_replid),
+            replid2: replication_id(self.master_replid2),
             replicas: self.replicas,
             loading: self.loading == Some("1"),
             raw: Arc::from(text),
@@ -159,6 +165,11 @@ impl<'a> Fields<'a> {
             repl_offset: parse_u64(self.slave_repl_offset),
         }
     }
+}
+
+/// A replication id: `None` when absent, empty, or all zeros (Redis's "no previous history").
+fn replication_id(value: Option<&str>) -> Option<String> {
+    value.filter(|v| !v.is_empty() && v.bytes().any(|b| b != b'0')).map(str::to_owned)
 }
 
 /// A counter, 0 when absent or unparsable.
@@ -258,6 +269,7 @@ mod tests {
                     lag: Some(0),
                 }],
                 master_repl_offset: 118,
+                replid: Some("4afe39f24369ffce32d0cddbcab29e21076a5607".to_owned()),
                 raw: Arc::from(MASTER),
                 ..InfoReport::master("e3043b20dbeef63beefd2efdcb85b6dbfb43d35c")
             }
@@ -269,6 +281,7 @@ mod tests {
     fn real_replica_with_link_up() {
         let report = parse_info(REPLICA_UP).unwrap();
         let expected = InfoReport {
+            replid: Some("4afe39f24369ffce32d0cddbcab29e21076a5607".to_owned()),
             raw: Arc::from(REPLICA_UP),
             ..InfoReport::replica(
                 "00e4774e5e98a74b35a32a93317dcc589ce717e5",
@@ -354,6 +367,23 @@ mod tests {
                 lag: None,
             }]
         );
+    }
+
+    #[test]
+    fn a_promoted_replica_names_the_history_it_continued() {
+        // What `REPLICAOF NO ONE` leaves in INFO (Redis 7): a new history, the old one second.
+        let text = "role:master\r\nmaster_replid:b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0\r\n\
+                    master_replid2:4afe39f24369ffce32d0cddbcab29e21076a5607\r\n\
+                    master_repl_offset:1200\r\nsecond_repl_offset:1119\r\n";
+        let report = parse_info(text).unwrap();
+        assert_eq!(report.replid.as_deref(), Some("b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0"));
+        assert_eq!(report.replid2.as_deref(), Some("4afe39f24369ffce32d0cddbcab29e21076a5607"));
+        assert!(report.carries_history("4afe39f24369ffce32d0cddbcab29e21076a5607"));
+        assert!(!report.carries_history("76d42f29a0388f3a759ff83e57dcec1f3567c5fd"));
+        // Zeros mean "no previous history", never a history named zero.
+        let fresh = parse_info(MASTER).unwrap();
+        assert_eq!(fresh.replid2, None);
+        assert!(!fresh.carries_history("0000000000000000000000000000000000000000"));
     }
 
     #[test]
@@ -488,6 +518,12 @@ mod tests {
             out.push_str("\r\n");
         }
         let _ = write!(out, "master_repl_offset:{}\r\n", report.master_repl_offset);
+        if let Some(replid) = &report.replid {
+            let _ = write!(out, "master_replid:{replid}\r\n");
+        }
+        let replid2 =
+            report.replid2.as_deref().unwrap_or("0000000000000000000000000000000000000000");
+        let _ = write!(out, "master_replid2:{replid2}\r\n");
         out
     }
 
@@ -524,6 +560,7 @@ mod tests {
             any::<u32>(),
             any::<bool>(),
             any::<u64>(),
+            (proptest::option::of("[0-9a-f]{40}"), proptest::option::of("[0-9a-f]{39}[1-9a-f]")),
             proptest::collection::vec(replica, 0..4),
             any::<bool>(),
         )
@@ -534,6 +571,7 @@ mod tests {
                     replica_priority,
                     replica_announced,
                     master_repl_offset,
+                    (replid, replid2),
                     replicas,
                     loading,
                 )| {
@@ -543,6 +581,8 @@ mod tests {
                         replica_priority,
                         replica_announced,
                         master_repl_offset,
+                        replid: replid.filter(|id| id.bytes().any(|b| b != b'0')),
+                        replid2,
                         replicas,
                         loading,
                         raw: Arc::from(""),

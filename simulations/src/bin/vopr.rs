@@ -66,9 +66,10 @@ fn replay(seed: u64, quiet: bool) -> ExitCode {
     match &outcome.failure {
         None => {
             println!(
-                "seed {seed}: passed ({:.1}s simulated, converged {:.1}s after healing, {} promotions, {} faults)",
+                "seed {seed}: passed ({:.1}s simulated, converged {:.1}s after healing, drill failover {:.3}s, {} promotions, {} faults)",
                 outcome.ended_at as f64 / 1e6,
                 outcome.converged_after.unwrap_or(0) as f64 / 1e6,
+                outcome.drill_failover.unwrap_or(0) as f64 / 1e6,
                 outcome.promotions,
                 outcome.stats.faults
             );
@@ -92,6 +93,7 @@ fn campaign(start: u64, count: u64, jobs: usize, reports: usize) -> ExitCode {
     let mut failed: Vec<Outcome> = Vec::new();
     let (mut done, mut simulated, mut promotions) = (0u64, 0u64, 0usize);
     let mut max_epoch = (0u64, start);
+    let mut drills: Vec<(u64, u64)> = Vec::new();
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             let tx = tx.clone();
@@ -119,6 +121,9 @@ fn campaign(start: u64, count: u64, jobs: usize, reports: usize) -> ExitCode {
             if outcome.max_epoch > max_epoch.0 {
                 max_epoch = (outcome.max_epoch, outcome.seed);
             }
+            if let Some(took) = outcome.drill_failover {
+                drills.push((took, outcome.seed));
+            }
             if let Some(failure) = &outcome.failure {
                 println!("seed {}: FAILED: {failure}", outcome.seed);
                 failed.push(outcome);
@@ -131,6 +136,16 @@ fn campaign(start: u64, count: u64, jobs: usize, reports: usize) -> ExitCode {
     });
     let secs = elapsed(&clock).max(1e-9);
     println!("highest epoch reached: {} (seed {})", max_epoch.0, max_epoch.1);
+    drills.sort_unstable();
+    if let Some(&(slowest, seed)) = drills.last() {
+        let at = |q: f64| drills[((drills.len() - 1) as f64 * q) as usize].0 as f64 / 1e6;
+        println!(
+            "drill (every master killed at once): every group failed over in median {:.2}s, p99 {:.2}s, max {:.2}s (seed {seed})",
+            at(0.5),
+            at(0.99),
+            slowest as f64 / 1e6
+        );
+    }
     println!(
         "{done} seeds in {secs:.1}s ({:.0} seeds/minute), {:.0} simulated hours, {promotions} promotions, {} failed",
         done as f64 * 60.0 / secs,

@@ -64,17 +64,31 @@ fn vote_is_persisted_before_the_reply_and_granted_once_per_epoch() {
     // The same candidate asking again (a retransmission) gets the same answer.
     h.handle(vote_request(1, 1, 0, false));
     assert_eq!(h.rendered(), ["peer0 vote-reply mymaster e=1 for=01010101"]);
-    // A later epoch is a new vote.
+    // A later epoch is refused while the candidate voted for may still be collecting votes:
+    // voting again could elect a second leader while the first promotes.
     h.handle(vote_request(2, 2, 0, false));
     assert_eq!(
         h.rendered(),
         [
-            "persist epoch=2 voted=02020202@2 config=127.0.0.1:6379@0",
+            "persist epoch=2 voted=01010101@1 config=127.0.0.1:6379@0",
             "emit +new-epoch 2",
-            "emit +vote-for-leader 0202020202020202020202020202020202020202 2",
-            "peer1 vote-reply mymaster e=2 for=02020202",
-            "peer0 state-delta [mymaster 127.0.0.1:6379 cfg=0 sdown=true voted=2 failover=-]",
-            "peer1 state-delta [mymaster 127.0.0.1:6379 cfg=0 sdown=true voted=2 failover=-]",
+            "peer1 vote-reply mymaster e=2 for=-",
+        ]
+    );
+    // Once its election must be over (1 s after the vote) and it never reported a failover, a
+    // later epoch is a new vote.
+    h.advance_to(2401);
+    h.take();
+    h.handle(vote_request(2, 3, 0, false));
+    assert_eq!(
+        h.rendered(),
+        [
+            "persist epoch=3 voted=02020202@3 config=127.0.0.1:6379@0",
+            "emit +new-epoch 3",
+            "emit +vote-for-leader 0202020202020202020202020202020202020202 3",
+            "peer1 vote-reply mymaster e=3 for=02020202",
+            "peer0 state-delta [mymaster 127.0.0.1:6379 cfg=0 sdown=true voted=3 failover=-]",
+            "peer1 state-delta [mymaster 127.0.0.1:6379 cfg=0 sdown=true voted=3 failover=-]",
         ]
     );
 }
@@ -112,6 +126,7 @@ fn candidates_with_an_older_configuration_are_refused() {
             voted_epoch: 4,
             voted_for: Some(peer_id(1)),
             replicas: Vec::new(),
+            history: None,
             monitored_quorum: None,
             settings: std::collections::BTreeMap::new(),
         },

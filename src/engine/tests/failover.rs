@@ -122,9 +122,15 @@ fn no_good_replica_aborts_and_the_next_attempt_waits() {
         [
             "+elected-leader master mymaster 127.0.0.1 6379",
             "+failover-state-select-slave master mymaster 127.0.0.1 6379",
-            "-failover-abort-no-good-slave master mymaster 127.0.0.1 6379",
         ]
     );
+    // The leader polls the replicas' INFO for five ping periods (500 ms) in case one becomes
+    // eligible, then gives up.
+    let elected = h.now.as_millis();
+    h.advance_with_peers(elected + 499, &sdown_reports());
+    assert!(!h.events().iter().any(|e| e.contains("abort")));
+    h.advance_with_peers(elected + 500, &sdown_reports());
+    assert_eq!(h.events(), ["-failover-abort-no-good-slave master mymaster 127.0.0.1 6379"]);
     // The retry comes after one to two election timeouts (1-2 s), well within failover_timeout.
     h.advance_with_peers(2500, &sdown_reports());
     assert!(!h.events().iter().any(|e| e.starts_with("+try-failover")));
