@@ -141,6 +141,7 @@ mod tests {
                     voted_for: Some(NodeId::from_bytes([1; 20])),
                     replicas: vec!["127.0.0.1:6379".parse().unwrap()],
                     history: None,
+                    priorities: BTreeMap::new(),
                     monitored_quorum: None,
                     settings: BTreeMap::new(),
                 },

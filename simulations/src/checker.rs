@@ -737,6 +737,11 @@ impl Checker {
         let Some(rules) = self.groups.get(group) else { return Ok(()) };
         let told = &self.told[node];
         let Some((_, chosen_info)) = told.info.get(chosen) else { return Ok(()) };
+        if matches!(chosen_info.role, ReportedRole::Master) {
+            // A promoted replica of an abandoned failover: its INFO no longer shows its
+            // priority, and taking it over is the rule (see the engine's failover docs).
+            return Ok(());
+        }
         let chosen_rank = rank(chosen_info);
         let window = rules.ping_period_ms * 5;
         let fresh = |at: u64| local_ms.saturating_sub(at) <= window;
@@ -856,7 +861,8 @@ fn instance_addr(subject: &Subject) -> Option<&Addr> {
     }
 }
 
-/// Sentinel's promotion order as a sortable key: lower priority first, then higher offset.
+/// Sentinel's promotion order as a sortable key for a replica's INFO: lower priority first,
+/// then higher offset.
 fn rank(info: &InfoReport) -> (u32, u64) {
     let offset = match &info.role {
         ReportedRole::Replica(link) => link.repl_offset,

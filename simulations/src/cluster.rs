@@ -351,6 +351,9 @@ pub struct Simulation {
     pub stats: Stats,
     /// Groups whose failover is due (see [`crate::progress`]).
     pub(crate) due: BTreeMap<String, crate::progress::Due>,
+    /// The next node to send a promotion crashes right after it (disk kept), and restarts this
+    /// long after (the drill's abandoned promotion).
+    pub(crate) crash_next_promoter: Option<Duration>,
 }
 
 /// `nK`, for the trace.
@@ -475,6 +478,7 @@ impl Simulation {
             next_ticket: 1,
             stats: Stats::default(),
             due: BTreeMap::new(),
+            crash_next_promoter: None,
             redis,
             options,
         };
@@ -1032,6 +1036,16 @@ impl Simulation {
             let result = self.checker.on_reconfiguration(&reconfiguration);
             let label = self.redis_label(target);
             self.check(result);
+            if matches!(command, RedisCommand::Promote)
+                && let Some(after) = self.crash_next_promoter.take()
+            {
+                self.trace.line(self.now, &"fault", || {
+                    format!("n{i} will crash right after its promotion, back in {}ms", after.as_millis())
+                });
+                self.arm_crash(i, 0, true, None);
+                let generation = self.nodes[i].generation;
+                self.schedule(after, Recovery::RestartNode { node: i, generation });
+            }
             self.trace.line(self.now, &Who(format!("n{i}")), || match &command {
                 RedisCommand::ReplicaOf { master } => format!("-> {label} REPLICAOF {master}"),
                 _ => format!("-> {label} REPLICAOF NO ONE"),

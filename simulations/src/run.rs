@@ -4,6 +4,8 @@
 //! A failing run is replayed from its seed with the trace on, to show the tail of what happened.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use rand::RngExt;
 use std::time::Duration;
 
 use crate::cluster::{Failure, Simulation, Stats, duration_us};
@@ -16,6 +18,8 @@ const CONVERGENCE_CHECK: Duration = Duration::from_millis(250);
 const CONVERGENCE_HOLD: Duration = Duration::from_secs(3);
 /// How often the cluster may converge and then change its mind again after the heal.
 const MAX_DIVERGENCES: u32 = 2;
+/// How long the drill's crashed leader stays down.
+const DRILL_LEADER_DOWN: Duration = Duration::from_secs(2);
 /// How often the drill checks whether every group has its new master.
 const DRILL_CHECK: Duration = Duration::from_millis(10);
 /// Trace lines shown for a failing seed.
@@ -186,7 +190,15 @@ fn drill(sim: &mut Simulation) -> Result<u64, Failure> {
     for &r in &old {
         sim.kill_redis(r);
     }
-    let bound = duration_us(sim.options.failover_bound());
+    // In half the runs, the first leader to promote a replica crashes right after sending the
+    // promotion and comes back later: the others (or it, after its restart) must complete the
+    // failover it abandoned. The bound then counts from its restart, when the faults stop.
+    let mut bound = duration_us(sim.options.failover_bound());
+    if sim.rng.random_bool(0.5) {
+        let restart = DRILL_LEADER_DOWN;
+        sim.crash_next_promoter = Some(restart);
+        bound += duration_us(restart);
+    }
     let replaced = loop {
         sim.run_for(DRILL_CHECK)?;
         if (0..sim.groups.len()).all(|g| sim.new_master_agreed(g, &old).is_ok()) {
@@ -206,6 +218,7 @@ fn drill(sim: &mut Simulation) -> Result<u64, Failure> {
             bound as f64 / 1e6
         )));
     }
+    sim.crash_next_promoter = None;
     let took = sim.now - killed_at;
     sim.trace.line(sim.now, &"sim", || {
         format!("--- drill: every group failed over in {:.3}s ---", took as f64 / 1e6)

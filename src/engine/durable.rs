@@ -57,6 +57,10 @@ pub struct DurableMaster {
     /// master is down still recognises a replica promoted by an abandoned failover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<String>,
+    /// The `replica-priority` each instance last reported as a replica: Redis does not print it
+    /// for a master, so a node restarted after a replica was promoted would not know it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub priorities: BTreeMap<Addr, u32>,
     /// Set when the master was added with `SENTINEL MONITOR` rather than by the file: its quorum
     /// (its address is `configured_addr`).
     #[serde(default)]

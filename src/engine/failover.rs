@@ -536,12 +536,7 @@ impl Group {
                     link_up: i.up_link().is_some(),
                     last_ok_reply_at: i.last_ok_reply_at,
                     info_at: i.info_at,
-                    priority: self
-                        .settings
-                        .priority_overrides
-                        .get(addr)
-                        .copied()
-                        .unwrap_or(info.replica_priority),
+                    priority: self.priority_of(addr).unwrap_or(0),
                     repl_offset,
                     run_id: info.run_id.as_deref(),
                     link_down_for,

@@ -135,6 +135,11 @@ impl Group {
         for addr in std::iter::once(master.clone()).chain(replicas) {
             instances.entry(addr.clone()).or_insert_with(|| Box::new(Instance::new(addr, now)));
         }
+        for (addr, priority) in restored.map(|s| &s.priorities).into_iter().flatten() {
+            if let Some(instance) = instances.get_mut(addr) {
+                instance.replica_priority = Some(*priority);
+            }
+        }
         Self {
             index,
             settings,
@@ -193,6 +198,18 @@ impl Group {
         self.instances.insert(addr.clone(), Box::new(Instance::new(addr.clone(), now)));
         node.lazy_dirty = true;
         addr.clone()
+    }
+
+    /// The `replica-priority` of the instance at `addr`: the operator's override, else what it
+    /// last reported as a replica; `None` if it never did (it cannot be promoted then, as with
+    /// priority 0: a master's INFO does not say).
+    #[must_use]
+    pub fn priority_of(&self, addr: &Addr) -> Option<u32> {
+        self.settings
+            .priority_overrides
+            .get(addr)
+            .copied()
+            .or_else(|| self.instances.get(addr).and_then(|i| i.replica_priority))
     }
 
     /// `master <name> <ip> <port>`.
@@ -363,6 +380,12 @@ impl Group {
             }
             instance.misconfigured_since =
                 misconfigured.then(|| instance.misconfigured_since.unwrap_or(now));
+            if matches!(report.role, ReportedRole::Replica(_))
+                && instance.replica_priority != Some(report.replica_priority)
+            {
+                instance.replica_priority = Some(report.replica_priority);
+                node.lazy_dirty = true;
+            }
             instance.info = Some(report);
             instance.info_at = Some(now);
         }
@@ -745,6 +768,11 @@ impl Group {
             voted_for: self.ballot.candidate,
             replicas: self.instances.keys().filter(|a| **a != self.master).cloned().collect(),
             history: self.history.clone(),
+            priorities: self
+                .instances
+                .iter()
+                .filter_map(|(addr, i)| Some((addr.clone(), i.replica_priority?)))
+                .collect(),
             monitored_quorum: self.monitored_quorum,
             settings: self.changes.clone(),
         }

@@ -91,6 +91,9 @@ pub struct Instance {
     pub info: Option<InfoReport>,
     /// When it arrived.
     pub info_at: Option<Instant>,
+    /// The `replica-priority` it last reported. Redis prints it only while the instance is a
+    /// replica, so a replica promoted since keeps the value it had (as Sentinel keeps it).
+    pub replica_priority: Option<u32>,
     /// When the reported role last changed (or was first seen).
     pub role_reported_at: Option<Instant>,
     /// Since when the instance is subjectively down.
@@ -122,6 +125,7 @@ impl Instance {
             info_in_flight: false,
             info: None,
             info_at: None,
+            replica_priority: None,
             role_reported_at: None,
             sdown_since: None,
             rebooted_at: None,

@@ -108,6 +108,7 @@ mod tests {
             voted_for: None,
             replicas: Vec::new(),
             history: None,
+            priorities: BTreeMap::new(),
             monitored_quorum: monitored,
             settings: changes
                 .iter()

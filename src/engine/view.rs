@@ -302,13 +302,8 @@ pub(crate) fn master(group: &Group, peers: &Peers, now: Instant) -> MasterView {
             Some(ReportedRole::Replica(link)) => Some(link.clone()),
             _ => None,
         },
-        priority: group
-            .settings
-            .priority_overrides
-            .get(addr)
-            .copied()
-            .or_else(|| i.info.as_ref().map(|r| r.replica_priority))
-            .unwrap_or(100),
+        // Redis's default when the instance never said (a master's INFO does not).
+        priority: group.priority_of(addr).unwrap_or(100),
         repl_offset: match i.reported_role() {
             Some(ReportedRole::Replica(link)) => link.repl_offset,
             _ => i.info.as_ref().map_or(0, |r| r.master_repl_offset),

@@ -127,6 +127,7 @@ fn candidates_with_an_older_configuration_are_refused() {
             voted_for: Some(peer_id(1)),
             replicas: Vec::new(),
             history: None,
+            priorities: std::collections::BTreeMap::new(),
             monitored_quorum: None,
             settings: std::collections::BTreeMap::new(),
         },
