@@ -771,6 +771,13 @@ impl Checker {
         Ok(())
     }
 
+    /// How many failovers of master `group` sent a promotion (a promotion sent again within
+    /// one failover counts once).
+    #[must_use]
+    pub fn failovers_promoted(&self, group: &str) -> usize {
+        self.promotions.keys().filter(|(name, _)| name == group).count()
+    }
+
     /// Every (master, epoch) any slot was elected to lead.
     #[must_use]
     pub fn elections_won(&self) -> usize {

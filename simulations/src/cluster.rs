@@ -1040,7 +1040,10 @@ impl Simulation {
                 && let Some(after) = self.crash_next_promoter.take()
             {
                 self.trace.line(self.now, &"fault", || {
-                    format!("n{i} will crash right after its promotion, back in {}ms", after.as_millis())
+                    format!(
+                        "n{i} will crash right after its promotion, back in {}ms",
+                        after.as_millis()
+                    )
                 });
                 self.arm_crash(i, 0, true, None);
                 let generation = self.nodes[i].generation;
@@ -1375,6 +1378,12 @@ impl Simulation {
             self.send_down(other, Down::Reset);
         }
         self.refresh_replication();
+    }
+
+    /// Makes the next node that sends a promotion crash right after it (its disk kept), and
+    /// restart `after` later: a failover abandoned after its promotion went out.
+    pub fn crash_next_promoter(&mut self, after: Duration) {
+        self.crash_next_promoter = Some(after);
     }
 
     /// Changes instance `r`'s role by hand, as an operator running `REPLICAOF` in `redis-cli`

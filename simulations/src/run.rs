@@ -196,7 +196,7 @@ fn drill(sim: &mut Simulation) -> Result<u64, Failure> {
     let mut bound = duration_us(sim.options.failover_bound());
     if sim.rng.random_bool(0.5) {
         let restart = DRILL_LEADER_DOWN;
-        sim.crash_next_promoter = Some(restart);
+        sim.crash_next_promoter(restart);
         bound += duration_us(restart);
     }
     let replaced = loop {

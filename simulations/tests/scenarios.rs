@@ -308,3 +308,124 @@ fn a_replication_cycle_is_broken_by_a_failover() {
     assert_ne!(addr, a_addr.to_string());
     assert!(epoch > 0);
 }
+
+/// A quiet cluster of `nodes` nodes whose `session` group has a single replica, as in the
+/// fifty-masters report.
+fn one_replica(seed: u64, nodes: usize) -> Simulation {
+    let mut options = Options::quiet(seed, nodes);
+    options.groups[0].replicas = 1;
+    options.groups[0].priorities = vec![100];
+    options.groups[0].quorum = options.groups[0].quorum.min(u32::try_from(nodes).unwrap());
+    Simulation::new(options, Trace::Off)
+}
+
+#[test]
+fn a_leader_whose_promotion_went_out_is_not_superseded_by_a_newer_epoch() {
+    // The liveness failure of the fifty-masters report, by hand: the leader sent its promotion,
+    // then another node asked for a newer epoch. The leader used to vote for it and drop its
+    // failover, leaving a promoted replica that no node named and no replica to promote.
+    let mut sim = one_replica(5, 3);
+    sim.run_for(secs(3)).unwrap();
+    let (master, replica) = (member(&sim, 0, 0), member(&sim, 0, 1));
+    sim.kill_redis(master);
+    let sent = sim.run_until_true(secs(10), |s| s.checker.promotions_sent > 0).unwrap();
+    assert!(sent);
+    // The promotion waits in the replica (stopped) while another node starts a newer epoch.
+    sim.pause_redis(replica);
+    let leader = sim.checker.last_promoter.unwrap();
+    sim.admin_failover((leader + 1) % 3, "session");
+    sim.run_for(secs(1)).unwrap();
+    sim.resume_redis(replica);
+    sim.run_for(secs(5)).unwrap();
+    sim.restart_redis(master, true, true);
+    run_until_converged(&mut sim, secs(30));
+    // One failover (its promotion, sent again while the replica was stopped, counts once).
+    assert_eq!(sim.checker.failovers_promoted("session"), 1, "{}", sim.describe());
+    let (addr, epoch) = agreed_master(&sim, "session").unwrap();
+    assert_eq!((addr, epoch), (sim.redis[replica].addr.to_string(), 1));
+}
+
+#[test]
+fn a_promotion_abandoned_by_a_crashed_leader_is_completed_by_the_next_leader() {
+    // The leader crashes right after its promotion went out, before it could name the new
+    // master: the replica reports role:master with the old master's history, and is the only
+    // instance left. The next leader (another node, or this one after its restart) completes
+    // the failover with it.
+    for nodes in [1, 3] {
+        let mut sim = one_replica(6, nodes);
+        sim.run_for(secs(3)).unwrap();
+        let (master, replica) = (member(&sim, 0, 0), member(&sim, 0, 1));
+        sim.crash_next_promoter(secs(2));
+        sim.kill_redis(master);
+        sim.run_for(secs(15)).unwrap();
+        let (addr, epoch) = agreed_master(&sim, "session")
+            .unwrap_or_else(|| panic!("{nodes} nodes disagree:\n{}", sim.describe()));
+        assert_eq!(addr, sim.redis[replica].addr.to_string(), "{}", sim.describe());
+        assert!(epoch > 0);
+        sim.restart_redis(master, true, true);
+        run_until_converged(&mut sim, secs(30));
+    }
+}
+
+#[test]
+fn fifty_masters_killed_at_once_all_fail_over_on_stalling_nodes() {
+    let mut options = Options::quiet(7, 3);
+    options.groups[0].replicas = 1;
+    options.groups[0].priorities = vec![100];
+    let template = options.groups[0].clone();
+    options.groups = (0..50)
+        .map(|i| GroupOptions { name: simulations::options::group_name(i), ..template.clone() })
+        .collect();
+    let bound = options.failover_bound();
+    let mut sim = Simulation::new(options, Trace::Off);
+    sim.run_for(secs(3)).unwrap();
+    let masters: Vec<usize> = (0..50).map(|g| member(&sim, g, 0)).collect();
+    for &m in &masters {
+        sim.kill_redis(m);
+    }
+    // A loaded machine: each node stalls for a moment while the failovers run.
+    for (i, ms) in [(0, 150), (1, 300), (2, 80)] {
+        sim.run_for(Duration::from_millis(900)).unwrap();
+        sim.stall_node(i, Duration::from_millis(ms));
+    }
+    let done = sim
+        .run_until_true(bound, |s| (0..50).all(|g| s.new_master_agreed(g, &masters).is_ok()))
+        .unwrap();
+    assert!(done, "not every master failed over within {bound:?}:\n{}", sim.describe());
+    // One promotion per group: no leader was superseded, no replica promoted twice.
+    expect_promotions(&mut sim, 50);
+}
+
+#[test]
+fn two_survivors_fail_over_without_repeating_a_split_vote() {
+    // One node of three is dead; the other two see the master die at the same instant. With a
+    // 100 ms down_after their election jitters span 10 ms, so they often start together and
+    // split the vote. The failover must still take one retry at most, never a timeout.
+    let mut splits = 0;
+    for seed in 0..40 {
+        let mut options = Options::quiet(seed, 3);
+        options.groups[0].down_after = Duration::from_millis(100);
+        let mut sim = Simulation::new(options, Trace::Off);
+        sim.run_for(secs(2)).unwrap();
+        sim.crash_node(2, true);
+        sim.run_for(secs(2)).unwrap();
+        let master = member(&sim, 0, 0);
+        sim.kill_redis(master);
+        let killed = sim.now;
+        let new = sim.redis[member(&sim, 0, 1)].addr.clone();
+        let replaced = |s: &Simulation| {
+            (0..2).all(|i| s.belief(i, "session").is_some_and(|(a, e)| a == new || e > 0))
+                && (0..2).all(|i| s.belief(i, "session") == s.belief(0, "session"))
+                && s.belief(0, "session").is_some_and(|(_, e)| e > 0)
+        };
+        let done = sim.run_until_true(secs(5), replaced).unwrap();
+        let took = Duration::from_micros(sim.now - killed);
+        assert!(
+            done && took < Duration::from_millis(600),
+            "seed {seed}: {took:?}\n{}",
+            sim.describe()
+        );
+        splits += sim.checker.attempts_by(0) + sim.checker.attempts_by(1) - 1;
+    }
+    assert!(splits > 0, "no seed split the vote: the test exercises nothing");
+}

@@ -1,5 +1,7 @@
 //! The leader's failover, its abort paths, TILT, and convergence outside failovers.
 
+use std::collections::BTreeMap;
+
 use super::harness::{
     Fake, Harness, PEERS, addr, full_state, known_node, master_hung, master_hung_with, report,
     settings, vote_for, vote_request,
@@ -408,4 +410,185 @@ fn manual_failover_refusals_use_sentinels_errors() {
     assert!(
         h.rendered().contains(&"answer Refused(\"ERR No such master with that name\")".to_owned())
     );
+}
+
+/// A heartbeat from fake peer `n` announcing version `seq` of its reports.
+fn from_peer_heartbeat(n: u8, seq: u64) -> Input {
+    let version = crate::engine::gossip::StateVersion { incarnation: u64::from(n), seq };
+    super::harness::from_peer(n, 1, crate::engine::gossip::Body::Heartbeat { version })
+}
+
+/// A master with a single replica, as in the fifty-masters report.
+fn master_and_one_replica() -> BTreeMap<crate::engine::Addr, Fake> {
+    BTreeMap::from([
+        (addr("127.0.0.1:6379"), Fake::master("m")),
+        (addr("127.0.0.1:6380"), Fake::replica("r1", "127.0.0.1:6379")),
+    ])
+}
+
+#[test]
+fn a_replica_promoted_by_an_abandoned_failover_is_the_next_leaders_choice() {
+    // The liveness failure of the fifty-masters report: a leader promoted the only replica and
+    // then dropped its failover (it crashed, or, before, yielded to a newer epoch). The replica
+    // reports role:master and no node names it; it still carries the master's history.
+    let mut h = master_hung_with(2, master_and_one_replica());
+    h.redis.get_mut(&addr("127.0.0.1:6380")).unwrap().promote();
+    let events = win_election(&mut h);
+    assert_eq!(
+        from(&events, "+elected-leader"),
+        [
+            "+elected-leader master mymaster 127.0.0.1 6379",
+            "+failover-state-select-slave master mymaster 127.0.0.1 6379",
+            "+selected-slave slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
+            "+failover-state-send-slaveof-noone slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
+            "+failover-state-wait-promotion slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
+            "+promoted-slave slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
+            "+failover-state-reconf-slaves master mymaster 127.0.0.1 6379",
+            "-odown master mymaster 127.0.0.1 6379",
+            "+failover-end master mymaster 127.0.0.1 6379",
+            "+switch-master mymaster 127.0.0.1 6379 127.0.0.1 6380",
+            "+slave slave 127.0.0.1:6379 127.0.0.1 6379 @ mymaster 127.0.0.1 6380",
+        ]
+    );
+    assert_eq!(h.sup.durable().masters["mymaster"].config_epoch, 1);
+}
+
+#[test]
+fn a_replica_restarted_empty_as_a_master_is_never_promoted() {
+    // Same shape, but the instance lost its data: a new history, none before it. Promoting it
+    // would throw the master's data away.
+    let mut h = master_hung_with(2, master_and_one_replica());
+    let fake = h.redis.get_mut(&addr("127.0.0.1:6380")).unwrap();
+    fake.master_of = None;
+    fake.replid = "b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1".into();
+    fake.offset = 0;
+    win_election(&mut h);
+    h.advance_with_peers(2100, &sdown_reports());
+    let events = h.events();
+    assert!(
+        events.contains(&"-failover-abort-no-good-slave master mymaster 127.0.0.1 6379".to_owned()),
+        "{events:?}"
+    );
+    assert!(!events.iter().any(|e| e.starts_with("+selected-slave")), "{events:?}");
+}
+
+#[test]
+fn a_leader_past_its_election_refuses_newer_epochs_and_finishes() {
+    // Before the fix the leader voted for a newer epoch after sending its promotion and dropped
+    // its failover, leaving a promoted replica nobody named.
+    let mut redis = master_and_one_replica();
+    redis.get_mut(&addr("127.0.0.1:6380")).unwrap().ignores_replicaof = true;
+    let mut h = master_hung_with(2, redis);
+    let events = win_election(&mut h);
+    assert!(events.iter().any(|e| e.starts_with("+failover-state-wait-promotion")), "{events:?}");
+    h.take();
+    h.handle(vote_request(2, 7, 0, false));
+    let out = h.rendered();
+    assert!(out.contains(&"peer1 vote-reply mymaster e=7 for=-".to_owned()), "{out:?}");
+    assert!(!out.iter().any(|o| o.contains("abort")), "{out:?}");
+    // The promotion shows; the failover completes under the leader's own epoch.
+    let fake = h.redis.get_mut(&addr("127.0.0.1:6380")).unwrap();
+    fake.ignores_replicaof = false;
+    fake.promote();
+    h.advance_with_peers(2300, &sdown_reports());
+    let state = h.sup.durable();
+    assert_eq!(state.masters["mymaster"].addr, addr("127.0.0.1:6380"));
+    assert_eq!(state.masters["mymaster"].config_epoch, 1);
+}
+
+#[test]
+fn a_voter_refuses_a_newer_epoch_while_the_leader_it_voted_for_runs_its_failover() {
+    let mut h = master_hung(2);
+    h.handle(full_state(1, 0, 2, sdown_reports()));
+    h.handle(vote_request(1, 1, 0, false));
+    // Peer 1 reports the failover it leads (elected), with this node's vote, and keeps doing
+    // so while it promotes.
+    let mut leading = report("127.0.0.1:6379", 0, true, 1);
+    leading.failover = Some(crate::engine::gossip::FailoverReport { epoch: 1, elected: true });
+    h.advance_to(1500);
+    h.handle(full_state(1, 1, 3, vec![leading]));
+    h.advance_to(2600);
+    h.handle(from_peer_heartbeat(1, 3));
+    h.take();
+    // Well past the election timeout, the leader still reports its failover: no new vote.
+    h.handle(vote_request(2, 2, 0, false));
+    let out = h.rendered();
+    assert!(out.contains(&"peer1 vote-reply mymaster e=2 for=-".to_owned()), "{out:?}");
+    // The leader gives up (its report shows no failover): the next epoch gets the vote.
+    h.handle(full_state(1, 1, 4, vec![report("127.0.0.1:6379", 0, true, 1)]));
+    h.take();
+    h.handle(vote_request(2, 3, 0, false));
+    let out = h.rendered();
+    assert!(out.contains(&"peer1 vote-reply mymaster e=3 for=02020202".to_owned()), "{out:?}");
+}
+
+#[test]
+fn split_candidates_agree_who_retries_first() {
+    // Two survivors of three start in the same epoch and each votes for itself. The third node
+    // is dead: waiting for its answer would keep the split election going for its whole timeout.
+    let mut h = master_hung(2);
+    // Peer 2 was last heard at 0: its reports lapse at 1500. Peer 1 sees the master down.
+    h.handle(full_state(1, 0, 2, sdown_reports()));
+    h.advance_to(1510);
+    let events = h.events();
+    assert!(
+        events.contains(&"+try-failover master mymaster 127.0.0.1 6379".to_owned()),
+        "{events:?}"
+    );
+    // Peer 1, also a candidate in epoch 1, answers with its own vote: nobody can win epoch 1.
+    h.handle(vote_for(1, 1, crate::engine::ids::NodeId::from_bytes([1; 20])));
+    let events = h.events();
+    assert_eq!(events, ["-failover-abort-not-elected master mymaster 127.0.0.1 6379"]);
+    // This node's id (0909...) is larger than peer 1's (0101...): it backs off for at least
+    // two election jitters (200 ms), leaving peer 1 to retry at once and win its vote.
+    h.advance_to(1709);
+    assert!(!h.events().iter().any(|e| e.starts_with("+try-failover")));
+}
+
+#[test]
+fn the_split_candidate_with_the_smallest_id_retries_at_once() {
+    let mut h = master_hung(2);
+    h.handle(full_state(1, 0, 2, sdown_reports()));
+    h.advance_to(1510);
+    h.take();
+    // Peer 1 voted for a candidate with a larger id than this node's (0909...).
+    h.handle(vote_for(1, 1, crate::engine::ids::NodeId::from_bytes([0xee; 20])));
+    assert_eq!(h.events(), ["-failover-abort-not-elected master mymaster 127.0.0.1 6379"]);
+    let aborted = h.now.as_millis();
+    h.advance_to(aborted + 1);
+    let events = h.events();
+    assert!(
+        events.contains(&"+try-failover master mymaster 127.0.0.1 6379".to_owned()),
+        "{events:?}"
+    );
+    assert!(events.contains(&"+new-epoch 2".to_owned()), "{events:?}");
+}
+
+#[test]
+fn a_manual_failover_in_tilt_waits_for_tilt_to_end() {
+    // With no peers a single vote elects: before the fix, SENTINEL FAILOVER during TILT elected
+    // the node on the spot and sent the promotion although TILT forbids any reconfiguration.
+    let mut h = Harness::new(settings(&[], 1), Some(known_node(9)), Harness::group());
+    h.advance_to(1000);
+    h.take();
+    h.now = crate::engine::time::Instant::from_millis(4000);
+    h.handle(Input::Tick);
+    assert_eq!(h.events(), ["+tilt #tilt mode entered"]);
+    h.handle(Input::Admin {
+        ticket: Ticket(1),
+        command: AdminCommand::Failover { master: "mymaster".into() },
+    });
+    let out = h.take();
+    assert!(out.contains(&Output::Answer { ticket: Ticket(1), answer: AdminAnswer::Ok }));
+    let sent_promotion = |out: &[Output]| {
+        out.iter().any(|o| {
+            matches!(o, Output::Send { command: crate::engine::io::RedisCommand::Promote, .. })
+        })
+    };
+    assert!(!sent_promotion(&out), "{out:?}");
+    h.advance_to(33_999);
+    assert!(!sent_promotion(&h.take()));
+    // TILT ends 30 s after it began: the operator's failover goes ahead.
+    h.advance_to(34_100);
+    assert!(sent_promotion(&h.take()));
 }

@@ -34,6 +34,9 @@ pub(crate) fn settings(peers: &[&str], quorum: u32) -> Settings {
     }
 }
 
+/// The replication history the standard group's instances share.
+pub(crate) const HISTORY: &str = "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0";
+
 /// A Redis instance as the harness models it.
 #[derive(Clone, Debug)]
 pub(crate) struct Fake {
@@ -46,6 +49,10 @@ pub(crate) struct Fake {
     pub master_of: Option<Addr>,
     pub priority: u32,
     pub offset: u64,
+    /// `master_replid`: every instance of the standard group shares the master's history.
+    pub replid: String,
+    /// `master_replid2`: the history a promoted replica continued from.
+    pub replid2: Option<String>,
     /// Acknowledges `REPLICAOF` but never changes role (a stuck or misbehaving server).
     pub ignores_replicaof: bool,
 }
@@ -59,12 +66,20 @@ impl Fake {
             master_of: None,
             priority: 100,
             offset: 100,
+            replid: HISTORY.into(),
+            replid2: None,
             ignores_replicaof: false,
         }
     }
 
     pub(crate) fn replica(run_id: &str, master: &str) -> Self {
         Self { master_of: Some(addr(master)), ..Self::master(run_id) }
+    }
+
+    /// `REPLICAOF NO ONE`: a new history, the old one kept as the second.
+    pub(crate) fn promote(&mut self) {
+        self.master_of = None;
+        self.replid2 = Some(std::mem::replace(&mut self.replid, format!("{}-own", self.run_id)));
     }
 }
 
@@ -175,8 +190,8 @@ impl Harness {
                     RedisCommand::Ping => Reply::Pong,
                     RedisCommand::Info => Reply::Info(Box::new(self.info_of(&addr))),
                     RedisCommand::Promote => {
-                        if !fake.ignores_replicaof {
-                            fake.master_of = None;
+                        if !fake.ignores_replicaof && fake.master_of.is_some() {
+                            fake.promote();
                         }
                         Reply::Done
                     }
@@ -207,6 +222,8 @@ impl Harness {
             }
         };
         report.replica_priority = fake.priority;
+        report.replid = Some(fake.replid.clone());
+        report.replid2.clone_from(&fake.replid2);
         if fake.master_of.is_none() {
             report.replicas = self
                 .redis
