@@ -265,32 +265,36 @@ impl Options {
             + self.max_down_after() * 10
             + Duration::from_secs(10)
     }
-}
 
-impl Options {
     /// The liveness guarantee the README states, for this run's settings: once faults stop, a
     /// group whose master is down and that has a replica every node reaches (or a replica an
     /// aborted attempt promoted) has a master that every node names within
     ///
-    /// `down_after + failover_timeout + 2 × election_timeout + 2 s`
+    /// `down_after + failover_timeout + 2 × election_timeout + info_grace + 1 s`
     ///
-    /// (`election_timeout` is `down_after` clamped to 1-10 s, at most `failover_timeout`):
-    /// detection takes `down_after`; a node that voted for a leader in the last
-    /// `failover_timeout` leaves the next attempt to others for at most that long; an election
-    /// that splits is retried once by the candidate every node can name, and a lost one is given
-    /// up after `election_timeout`; the promotion, confirmed by INFO every 10 ms, and its
-    /// announcement to peers take milliseconds, with 2 s of margin for the network and
-    /// replica restarts the drill does not cause.
+    /// where `election_timeout` is `down_after` clamped to 1-10 s (at most `failover_timeout`)
+    /// and `info_grace` is five ping periods, at least 500 ms (see the engine's `timing`).
+    /// Detection takes `down_after`. A node that voted for a leader, or whose own attempt failed,
+    /// leaves the next attempt to others for at most one `failover_timeout`. One election may
+    /// fail (split, or refused by voters still backing an earlier leader that just gave up) and be
+    /// retried after at most `2 × election_timeout`; a split is retried at once by the smallest
+    /// candidate id. An elected leader may wait `info_grace` for fresh INFO before it selects.
+    /// The promotion, confirmed by INFO every 10 ms, and its announcement take milliseconds; the
+    /// second is margin for the network.
     #[must_use]
     pub fn failover_bound(&self) -> Duration {
         self.groups
             .iter()
             .map(|g| {
                 let election = g.down_after.clamp(Duration::from_secs(1), Duration::from_secs(10));
+                let ping =
+                    (g.down_after / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                let info_grace = (ping * 5).max(Duration::from_millis(500)).min(g.failover_timeout);
                 g.down_after
                     + g.failover_timeout
                     + election.min(g.failover_timeout) * 2
-                    + Duration::from_secs(2)
+                    + info_grace
+                    + Duration::from_secs(1)
             })
             .max()
             .unwrap_or_default()

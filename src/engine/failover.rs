@@ -34,6 +34,17 @@
 //!   ended follows the promoted master; if a newer configuration wins, every node corrects it
 //!   towards the highest config epoch (`+fix-slave-config`).
 //!
+//! Every way a failover ends early, and what it leaves:
+//!
+//! | how it ends | side effects sent | what the next leader finds |
+//! | --- | --- | --- |
+//! | election lost, split, timed out, yielded, or another node elected | none | the group as it was |
+//! | no eligible replica after [`MasterTiming::info_grace`] | none | the group as it was |
+//! | `Promote` timed out (the replica's link never came up) | none | the group as it was |
+//! | `WaitPromotion` timed out, the leader crashed or was reset | a promotion that may take effect later | a replica reporting `role:master` with the master's history: taken over |
+//! | a newer configuration adopted | a promotion, maybe repointing | the newer master; the rest is corrected towards it |
+//! | `Reconfigure` timed out | the promotion (announced) and part of the repointing | the new master; unrepointed replicas corrected towards it |
+//!
 //! Elections that split are retried at once by the candidate every split candidate can name (the
 //! smallest node id among them) while the others back off, so a split between the same
 //! candidates does not repeat.
@@ -55,6 +66,9 @@ use crate::engine::report::ReportedRole;
 use crate::engine::selection::{self, Candidate, Limits};
 use crate::engine::time::Instant;
 use crate::engine::timing::{INFO_PERIOD, MasterTiming};
+
+/// Redis's `replica-priority` when it is not set.
+const DEFAULT_REPLICA_PRIORITY: u32 = 100;
 
 /// How soon the candidate every split candidate can name tries again: a deadline must lie in
 /// the future, and a millisecond is all it needs.
@@ -520,13 +534,23 @@ impl Group {
             .filter(|(addr, _)| **addr != self.master)
             .filter_map(|(addr, i)| {
                 let info = i.info.as_ref()?;
-                let (repl_offset, link_down_for) = match &info.role {
-                    ReportedRole::Replica(link) => (link.repl_offset, link.link_down_for),
-                    ReportedRole::Master
-                        if upstream.as_ref() == Some(addr)
-                            || history.is_some_and(|h| info.carries_history(h)) =>
-                    {
-                        (info.master_repl_offset, None)
+                // A master's INFO does not show its priority: use the one it last showed as a
+                // replica. The master's own upstream holds the master's data whatever it is set
+                // to, so an unknown priority is Redis's default there, as in Sentinel; any other
+                // instance reporting role:master is promoted only if known not to be priority 0.
+                let (repl_offset, link_down_for, priority) = match &info.role {
+                    ReportedRole::Replica(link) => (
+                        link.repl_offset,
+                        link.link_down_for,
+                        self.priority_of(addr).unwrap_or(info.replica_priority),
+                    ),
+                    ReportedRole::Master if upstream.as_ref() == Some(addr) => (
+                        info.master_repl_offset,
+                        None,
+                        self.priority_of(addr).unwrap_or(DEFAULT_REPLICA_PRIORITY),
+                    ),
+                    ReportedRole::Master if history.is_some_and(|h| info.carries_history(h)) => {
+                        (info.master_repl_offset, None, self.priority_of(addr)?)
                     }
                     ReportedRole::Master => return None,
                 };
@@ -536,7 +560,7 @@ impl Group {
                     link_up: i.up_link().is_some(),
                     last_ok_reply_at: i.last_ok_reply_at,
                     info_at: i.info_at,
-                    priority: self.priority_of(addr).unwrap_or(0),
+                    priority,
                     repl_offset,
                     run_id: info.run_id.as_deref(),
                     link_down_for,

@@ -201,8 +201,7 @@ impl Group {
     }
 
     /// The `replica-priority` of the instance at `addr`: the operator's override, else what it
-    /// last reported as a replica; `None` if it never did (it cannot be promoted then, as with
-    /// priority 0: a master's INFO does not say).
+    /// last reported as a replica; `None` if it never did (a master's INFO does not say).
     #[must_use]
     pub fn priority_of(&self, addr: &Addr) -> Option<u32> {
         self.settings
