@@ -63,6 +63,9 @@ const SEEDS: &[(u64, &str)] = &[
     // fix reverted (orphan promotions not taken over, leaders superseded).
     (882, "liveness: a yielding leader left a promoted replica nobody named"),
     (388, "liveness: two leaders of consecutive epochs repointed each other's replicas"),
+    // Engine, while fixing the above: unknown priorities counted as never-promote, and the
+    // master's upstream (never a replica to these nodes) could no longer replace it.
+    (7_000_262, "liveness: a demoted master's upstream with an unknown priority"),
     // Engine: with one node, SENTINEL FAILOVER during TILT elected it on the spot and sent the
     // promotion.
     (326, "REPLICAOF NO ONE sent in TILT by an operator's failover"),
