@@ -534,10 +534,12 @@ async fn harness(options: PortOptions) -> Harness {
         shutdown: Arc::new(Notify::new()),
         peer_stats: Arc::new(PeerStats::default()),
         stats: Arc::new(ServerStats::default()),
+        tls_stats: Arc::new(crate::hub::TlsStats::default()),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let _thread = spawn(listener, hub.clone(), options).unwrap();
+    let listeners = super::Listeners { plain: Some(listener), tls: None };
+    let _thread = spawn(listeners, hub.clone(), options).unwrap();
     Harness { addr, hub, view: view_tx, admin }
 }
 
