@@ -776,8 +776,10 @@ fn unreadable_secret_files_are_reported_at_their_key() {
 #[test]
 fn tls_and_user_errors_name_their_key() {
     let node_tls = "[tls]\ncert_file = \"/n.pem\"\nkey_file = \"/n.key\"\n";
-    let with_tls_listen =
-        BASE.replace("peer_secret = \"s3cret\"", "peer_secret = \"s3cret\"\ntls_listen = \"127.0.0.1:26389\"");
+    let with_tls_listen = BASE.replace(
+        "peer_secret = \"s3cret\"",
+        "peer_secret = \"s3cret\"\ntls_listen = \"127.0.0.1:26389\"",
+    );
     let cases: Vec<(String, &str)> = vec![
         (
             with_tls_listen.clone(),
@@ -859,7 +861,9 @@ fn tls_and_user_errors_name_their_key() {
              neither a host name nor an IP address",
         ),
         (
-            format!("{BASE}tls = true\ntls_ca_file = \"/ca.pem\"\ntls_insecure_skip_verify = true\n"),
+            format!(
+                "{BASE}tls = true\ntls_ca_file = \"/ca.pem\"\ntls_insecure_skip_verify = true\n"
+            ),
             "config/picket.toml:15:1: master \"session\": tls_insecure_skip_verify: verifies \
              nothing, so tls_ca_file and tls_server_name would be ignored: remove them or this key",
         ),

@@ -19,9 +19,7 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::{AdminAnswer, Event, Input, Level, Output, Supervisor, Ticket, View};
-use crate::hub::{
-    AdminRequest, EVENT_BUFFER, EventRecord, Failpoints, Hub, ServerStats, TlsStats,
-};
+use crate::hub::{AdminRequest, EVENT_BUFFER, EventRecord, Failpoints, Hub, ServerStats, TlsStats};
 use crate::link::{ConnectSpec, Links};
 use crate::peer::{GossipTls, PeerTransport};
 use crate::persist::{self, PersistError};
@@ -101,8 +99,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         // Without peers nothing is ever accepted; a random key makes sure of it.
         None => FrameKey::new(&seed.to_le_bytes()),
     };
-    let gossip_tls =
-        tls.peers.map(|configs| GossipTls { configs, stats: Arc::clone(&tls_stats) });
+    let gossip_tls = tls.peers.map(|configs| GossipTls { configs, stats: Arc::clone(&tls_stats) });
     let peers = PeerTransport::start(
         gossip,
         &node.peers,

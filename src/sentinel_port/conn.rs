@@ -27,11 +27,12 @@ use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
 use tokio_util::io::poll_read_buf;
 
+use crate::config::UserRole;
 use crate::engine::{AdminAnswer, Instant};
 use crate::hub::EventRecord;
 use crate::wire::resp::{Limits, Protocol, ReplyWriter, parse_request};
 
-use super::client::{self, ClientShared, NOAUTH, Session};
+use super::client::{self, ClientShared, NOAUTH, Session, no_permission};
 use super::command::{self, AdminPlan, Args, Op, Resolved, Spec, Step};
 use super::snapshot::Snapshot;
 use super::{
@@ -131,15 +132,11 @@ fn poll_io<S: ClientStream>(
                 other => other.map(Io::Wrote),
             });
         }
-    } else if unflushed {
-        if let Poll::Ready(flushed) = Pin::new(&mut *stream).poll_flush(cx) {
-            return Poll::Ready(flushed.map(|()| Io::Flushed));
-        }
+    } else if unflushed && let Poll::Ready(flushed) = Pin::new(&mut *stream).poll_flush(cx) {
+        return Poll::Ready(flushed.map(|()| Io::Flushed));
     }
-    if want_read {
-        if let Poll::Ready(read) = stream.poll_read_into(cx, input) {
-            return Poll::Ready(read.map(Io::Read));
-        }
+    if want_read && let Poll::Ready(read) = stream.poll_read_into(cx, input) {
+        return Poll::Ready(read.map(Io::Read));
     }
     Poll::Pending
 }
@@ -438,13 +435,21 @@ async fn next_event(
 }
 
 /// Redis's checks before running a request, in its order: known command and arity,
-/// authentication, the RESP2 subscribed-mode restriction. Writes the error and returns `None`
-/// when one fails.
+/// authentication, the user's permissions, the RESP2 subscribed-mode restriction. Writes the
+/// error and returns `None` when one fails.
 fn admit(session: &Session, args: Args<'_>, w: &mut ReplyWriter<'_>) -> Option<&'static Spec> {
     let Resolved::Run(spec) = command::resolve(args, w) else { return None };
-    if !session.authenticated && !matches!(spec.op, Op::Auth | Op::Hello | Op::Quit) {
-        w.error(NOAUTH);
-        return None;
+    let exempt = matches!(spec.op, Op::Auth | Op::Hello | Op::Quit);
+    match &session.user {
+        None if !exempt => {
+            w.error(NOAUTH);
+            return None;
+        }
+        Some(user) if user.role == UserRole::Read && command::needs_admin(spec.op, args) => {
+            no_permission(spec.full_name, w);
+            return None;
+        }
+        _ => {}
     }
     let pubsub_ok = matches!(
         spec.op,
@@ -558,16 +563,12 @@ fn shutdown(port: &Port, session: &Session, args: Args<'_>, w: &mut ReplyWriter<
             return Step::Next;
         }
     }
-    if port.options.requirepass.is_none() {
+    if port.options.requirepass.is_none() && port.options.users.is_empty() {
         w.error(
             "ERR SHUTDOWN is refused: the Sentinel port has no password, so any client could \
-             stop Picket. Set node.requirepass (or node.requirepass_file) to allow it, or stop \
-             the process with SIGTERM",
+             stop Picket. Set node.requirepass (or an admin [[user]]) to allow it, or stop the \
+             process with SIGTERM",
         );
-        return Step::Next;
-    }
-    if !session.authenticated {
-        w.error(NOAUTH);
         return Step::Next;
     }
     tracing::warn!(client = session.client.id, addr = %session.client.addr,

@@ -61,6 +61,7 @@ use crate::tls::{self, Reloadable};
 use crate::wire::resp::Limits;
 
 use self::client::Registry;
+pub use self::client::{Password, PortUser};
 use self::pubsub::Directory;
 use self::snapshot::Snapshot;
 
@@ -106,8 +107,11 @@ pub const REDIS_VERSION: &str = "7.2.4";
 /// What the port needs from the configuration, beside the [`Hub`].
 #[derive(Clone, Debug)]
 pub struct PortOptions {
-    /// The password clients must give (`node.requirepass`); `None` for no authentication.
-    pub requirepass: Option<String>,
+    /// The `default` user's password (`node.requirepass`). Without it the `default` user needs
+    /// no password, unless there are other users, which disables it.
+    pub requirepass: Option<Password>,
+    /// The other users (`[[user]]`).
+    pub users: Vec<PortUser>,
     /// The configuration file, for `INFO server`.
     pub config_file: PathBuf,
     /// Most clients at once (default [`MAX_CLIENTS`]).
@@ -130,6 +134,7 @@ impl Default for PortOptions {
     fn default() -> Self {
         Self {
             requirepass: None,
+            users: Vec::new(),
             config_file: PathBuf::new(),
             max_clients: MAX_CLIENTS,
             pubsub_output_limit: DEFAULT_PUBSUB_OUTPUT_LIMIT,
@@ -147,7 +152,15 @@ impl PortOptions {
     pub fn from_config(config: &Config) -> Self {
         let node = &config.node;
         Self {
-            requirepass: node.requirepass.as_ref().and_then(|s| s.value()).map(str::to_owned),
+            requirepass: node.requirepass.as_ref().and_then(|s| s.value()).map(Password::new),
+            users: config
+                .users
+                .iter()
+                .filter_map(|user| {
+                    let password = Password::new(user.password.value()?);
+                    Some(PortUser { name: user.name.clone(), password, role: user.role })
+                })
+                .collect(),
             config_file: config.path.clone(),
             peer_timeout: node.peer_timeout,
             heartbeat: node.heartbeat,
@@ -221,7 +234,7 @@ pub fn spawn(
     // `INFO server` shows the plain port when there is one, as clients know it best.
     let local = plain
         .as_ref()
-        .or(secure.as_ref().map(|(l, _)| l))
+        .or_else(|| secure.as_ref().map(|(l, _)| l))
         .and_then(|l| l.local_addr().ok())
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (snapshots, refresher) = snapshot::spawn_refresher(hub.view.clone());

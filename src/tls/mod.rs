@@ -121,10 +121,10 @@ pub fn load(config: &Config, stats: &Arc<TlsStats>) -> Result<(NodeTls, Reloader
     let mut sets = Vec::new();
     if let Some(tls) = &config.tls {
         let servers = config.node.tls_listen.is_some() || config.node.tls_http.is_some();
-        let (server, peers, set) = node_certificates(tls, servers, &config.node.peers, stats)?;
-        node.server = server;
-        node.peers = peers;
-        sets.push(set);
+        let built = node_certificates(tls, servers, &config.node.peers, stats)?;
+        node.server = built.server;
+        node.peers = built.peers;
+        sets.push(built.set);
     }
     for (name, master) in &config.master_tls {
         let (profile, set) = master_certificates(name, master, stats)?;
@@ -148,13 +148,20 @@ struct NodeBuilt {
     fingerprint: String,
 }
 
+/// The node's configurations as loaded, and the set that reloads them.
+struct NodeCertificates {
+    server: Option<Arc<Reloadable<ServerConfig>>>,
+    peers: Option<PeerTls>,
+    set: CertificateSet,
+}
+
 /// The node's configurations, loaded now, and the set that reloads them.
 fn node_certificates(
     tls: &TlsConfig,
     servers: bool,
     peers: &[Addr],
     stats: &TlsStats,
-) -> Result<(Option<Arc<Reloadable<ServerConfig>>>, Option<PeerTls>, CertificateSet), String> {
+) -> Result<NodeCertificates, String> {
     let peer_names: Vec<ServerName<'static>> =
         peers.iter().map(|p| server_name(p.host())).collect::<Result<_, _>>()?;
     let mut paths = vec![tls.cert_file.clone(), tls.key_file.clone()];
@@ -208,7 +215,7 @@ fn node_certificates(
     let fingerprint = Some(first.fingerprint);
     let set =
         CertificateSet::loaded("node".to_owned(), paths, install, &first_files, fingerprint, stats);
-    Ok((server, peer_tls, set))
+    Ok(NodeCertificates { server, peers: peer_tls, set })
 }
 
 /// A master's client configuration, loaded now, and the set that reloads it (its CA file and

@@ -123,12 +123,6 @@ impl Reloader {
         Self { sets: Mutex::new(sets), stats }
     }
 
-    /// Whether there is anything to watch.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.sets.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
-    }
-
     /// Checks every set now (blocking: it reads files); `force` rebuilds unchanged ones too.
     pub fn check(&self, force: bool) {
         let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
