@@ -389,6 +389,7 @@ async fn metrics_text(State(state): State<Shared>, headers: HeaderMap) -> Respon
         peers: &state.hub.peer_stats,
         failpoints: &state.hub.failpoints,
         events: &state.metrics,
+        tls: &state.hub.tls_stats,
     };
     let text = metrics::render(&sources, format);
     ([(CONTENT_TYPE, HeaderValue::from_static(format.content_type()))], text).into_response()
