@@ -139,8 +139,8 @@ fn certificates_rotate_under_a_running_cluster_and_nothing_fails_over() {
     for redis in cluster.group("session").all() {
         abort_connections(redis.port);
     }
-    for i in 0..3 {
-        wait_for("both peers redialed", LONG, || dialed(i) >= before[i] + 2);
+    for (i, before) in before.iter().enumerate() {
+        wait_for("both peers redialed", LONG, || dialed(i) >= before + 2);
         wait_for("both peers fresh again", LONG, || {
             metric(&metrics(&https(i)), "picket_peers_fresh", &[]) == Some(2.0)
         });
