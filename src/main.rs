@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod import_sentinel;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use picket::config::{self, Config, Overrides};
 use picket::engine::Addr;
@@ -34,6 +36,10 @@ enum Command {
     /// Start three Redis groups and three Picket nodes on loopback, kill a master, and show the
     /// failover as a timeline (needs redis-server; cleans up after itself).
     Demo,
+    /// Turn a redis-sentinel's sentinel.conf into a picket.toml and an initial state, so that
+    /// the node continues from the Sentinel's id, epochs and current masters. Every line that
+    /// cannot be carried over is listed with the reason.
+    ImportSentinel(import_sentinel::ImportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -65,6 +71,10 @@ fn main() -> ExitCode {
                 print!("{}", config.render_effective());
                 ExitCode::SUCCESS
             }
+            Err(message) => fail(&message),
+        },
+        Command::ImportSentinel(args) => match import_sentinel::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(message) => fail(&message),
         },
         Command::Demo => {

@@ -33,6 +33,7 @@
 //! ```
 
 mod error;
+pub mod import;
 mod locate;
 mod model;
 mod render;
