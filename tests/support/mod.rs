@@ -582,16 +582,31 @@ pub struct Picket {
     child: Option<Child>,
     /// How many times it was started (each start appends to the same log).
     starts: u32,
+    /// `RUST_LOG` for the process.
+    log_filter: &'static str,
 }
+
+/// The log filter pickets run with unless a test asks for more.
+const LOG_FILTER: &str = "info,picket::event=debug";
 
 impl Picket {
     /// Writes the configuration `config` builds (given the state directory to use, inside this
     /// picket's own temporary directory) and starts `picket run` with JSON logs.
     pub fn start(spec: NodeSpec, config: impl FnOnce(&Path) -> String) -> Self {
+        Self::start_logging(spec, LOG_FILTER, config)
+    }
+
+    /// Like [`Self::start`], logging with `RUST_LOG=filter`.
+    pub fn start_logging(
+        spec: NodeSpec,
+        filter: &'static str,
+        config: impl FnOnce(&Path) -> String,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = config(&dir.path().join("state"));
         fs::write(dir.path().join("picket.toml"), text).unwrap();
-        let mut picket = Self { spec, netns: None, dir, child: None, starts: 0 };
+        let mut picket =
+            Self { spec, netns: None, dir, child: None, starts: 0, log_filter: filter };
         picket.spawn();
         picket
     }
@@ -601,7 +616,14 @@ impl Picket {
         let dir = tempfile::tempdir().unwrap();
         let text = config(&dir.path().join("state"));
         fs::write(dir.path().join("picket.toml"), text).unwrap();
-        let mut picket = Self { spec, netns: Some(netns.to_owned()), dir, child: None, starts: 0 };
+        let mut picket = Self {
+            spec,
+            netns: Some(netns.to_owned()),
+            dir,
+            child: None,
+            starts: 0,
+            log_filter: LOG_FILTER,
+        };
         picket.spawn();
         picket
     }
@@ -629,7 +651,7 @@ impl Picket {
             .arg(self.dir.path().join("picket.toml"))
             .arg("--log-format")
             .arg("json")
-            .env("RUST_LOG", "info,picket::event=debug")
+            .env("RUST_LOG", self.log_filter)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
