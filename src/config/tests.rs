@@ -1058,6 +1058,13 @@ fn example_files_parse() {
     assert_eq!(example.node.peers, [addr("picket-1.picket:26380"), addr("picket-2.picket:26380")]);
     let names: Vec<&str> = example.masters.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["session", "cache", "realtime"]);
+    // Every TLS and user key is shown in use.
+    assert!(example.tls.as_ref().is_some_and(|t| t.peers && t.ca_file.is_some()));
+    assert_eq!(example.node.tls_listen, Some(addr("0.0.0.0:26389")));
+    let roles: Vec<UserRole> = example.users.iter().map(|u| u.role).collect();
+    assert_eq!(roles, [UserRole::Read, UserRole::Admin]);
+    let session_tls = &example.master_tls["session"];
+    assert!(session_tls.ca_file.is_some() && session_tls.cert_file.is_some());
 
     for n in 1..=3 {
         let local = &parsed[&PathBuf::from(format!("config/local/picket-{n}.toml"))];
