@@ -3,9 +3,9 @@
 //!
 //! This module owns the certificates: it reads the PEM files the configuration names, builds
 //! rustls configurations from them (ring provider, rustls's default protocol versions and
-//! suites: TLS 1.2 and 1.3), watches the files and swaps new configurations in
-//! ([`reload`]), and performs handshakes with a time limit, counting and describing failures
-//! ([`handshake`]). It decides nothing about what runs over the connections: the link, peer,
+//! suites: TLS 1.2 and 1.3), watches the files and swaps new configurations in (`reload.rs`),
+//! and performs handshakes with a time limit, counting and describing failures
+//! (`handshake.rs`). It decides nothing about what runs over the connections: the link, peer,
 //! Sentinel-port and HTTP modules take a [`Reloadable`] configuration and call [`accept`] or
 //! [`connect`] on each new connection. It is a leaf of the shell, like `hub`: they all use it,
 //! it uses none of them.

@@ -208,7 +208,7 @@ pub fn read(text: &str) -> SentinelConf {
 }
 
 impl SentinelConf {
-    fn unmapped(&mut self, line: &Line, reason: impl Into<String>) {
+    fn skip(&mut self, line: &Line, reason: impl Into<String>) {
         self.unmapped.push(Unmapped {
             line: line.number,
             text: line.shown(None),
@@ -216,7 +216,7 @@ impl SentinelConf {
         });
     }
 
-    fn unmapped_secret(&mut self, line: &Line, secret_from: usize, reason: impl Into<String>) {
+    fn skip_secret(&mut self, line: &Line, secret_from: usize, reason: impl Into<String>) {
         let text = line.shown(Some(secret_from));
         self.unmapped.push(Unmapped { line: line.number, text, reason: reason.into() });
     }
@@ -234,7 +234,7 @@ impl SentinelConf {
 /// `sentinel monitor <name> <host> <port> <quorum>`.
 fn monitor(conf: &mut SentinelConf, line: &Line) {
     let [_, _, name, host, port, quorum] = line.args.as_slice() else {
-        return conf.unmapped(line, "expected sentinel monitor <name> <host> <port> <quorum>");
+        return conf.skip(line, "expected sentinel monitor <name> <host> <port> <quorum>");
     };
     let addr = port
         .parse::<u16>()
@@ -242,11 +242,11 @@ fn monitor(conf: &mut SentinelConf, line: &Line) {
         .and_then(|port| Addr::new(host, port).map_err(|e| e.to_string()));
     let (addr, quorum) = match (addr, quorum.parse::<u32>()) {
         (Ok(addr), Ok(quorum)) if quorum > 0 => (addr, quorum),
-        (Err(e), _) => return conf.unmapped(line, format!("cannot be read: {e}")),
-        _ => return conf.unmapped(line, "cannot be read: the quorum must be a positive number"),
+        (Err(e), _) => return conf.skip(line, format!("cannot be read: {e}")),
+        _ => return conf.skip(line, "cannot be read: the quorum must be a positive number"),
     };
     if conf.master(name).is_some() {
-        return conf.unmapped(line, format!("master {name:?} is already monitored above"));
+        return conf.skip(line, format!("master {name:?} is already monitored above"));
     }
     conf.masters.push(ConfMaster {
         name: name.clone(),
@@ -296,14 +296,14 @@ fn directive(conf: &mut SentinelConf, line: &Line) {
         "sentinel" => sentinel_directive(conf, line),
         "port" => match line.args.get(1).and_then(|p| p.parse::<u16>().ok()) {
             Some(port) if line.args.len() == 2 => conf.port = Some(port),
-            _ => conf.unmapped(line, "expected port <number>"),
+            _ => conf.skip(line, "expected port <number>"),
         },
         "bind" => {
             // Redis 7 marks optional addresses with a leading '-'.
             let addrs: Vec<&str> =
                 line.args[1..].iter().map(|a| a.trim_start_matches('-')).collect();
             match addrs.as_slice() {
-                [] => conf.unmapped(line, "expected bind <address>..."),
+                [] => conf.skip(line, "expected bind <address>..."),
                 [first, rest @ ..] => {
                     conf.bind = Some((*first).to_owned());
                     if !rest.is_empty() {
@@ -316,24 +316,24 @@ fn directive(conf: &mut SentinelConf, line: &Line) {
             [_, password] if !password.is_empty() => conf.requirepass = Some(password.clone()),
             // An empty requirepass is no password.
             [_, _] => {}
-            _ => conf.unmapped_secret(line, 1, "expected requirepass <password>"),
+            _ => conf.skip_secret(line, 1, "expected requirepass <password>"),
         },
         "user" => user(conf, line),
         _ if name.starts_with("tls-") => tls_directive(conf, line, &name),
-        _ => conf.unmapped(line, server_directive_reason(&name)),
+        _ => conf.skip(line, server_directive_reason(&name)),
     }
 }
 
 fn tls_directive(conf: &mut SentinelConf, line: &Line, name: &str) {
     let Some(value) = line.args.get(1).filter(|_| line.args.len() == 2).cloned() else {
-        return conf.unmapped(line, format!("expected {name} <value>"));
+        return conf.skip(line, format!("expected {name} <value>"));
     };
     let tls = &mut conf.tls;
     match name {
         "tls-port" => match value.parse::<u16>() {
             Ok(0) => {}
             Ok(port) => tls.port = Some(port),
-            Err(_) => conf.unmapped(line, "expected tls-port <number>"),
+            Err(_) => conf.skip(line, "expected tls-port <number>"),
         },
         "tls-cert-file" => tls.cert_file = Some(value.into()),
         "tls-key-file" => tls.key_file = Some(value.into()),
@@ -342,34 +342,34 @@ fn tls_directive(conf: &mut SentinelConf, line: &Line, name: &str) {
         "tls-ca-cert-file" => tls.ca_file = Some(value.into()),
         "tls-auth-clients" => match value.to_ascii_lowercase().as_str() {
             "yes" | "no" | "optional" => tls.auth_clients = Some(value.to_ascii_lowercase()),
-            _ => conf.unmapped(line, "expected yes, no or optional"),
+            _ => conf.skip(line, "expected yes, no or optional"),
         },
         "tls-replication" => tls.replication = value.eq_ignore_ascii_case("yes"),
-        "tls-ca-cert-dir" => conf.unmapped(
+        "tls-ca-cert-dir" => conf.skip(
             line,
             "Picket reads CA certificates from one PEM file: concatenate the directory's \
              certificates into the file given as tls-ca-cert-file",
         ),
         "tls-protocols" | "tls-ciphers" | "tls-ciphersuites" | "tls-prefer-server-ciphers" => {
-            conf.unmapped(
+            conf.skip(
                 line,
                 "rustls's defaults apply: TLS 1.2 and 1.3 with modern cipher suites only",
             );
         }
         "tls-dh-params-file" => {
-            conf.unmapped(line, "rustls uses ECDHE key exchange only: no DH parameters");
+            conf.skip(line, "rustls uses ECDHE key exchange only: no DH parameters");
         }
-        "tls-key-file-pass" | "tls-client-key-file-pass" => conf.unmapped_secret(
+        "tls-key-file-pass" | "tls-client-key-file-pass" => conf.skip_secret(
             line,
             1,
             "encrypted private keys are not supported: give Picket the key decrypted, in a \
              file readable only by it",
         ),
         "tls-session-caching" | "tls-session-cache-size" | "tls-session-cache-timeout" => {
-            conf.unmapped(line, "rustls manages its session cache itself");
+            conf.skip(line, "rustls manages its session cache itself");
         }
-        "tls-cluster" => conf.unmapped(line, "Redis Cluster's bus: not used by Sentinel"),
-        _ => conf.unmapped(line, "a TLS setting Picket does not know"),
+        "tls-cluster" => conf.skip(line, "Redis Cluster's bus: not used by Sentinel"),
+        _ => conf.skip(line, "a TLS setting Picket does not know"),
     }
 }
 
@@ -401,17 +401,17 @@ fn sentinel_directive(conf: &mut SentinelConf, line: &Line) {
     match (sub.as_str(), value) {
         ("myid", Some(id)) => match id.parse::<NodeId>() {
             Ok(id) => conf.myid = Some(id),
-            Err(e) => conf.unmapped(line, format!("cannot be read: {e}")),
+            Err(e) => conf.skip(line, format!("cannot be read: {e}")),
         },
         ("current-epoch", Some(epoch)) => match epoch.parse() {
             Ok(epoch) => conf.current_epoch = epoch,
-            Err(_) => conf.unmapped(line, "expected a number"),
+            Err(_) => conf.skip(line, "expected a number"),
         },
         ("announce-ip", Some(ip)) => conf.announce_ip = Some(ip).filter(|ip| !ip.is_empty()),
         ("announce-port", Some(port)) => match port.parse::<u16>() {
             Ok(0) => {}
             Ok(port) => conf.announce_port = Some(port),
-            Err(_) => conf.unmapped(line, "expected a port number"),
+            Err(_) => conf.skip(line, "expected a port number"),
         },
         ("resolve-hostnames" | "announce-hostnames", Some(_)) => conf.note(
             line,
@@ -421,35 +421,31 @@ fn sentinel_directive(conf: &mut SentinelConf, line: &Line) {
         ("deny-scripts-reconfig", Some(value)) if value.eq_ignore_ascii_case("yes") => {
             conf.note(line, "nothing to set: Picket always refuses SENTINEL SET of scripts");
         }
-        ("deny-scripts-reconfig", Some(_)) => conf.unmapped(
-            line,
-            "Picket never lets SENTINEL SET change scripts: set them in picket.toml",
-        ),
-        ("sentinel-user", Some(_)) => conf.unmapped(
-            line,
-            "Picket nodes authenticate each other with node.peer_secret, not a user",
-        ),
-        ("sentinel-pass", Some(_)) => conf.unmapped_secret(
+        ("deny-scripts-reconfig", Some(_)) => conf
+            .skip(line, "Picket never lets SENTINEL SET change scripts: set them in picket.toml"),
+        ("sentinel-user", Some(_)) => conf
+            .skip(line, "Picket nodes authenticate each other with node.peer_secret, not a user"),
+        ("sentinel-pass", Some(_)) => conf.skip_secret(
             line,
             2,
             "Picket nodes authenticate each other with node.peer_secret, not a password",
         ),
-        ("simulate-failure", _) => conf.unmapped(line, "a test switch, not a setting"),
-        _ => conf.unmapped(line, "a Sentinel directive Picket does not know"),
+        ("simulate-failure", _) => conf.skip(line, "a test switch, not a setting"),
+        _ => conf.skip(line, "a Sentinel directive Picket does not know"),
     }
 }
 
 fn master_directive(conf: &mut SentinelConf, line: &Line, sub: &str) {
     let args = &line.args;
     let Some(name) = args.get(2).cloned() else {
-        return conf.unmapped(line, "expected a master name");
+        return conf.skip(line, "expected a master name");
     };
     let secret_from = (sub == "auth-pass").then_some(3);
     if conf.master(&name).is_none() {
         let reason = format!("no `sentinel monitor` line for master {name:?}");
         return match secret_from {
-            Some(from) => conf.unmapped_secret(line, from, reason),
-            None => conf.unmapped(line, reason),
+            Some(from) => conf.skip_secret(line, from, reason),
+            None => conf.skip(line, reason),
         };
     }
     let rest: Vec<String> = args[3..].to_vec();
@@ -507,8 +503,8 @@ fn master_directive(conf: &mut SentinelConf, line: &Line, sub: &str) {
     })();
     if let Err(reason) = outcome {
         match secret_from {
-            Some(from) => conf.unmapped_secret(line, from, reason),
-            None => conf.unmapped(line, reason),
+            Some(from) => conf.skip_secret(line, from, reason),
+            None => conf.skip(line, reason),
         }
     }
 }
@@ -558,7 +554,7 @@ fn allows(rules: &[String], command: &str, categories: &[&str]) -> bool {
 /// `user <name> <rules>...`.
 fn user(conf: &mut SentinelConf, line: &Line) {
     let Some(name) = line.args.get(1).cloned() else {
-        return conf.unmapped(line, "expected user <name> <rules>...");
+        return conf.skip(line, "expected user <name> <rules>...");
     };
     let rules = &line.args[2..];
     let enabled = rules.iter().rev().find_map(|r| match r.to_ascii_lowercase().as_str() {
