@@ -359,3 +359,91 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
         s
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// A self-signed certificate for `name` and its key, as PEM.
+    fn certificate(name: &str) -> (String, String) {
+        let made = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+        (made.cert.pem(), made.signing_key.serialize_pem())
+    }
+
+    fn config(dir: &Path) -> Config {
+        let text = format!(
+            "[node]\ntls_listen = \"127.0.0.1:26389\"\ngossip = \"127.0.0.1:26380\"\n\
+             http = \"127.0.0.1:26381\"\nstate_dir = \"{0}/state\"\n\n\
+             [tls]\ncert_file = \"{0}/node.pem\"\nkey_file = \"{0}/node.key\"\n\n\
+             [[master]]\nname = \"m\"\naddress = \"127.0.0.1:6379\"\nquorum = 1\n",
+            dir.display()
+        );
+        crate::config::parse(&text, Path::new("picket.toml")).unwrap()
+    }
+
+    fn write(dir: &Path, (cert, key): &(String, String)) {
+        std::fs::write(dir.join("node.key"), key).unwrap();
+        std::fs::write(dir.join("node.pem"), cert).unwrap();
+    }
+
+    fn leaf_fingerprint(cert_pem: &str) -> String {
+        use rustls::pki_types::pem::PemObject;
+        fingerprint(&CertificateDer::from_pem_slice(cert_pem.as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_set_that_fails_to_load_keeps_its_configuration_until_its_files_change_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (certificate("127.0.0.1"), certificate("127.0.0.1"));
+        write(dir.path(), &a);
+        let stats = Arc::new(TlsStats::default());
+        let (node, reloader) = load(&config(dir.path()), &stats).unwrap();
+        let server = node.server.unwrap();
+        let state = |stats: &TlsStats| stats.certificates()["node"].clone();
+        assert_eq!(state(&stats).fingerprint, Some(leaf_fingerprint(&a.0)));
+        let first = server.get();
+
+        // The new key is written before its certificate: the pair does not match.
+        std::fs::write(dir.path().join("node.key"), &b.1).unwrap();
+        reloader.check(false);
+        reloader.check(false);
+        assert_eq!((state(&stats).reloads, state(&stats).reload_failures), (0, 1), "once");
+        assert!(Arc::ptr_eq(&first, &server.get()), "the previous configuration stays");
+        // The certificate follows: loaded.
+        std::fs::write(dir.path().join("node.pem"), &b.0).unwrap();
+        reloader.check(false);
+        assert_eq!((state(&stats).reloads, state(&stats).reload_failures), (1, 1));
+        assert_eq!(state(&stats).fingerprint, Some(leaf_fingerprint(&b.0)));
+        assert!(!Arc::ptr_eq(&first, &server.get()), "new connections get the new one");
+        // Unchanged files are not reloaded, unless forced (SIGHUP).
+        reloader.check(false);
+        assert_eq!(state(&stats).reloads, 1);
+        reloader.check(true);
+        assert_eq!(state(&stats).reloads, 2);
+        // A file that disappears: one failure, and the configuration stays.
+        let kept = server.get();
+        std::fs::remove_file(dir.path().join("node.pem")).unwrap();
+        reloader.check(false);
+        reloader.check(false);
+        assert_eq!(state(&stats).reload_failures, 2);
+        assert!(Arc::ptr_eq(&kept, &server.get()));
+    }
+
+    #[test]
+    fn loading_at_start_names_the_file_at_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(TlsStats::default());
+        let err = load(&config(dir.path()), &stats).unwrap_err();
+        assert!(
+            err.starts_with(&format!("cannot read {}/node.pem", dir.path().display())),
+            "{err}"
+        );
+        let (cert, _) = certificate("127.0.0.1");
+        let (_, other_key) = certificate("127.0.0.1");
+        write(dir.path(), &(cert, other_key));
+        let err = load(&config(dir.path()), &stats).unwrap_err();
+        assert!(err.starts_with(&format!("{}/node.key: ", dir.path().display())), "{err}");
+    }
+}

@@ -118,6 +118,13 @@ pub struct Reloader {
     stats: Arc<TlsStats>,
 }
 
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_list().entries(sets.iter().map(|set| &set.name)).finish()
+    }
+}
+
 impl Reloader {
     pub(super) fn new(sets: Vec<CertificateSet>, stats: Arc<TlsStats>) -> Self {
         Self { sets: Mutex::new(sets), stats }
