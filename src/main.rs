@@ -28,7 +28,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
-    /// Validate the configuration and print it with every default filled in.
+    /// Validate the configuration (reading its secret, certificate and key files) and print it
+    /// with every default filled in.
     Check {
         #[command(flatten)]
         config: ConfigArgs,
@@ -66,7 +67,12 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match load(&config) {
+        Command::Check { config } => match load(&config).and_then(|config| {
+            // The certificates and keys are checked as the daemon will load them.
+            let stats = std::sync::Arc::new(picket::hub::TlsStats::default());
+            picket::tls::load(&config, &stats).map_err(|e| format!("TLS: {e}"))?;
+            Ok(config)
+        }) {
             Ok(config) => {
                 print!("{}", config.render_effective());
                 ExitCode::SUCCESS
