@@ -204,9 +204,9 @@ fn http(raw: RawHttp, doc: &Document<'_>) -> Result<HttpConfig, ConfigError> {
 
 fn tls(raw: RawTls, doc: &Document<'_>) -> Result<TlsConfig, ConfigError> {
     let at = KeyPath::root().key("tls");
-    let cert_file = path(doc, &at.key("cert_file"), raw.cert_file)?;
-    let key_file = path(doc, &at.key("key_file"), raw.key_file)?;
-    let ca_file = path(doc, &at.key("ca_file"), raw.ca_file)?;
+    let cert_file = non_empty(doc, &at.key("cert_file"), raw.cert_file)?;
+    let key_file = non_empty(doc, &at.key("key_file"), raw.key_file)?;
+    let ca_file = non_empty(doc, &at.key("ca_file"), raw.ca_file)?;
     let (Some(cert_file), Some(key_file)) = (cert_file, key_file) else {
         return Err(doc.error(&at, "cert_file and key_file are required (this node's certificate)"));
     };
@@ -382,9 +382,9 @@ fn master_tls(
     at: &KeyPath,
     doc: &Document<'_>,
 ) -> Result<Option<MasterTls>, ConfigError> {
-    let ca_file = path(doc, &at.key("tls_ca_file"), raw.tls_ca_file.take())?;
-    let cert_file = path(doc, &at.key("tls_cert_file"), raw.tls_cert_file.take())?;
-    let key_file = path(doc, &at.key("tls_key_file"), raw.tls_key_file.take())?;
+    let ca_file = non_empty(doc, &at.key("tls_ca_file"), raw.tls_ca_file.take())?;
+    let cert_file = non_empty(doc, &at.key("tls_cert_file"), raw.tls_cert_file.take())?;
+    let key_file = non_empty(doc, &at.key("tls_key_file"), raw.tls_key_file.take())?;
     let server_name = raw.tls_server_name.take();
     let insecure_skip_verify = raw.tls_insecure_skip_verify.take();
     if raw.tls != Some(true) {
@@ -471,9 +471,9 @@ fn master(
         raw.reboot_down_after_ms.filter(|&ms| ms > 0).map(Duration::from_millis);
     settings.priority_overrides = priority_overrides(raw.replica_priority, at, doc)?;
     settings.notification_script =
-        script(doc, &at.key("notification_script"), raw.notification_script)?;
+        non_empty(doc, &at.key("notification_script"), raw.notification_script)?;
     settings.client_reconfig_script =
-        script(doc, &at.key("client_reconfig_script"), raw.client_reconfig_script)?;
+        non_empty(doc, &at.key("client_reconfig_script"), raw.client_reconfig_script)?;
     let password = secret(doc, at, "auth_pass", raw.auth_pass, raw.auth_pass_file)?;
     let auth = match (raw.auth_user, password) {
         (Some(user), _) if user.is_empty() => {
@@ -509,13 +509,14 @@ fn priority_overrides(
     Ok(overrides)
 }
 
-fn script(
+/// A script or file path key: not empty when set.
+fn non_empty<T: AsRef<std::ffi::OsStr>>(
     doc: &Document<'_>,
     at: &KeyPath,
-    raw: Option<String>,
-) -> Result<Option<String>, ConfigError> {
-    match raw {
-        Some(path) if path.is_empty() => Err(doc.error(at, "must not be empty")),
+    value: Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    match value {
+        Some(v) if v.as_ref().is_empty() => Err(doc.error(at, "must not be empty")),
         other => Ok(other),
     }
 }
@@ -547,18 +548,6 @@ fn secret(
             Ok(Some(SecretSetting::new(Secret::File(path), doc.origin(&table.key(&file_key)))))
         }
         (None, None) => Ok(None),
-    }
-}
-
-/// A file path key: not empty when set.
-fn path(
-    doc: &Document<'_>,
-    at: &KeyPath,
-    value: Option<PathBuf>,
-) -> Result<Option<PathBuf>, ConfigError> {
-    match value {
-        Some(path) if path.as_os_str().is_empty() => Err(doc.error(at, "must not be empty")),
-        other => Ok(other),
     }
 }
 
