@@ -4,8 +4,9 @@
 //! read the latest [`View`] from a watch channel, subscribe to the event stream, and send admin
 //! commands to the runtime, which feeds them to the engine and routes the answer back.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
@@ -55,6 +56,8 @@ pub struct Hub {
     pub peer_stats: Arc<PeerStats>,
     /// Counters the servers keep, for metrics.
     pub stats: Arc<ServerStats>,
+    /// TLS handshake failures, certificate reloads and the certificates in use.
+    pub tls_stats: Arc<TlsStats>,
 }
 
 /// Counters kept by the servers (the Sentinel port and HTTP), read by `/metrics`.
@@ -250,5 +253,151 @@ impl PeerStats {
         if let Some(i) = REJECTION_KINDS.iter().position(|k| *k == kind) {
             self.rejected[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Where a TLS handshake happened, for metrics and logs.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum TlsEndpoint {
+    /// A link to a monitored Redis instance.
+    Redis,
+    /// Gossip, in either direction.
+    Peer,
+    /// The Sentinel port's `tls_listen`.
+    Sentinel,
+    /// The HTTP API's `tls_http`.
+    Http,
+}
+
+impl TlsEndpoint {
+    /// Every endpoint, in the order of [`TlsStats`]'s counters.
+    pub const ALL: [Self; 4] = [Self::Redis, Self::Peer, Self::Sentinel, Self::Http];
+
+    /// The metric label.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Peer => "peer",
+            Self::Sentinel => "sentinel",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// Why a TLS handshake failed, as far as the error tells.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum TlsFailure {
+    /// The other side's certificate is not signed by a trusted CA.
+    UnknownCa,
+    /// The other side's certificate has expired.
+    Expired,
+    /// The other side's certificate is not valid yet.
+    NotYetValid,
+    /// The other side's certificate is not valid for the name it was reached by (or, for a
+    /// gossip client, for any configured peer).
+    NameMismatch,
+    /// A client certificate was required and none was given (by either side).
+    NoClientCert,
+    /// Any other problem with the other side's certificate.
+    BadCertificate,
+    /// The other side refused this side's certificate, or the handshake, with an alert.
+    RefusedByPeer,
+    /// The handshake did not finish in time.
+    Timeout,
+    /// Not TLS, no common protocol version or cipher suite, or the connection broke.
+    Protocol,
+}
+
+impl TlsFailure {
+    /// Every reason, in the order of [`TlsStats`]'s counters.
+    pub const ALL: [Self; 9] = [
+        Self::UnknownCa,
+        Self::Expired,
+        Self::NotYetValid,
+        Self::NameMismatch,
+        Self::NoClientCert,
+        Self::BadCertificate,
+        Self::RefusedByPeer,
+        Self::Timeout,
+        Self::Protocol,
+    ];
+
+    /// The metric label.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownCa => "unknown_ca",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::NameMismatch => "name_mismatch",
+            Self::NoClientCert => "no_client_cert",
+            Self::BadCertificate => "bad_certificate",
+            Self::RefusedByPeer => "refused_by_peer",
+            Self::Timeout => "timeout",
+            Self::Protocol => "protocol",
+        }
+    }
+}
+
+/// TLS counters and the certificates in use, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct TlsStats {
+    failures: [[AtomicU64; TlsFailure::ALL.len()]; TlsEndpoint::ALL.len()],
+    /// Per certificate set (`node`, `master <name>`): reloads that worked and that failed, and
+    /// the SHA-256 fingerprint of the leaf certificate in use (none for a master without a
+    /// client certificate).
+    certificates: Mutex<BTreeMap<String, CertificateState>>,
+}
+
+/// One certificate set's reloads and current leaf certificate.
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct CertificateState {
+    /// Successful reloads since start (the first load not counted).
+    pub reloads: u64,
+    /// Reloads that failed (the previous certificates stayed in use).
+    pub reload_failures: u64,
+    /// Hex SHA-256 of the leaf certificate in use (public: it identifies, never authorizes).
+    pub fingerprint: Option<String>,
+}
+
+impl TlsStats {
+    /// Counts a failed handshake.
+    pub fn failed(&self, endpoint: TlsEndpoint, failure: TlsFailure) {
+        let e = TlsEndpoint::ALL.iter().position(|x| *x == endpoint).unwrap_or(0);
+        let f = TlsFailure::ALL.iter().position(|x| *x == failure).unwrap_or(0);
+        self.failures[e][f].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed handshakes by endpoint and reason, zeros included.
+    pub fn failures(&self) -> impl Iterator<Item = (TlsEndpoint, TlsFailure, u64)> + '_ {
+        TlsEndpoint::ALL.iter().zip(&self.failures).flat_map(|(endpoint, row)| {
+            TlsFailure::ALL
+                .iter()
+                .zip(row)
+                .map(|(failure, n)| (*endpoint, *failure, n.load(Ordering::Relaxed)))
+        })
+    }
+
+    /// Records that certificate set `name` was loaded (`first` at start), with its leaf's
+    /// fingerprint.
+    pub fn loaded(&self, name: &str, fingerprint: Option<String>, first: bool) {
+        let mut sets = self.certificates.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = sets.entry(name.to_owned()).or_default();
+        state.fingerprint = fingerprint;
+        if !first {
+            state.reloads += 1;
+        }
+    }
+
+    /// Records that reloading certificate set `name` failed.
+    pub fn reload_failed(&self, name: &str) {
+        let mut sets = self.certificates.lock().unwrap_or_else(PoisonError::into_inner);
+        sets.entry(name.to_owned()).or_default().reload_failures += 1;
+    }
+
+    /// Every certificate set, by name.
+    pub fn certificates(&self) -> BTreeMap<String, CertificateState> {
+        self.certificates.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }

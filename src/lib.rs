@@ -12,7 +12,8 @@
 //!  config   the operator's TOML file -> engine settings.             (pure)
 //!    ^
 //!  shell    Redis links, peer transport, discovery servers, notifications, persistence,
-//!           metrics. Shell modules never call each other.            (feature "runtime")
+//!           metrics. Shell modules never call each other; they share only the leaves
+//!           `hub`, `clock`, `metrics` and `tls`.                      (feature "runtime")
 //!    ^
 //!  runtime  the tokio task that owns the engine, feeds it inputs and performs its outputs.
 //!    ^
@@ -47,3 +48,5 @@ pub mod persist;
 pub mod runtime;
 #[cfg(feature = "runtime")]
 pub mod sentinel_port;
+#[cfg(feature = "runtime")]
+pub mod tls;

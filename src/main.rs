@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod import_sentinel;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use picket::config::{self, Config, Overrides};
 use picket::engine::Addr;
@@ -26,7 +28,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
-    /// Validate the configuration and print it with every default filled in.
+    /// Validate the configuration (reading its secret, certificate and key files) and print it
+    /// with every default filled in.
     Check {
         #[command(flatten)]
         config: ConfigArgs,
@@ -34,6 +37,10 @@ enum Command {
     /// Start three Redis groups and three Picket nodes on loopback, kill a master, and show the
     /// failover as a timeline (needs redis-server; cleans up after itself).
     Demo,
+    /// Turn a redis-sentinel's sentinel.conf into a picket.toml and an initial state, so that
+    /// the node continues from the Sentinel's id, epochs and current masters. Every line that
+    /// cannot be carried over is listed with the reason.
+    ImportSentinel(import_sentinel::ImportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,11 +67,20 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match load(&config) {
+        Command::Check { config } => match load(&config).and_then(|config| {
+            // The certificates and keys are checked as the daemon will load them.
+            let stats = std::sync::Arc::new(picket::hub::TlsStats::default());
+            picket::tls::load(&config, &stats).map_err(|e| format!("TLS: {e}"))?;
+            Ok(config)
+        }) {
             Ok(config) => {
                 print!("{}", config.render_effective());
                 ExitCode::SUCCESS
             }
+            Err(message) => fail(&message),
+        },
+        Command::ImportSentinel(args) => match import_sentinel::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(message) => fail(&message),
         },
         Command::Demo => {

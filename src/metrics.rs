@@ -30,7 +30,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::engine::view::{InstanceView, MasterView};
 use crate::engine::{EventKind, Instant, MasterStatus, View};
 use crate::hub::PeerStats;
-use crate::hub::{EventRecord, Failpoints, ScriptOutcome, ServerStats};
+use crate::hub::{EventRecord, Failpoints, ScriptOutcome, ServerStats, TlsStats};
 
 /// Upper bounds of the failover-duration buckets, in seconds: from a quick manual failover to
 /// one that runs into a typical `failover_timeout`.
@@ -180,6 +180,8 @@ pub struct Sources<'a> {
     pub failpoints: &'a Failpoints,
     /// Event-derived counters.
     pub events: &'a EventMetrics,
+    /// TLS handshake failures and certificates.
+    pub tls: &'a TlsStats,
 }
 
 /// Renders every metric in `format`.
@@ -192,6 +194,7 @@ pub fn render(sources: &Sources<'_>, format: Format) -> String {
     instance_metrics(&mut scrape, sources);
     traffic_metrics(&mut scrape, sources);
     notify_metrics(&mut scrape, sources.stats);
+    tls_metrics(&mut scrape, sources.tls);
     event_metrics(&mut scrape, sources.events);
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -660,6 +663,38 @@ fn notify_metrics(s: &mut Scrape, st: &ServerStats) {
         "picket_notify_events_missed",
         "Events the notifier missed because it fell behind",
         load(&st.notify_events_missed),
+    );
+}
+
+fn tls_metrics(s: &mut Scrape, tls: &TlsStats) {
+    s.counter(
+        "picket_tls_handshake_failures",
+        "TLS handshakes that failed, by endpoint (redis, peer, sentinel, http) and reason",
+        tls.failures().map(|(endpoint, failure, n)| {
+            let labels = vec![
+                ("endpoint", endpoint.as_str().to_owned()),
+                ("reason", failure.as_str().to_owned()),
+            ];
+            (labels, n)
+        }),
+    );
+    let certificates = tls.certificates();
+    s.counter(
+        "picket_tls_certificate_reloads",
+        "Reloads of a certificate set (node, master <name>) after its files changed, by result",
+        certificates.iter().flat_map(|(name, state)| {
+            let labels =
+                |result: &str| vec![("certificates", name.clone()), ("result", result.to_owned())];
+            [(labels("ok"), state.reloads), (labels("error"), state.reload_failures)]
+        }),
+    );
+    s.gauge(
+        "picket_tls_certificate_info",
+        "The leaf certificate in use per certificate set, by SHA-256 fingerprint (always 1)",
+        certificates.iter().filter_map(|(name, state)| {
+            let sha256 = state.fingerprint.clone()?;
+            Some((vec![("certificates", name.clone()), ("sha256", sha256)], 1))
+        }),
     );
 }
 

@@ -38,9 +38,33 @@ fn check_reads_secret_files_so_a_broken_mount_is_caught_before_deploying() {
     let (code, _, stderr) = picket(&["check", "--config", "config/picket.toml"]);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("config/picket.toml:43:1: node: peer_secret_file: cannot read /etc/picket/secrets/peer-secret"),
+        stderr.contains("config/picket.toml:51:1: node: peer_secret_file: cannot read /etc/picket/secrets/peer-secret"),
         "{stderr}"
     );
+}
+
+#[test]
+fn check_loads_the_certificates_as_the_daemon_will() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tls.toml");
+    let text = format!(
+        "[node]\ntls_listen = \"127.0.0.1:26389\"\ngossip = \"127.0.0.1:26380\"\n\
+         http = \"127.0.0.1:26381\"\nstate_dir = \"/tmp/x\"\n\n[tls]\n\
+         cert_file = \"{0}/node.pem\"\nkey_file = \"{0}/node.key\"\n\n\
+         [[master]]\nname = \"session\"\naddress = \"127.0.0.1:6379\"\nquorum = 1\n",
+        dir.path().display()
+    );
+    fs::write(&path, text).unwrap();
+    let (code, _, stderr) = picket(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let expected = format!("picket: TLS: cannot read {}/node.pem", dir.path().display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    fs::write(dir.path().join("node.pem"), made.cert.pem()).unwrap();
+    fs::write(dir.path().join("node.key"), made.signing_key.serialize_pem()).unwrap();
+    let (code, stdout, stderr) = picket(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("[tls]\ncert_file = "), "{stdout}");
 }
 
 #[test]

@@ -5,68 +5,18 @@ mod support;
 use std::fs;
 use std::time::Duration;
 
-use support::{Cluster, ClusterOptions, Group, durable_master, wait_for, wait_until};
+use support::{Cluster, ClusterOptions, Group, durable_master, wait_for};
 
 const LONG: Duration = Duration::from_secs(60);
-
-/// Waits until every picket's state names the same master for `group` with a config epoch above
-/// zero, and returns it.
-fn agreed_master(cluster: &Cluster, group: &str) -> (String, u64) {
-    wait_until(&format!("all pickets to agree on {group}'s new master"), LONG, || {
-        let views: Vec<_> = cluster.pickets.iter().map(|p| durable_master(p, group)).collect();
-        let first = views.first()?.clone()?;
-        (first.1 > 0 && views.iter().all(|v| v.as_ref() == Some(&first))).then_some(first)
-    })
-}
-
-fn all_ready(cluster: &Cluster) {
-    // Every picket has discovered every replica and heard both peers.
-    wait_for("pickets ready", LONG, || {
-        cluster.pickets.iter().all(|p| {
-            let events = p.events();
-            let replicas: usize = cluster.groups.iter().map(|g| g.replicas.len()).sum();
-            events.iter().filter(|e| e.starts_with("+slave ")).count() >= replicas
-                && events.iter().filter(|e| e.starts_with("+sentinel ")).count()
-                    >= 2 * cluster.groups.len()
-        })
-    });
-}
-
-/// Checks the outcome of a failover of `group`: exactly one replica promoted, the others
-/// following it, and one `+switch-master` per picket.
-fn check_one_clean_failover(cluster: &Cluster, group: &str, old: &str) -> String {
-    let (new, epoch) = agreed_master(cluster, group);
-    assert_ne!(new, old, "the master must have changed");
-    assert!(epoch >= 1);
-    let g = cluster.group(group);
-    let promoted = g.at(&new).expect("the new master is one of the group's instances");
-    wait_for("new master writable", LONG, || promoted.query(&["SET", "k", "v"]).is_ok());
-    assert_eq!(promoted.role().as_deref(), Some("master"));
-    for replica in g.replicas.iter().filter(|r| r.addr() != new) {
-        wait_for(&format!("{} to follow {new}", replica.addr()), LONG, || {
-            replica.role().as_deref() == Some("slave")
-                && replica.master_of().as_deref() == Some(new.as_str())
-        });
-    }
-    let switch =
-        format!("+switch-master {group} {} {}", old.replace(':', " "), new.replace(':', " "));
-    for picket in &cluster.pickets {
-        wait_for("+switch-master on every picket", LONG, || picket.count(&switch) == 1);
-    }
-    let leaders: usize =
-        cluster.pickets.iter().map(|p| p.count(&format!("+elected-leader master {group}"))).sum();
-    assert_eq!(leaders, 1, "exactly one leader");
-    new
-}
 
 #[test]
 fn a_killed_master_is_replaced_once_and_comes_back_as_a_replica() {
     let mut cluster =
         Cluster::start(3, vec![Group::start("session", 2, None)], &ClusterOptions::default());
-    all_ready(&cluster);
+    cluster.wait_ready();
     let old = cluster.group("session").master.addr();
     cluster.group_mut("session").master.kill();
-    let new = check_one_clean_failover(&cluster, "session", &old);
+    let new = cluster.check_one_clean_failover("session", &old);
     // The old master restarts as a master (its configuration says so) and is demoted.
     cluster.group_mut("session").master.restart();
     let g = cluster.group("session");
@@ -78,10 +28,10 @@ fn a_killed_master_is_replaced_once_and_comes_back_as_a_replica() {
 fn a_hung_master_is_replaced_and_demoted_when_it_resumes() {
     let cluster =
         Cluster::start(3, vec![Group::start("session", 2, None)], &ClusterOptions::default());
-    all_ready(&cluster);
+    cluster.wait_ready();
     let old = cluster.group("session").master.addr();
     cluster.group("session").master.pause();
-    let new = check_one_clean_failover(&cluster, "session", &old);
+    let new = cluster.check_one_clean_failover("session", &old);
     cluster.group("session").master.resume();
     let g = cluster.group("session");
     wait_for("old master demoted after SIGCONT", LONG, || {
@@ -94,7 +44,7 @@ fn a_hung_master_is_replaced_and_demoted_when_it_resumes() {
 fn no_failover_without_a_quorum_of_pickets() {
     let mut cluster =
         Cluster::start(3, vec![Group::start("session", 2, None)], &ClusterOptions::default());
-    all_ready(&cluster);
+    cluster.wait_ready();
     cluster.pickets[1].kill();
     cluster.pickets[2].kill();
     cluster.group_mut("session").master.kill();
@@ -115,10 +65,10 @@ fn a_priority_zero_replica_is_never_promoted() {
     let never = group.replicas[0].addr();
     group.replicas[0].query(&["CONFIG", "SET", "replica-priority", "0"]).unwrap();
     let mut cluster = Cluster::start(3, vec![group], &ClusterOptions::default());
-    all_ready(&cluster);
+    cluster.wait_ready();
     let old = cluster.group("session").master.addr();
     cluster.group_mut("session").master.kill();
-    let new = check_one_clean_failover(&cluster, "session", &old);
+    let new = cluster.check_one_clean_failover("session", &old);
     assert_ne!(new, never);
     assert_eq!(new, cluster.group("session").replicas[1].addr());
 }
@@ -131,13 +81,13 @@ fn three_masters_fail_over_independently() {
         Group::start("realtime", 1, None),
     ];
     let mut cluster = Cluster::start(3, groups, &ClusterOptions::default());
-    all_ready(&cluster);
+    cluster.wait_ready();
     let old_session = cluster.group("session").master.addr();
     let old_cache = cluster.group("cache").master.addr();
     cluster.group_mut("session").master.kill();
     cluster.group_mut("cache").master.kill();
-    check_one_clean_failover(&cluster, "session", &old_session);
-    check_one_clean_failover(&cluster, "cache", &old_cache);
+    cluster.check_one_clean_failover("session", &old_session);
+    cluster.check_one_clean_failover("cache", &old_cache);
     let realtime = cluster.group("realtime").master.addr();
     for picket in &cluster.pickets {
         assert_eq!(durable_master(picket, "realtime").map(|m| m.0), Some(realtime.clone()));
@@ -149,10 +99,10 @@ fn three_masters_fail_over_independently() {
 fn a_restarted_picket_keeps_its_epoch_and_votes() {
     let mut cluster =
         Cluster::start(3, vec![Group::start("session", 2, None)], &ClusterOptions::default());
-    all_ready(&cluster);
+    cluster.wait_ready();
     let old = cluster.group("session").master.addr();
     cluster.group_mut("session").master.kill();
-    let (_, epoch) = agreed_master(&cluster, "session");
+    let (_, epoch) = cluster.agreed_master("session");
     let before = fs::read_to_string(cluster.pickets[1].dir().join("state/state.toml")).unwrap();
     cluster.pickets[1].restart();
     wait_for("restarted", LONG, || cluster.pickets[1].count("+monitor") == 2);

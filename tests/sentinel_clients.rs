@@ -129,8 +129,7 @@ fn the_redis_crate_sentinel_client_follows_a_failover() {
     }
 
     let mut client =
-        SentinelClient::build(urls, "session".to_owned(), None, SentinelServerType::Master)
-            .unwrap();
+        SentinelClient::build(urls, "session", None, SentinelServerType::Master).unwrap();
     let mut conn = client.get_connection().unwrap();
     let () = conn.set("greeting", "hello").unwrap();
     let read: String = conn.get("greeting").unwrap();

@@ -33,7 +33,7 @@ fn non_test_code(text: &str) -> &str {
 }
 
 /// Modules every shell module may use.
-const LEAVES: &[&str] = &["engine", "wire", "config", "hub", "clock", "metrics"];
+const LEAVES: &[&str] = &["engine", "wire", "config", "hub", "clock", "metrics", "tls"];
 
 /// What each top-level module may import from this crate.
 fn allowed(module: &str) -> Option<&'static [&'static str]> {
@@ -42,6 +42,8 @@ fn allowed(module: &str) -> Option<&'static [&'static str]> {
         "wire" | "config" => &["engine", "wire", "config"],
         "clock" => &["engine"],
         "hub" | "metrics" => &["engine", "clock", "hub", "metrics"],
+        // Certificates and handshakes, for every module that opens or accepts connections.
+        "tls" => &["engine", "config", "hub", "tls"],
         "runtime" | "main" | "lib" => return None,
         // Shell modules: the leaves and themselves.
         _ => LEAVES,

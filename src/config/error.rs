@@ -9,10 +9,11 @@ use std::path::PathBuf;
 /// `config/picket.toml:14:1: master "cache": quorum: must be at least 1`, the form editors and
 /// terminals turn into a link. Line and column are 1-based and point at the key that holds the
 /// problem (or at the array element, or the `[table]` header, when that is more precise). The key
-/// names its section the way an operator finds it: `node`, `http`, `webhook #2` (1-based, in file
-/// order), `master "cache"` (or `master #3` when the name itself is missing), then the key path
-/// inside it (`peers[1]`, `replica_priority."10.0.0.3:6379"`). It is empty only for a syntax error
-/// outside any key. Messages never contain secret values.
+/// names its section the way an operator finds it: `node`, `http`, `tls`, `webhook #2` (1-based,
+/// in file order), `user "app"` and `master "cache"` (or `user #1`, `master #3` when the name
+/// itself is missing), then the key path inside it (`peers[1]`,
+/// `replica_priority."10.0.0.3:6379"`). It is empty only for a syntax error outside any key.
+/// Messages never contain secret values.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct ConfigError {
     /// The configuration file, as the caller named it.

@@ -17,8 +17,8 @@ use toml::de::{DeTable, DeValue, Deserializer};
 use crate::config::error::{ConfigError, Origin, line_and_column};
 
 /// Keys whose values are secrets: an error about one of them must not quote the value.
-const SECRET_KEYS: [&str; 6] =
-    ["peer_secret", "requirepass", "admin_token", "read_token", "secret", "auth_pass"];
+const SECRET_KEYS: [&str; 7] =
+    ["peer_secret", "requirepass", "admin_token", "read_token", "secret", "auth_pass", "password"];
 
 /// One step of a key path.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -223,6 +223,9 @@ impl<'a> Document<'a> {
             [Segment::Key(section), Segment::Index(i), rest @ ..] if section == "webhook" => {
                 (format!("webhook #{}", i + 1), rest)
             }
+            [Segment::Key(section), Segment::Index(i), rest @ ..] if section == "user" => {
+                (self.user_label(*i), rest)
+            }
             [Segment::Key(key), rest @ ..] => (display_key(key), rest),
             _ => return String::new(),
         };
@@ -245,17 +248,27 @@ impl<'a> Document<'a> {
 
     /// `master "cache"`, or `master #2` (1-based) when the entry has no usable name.
     fn master_label(&self, index: usize) -> String {
-        let name = self
-            .root
+        self.entry_name("master", index)
+            .map_or_else(|| format!("master #{}", index + 1), |name| format!("master {name:?}"))
+    }
+
+    /// `user "app"`, or `user #2` (1-based) when the entry has no usable name.
+    fn user_label(&self, index: usize) -> String {
+        self.entry_name("user", index)
+            .map_or_else(|| format!("user #{}", index + 1), |name| format!("user {name:?}"))
+    }
+
+    /// The `name` of entry `index` of the array of tables `section`, if it has a non-empty one.
+    fn entry_name(&self, section: &str, index: usize) -> Option<&str> {
+        self.root
             .get_ref()
-            .get("master")
-            .and_then(|masters| masters.get_ref().as_array())
-            .and_then(|masters| masters.get(index))
-            .and_then(|master| master.get_ref().as_table())
-            .and_then(|master| master.get("name"))
+            .get(section)
+            .and_then(|entries| entries.get_ref().as_array())
+            .and_then(|entries| entries.get(index))
+            .and_then(|entry| entry.get_ref().as_table())
+            .and_then(|entry| entry.get("name"))
             .and_then(|name| name.get_ref().as_str())
-            .filter(|name| !name.is_empty());
-        name.map_or_else(|| format!("master #{}", index + 1), |name| format!("master {name:?}"))
+            .filter(|name| !name.is_empty())
     }
 }
 

@@ -33,6 +33,7 @@
 //! ```
 
 mod error;
+pub mod import;
 mod locate;
 mod model;
 mod render;
@@ -116,6 +117,10 @@ pub struct Config {
     pub node: NodeConfig,
     /// `[http]`: the discovery and admin API.
     pub http: HttpConfig,
+    /// `[tls]`: this node's certificate and what it secures; `None` when the section is absent.
+    pub tls: Option<TlsConfig>,
+    /// `[[user]]`: the Sentinel port's users besides `default`, in file order.
+    pub users: Vec<UserConfig>,
     /// `[[webhook]]`, in file order.
     pub webhooks: Vec<WebhookConfig>,
     /// `[[master]]`, in file order. A master whose password is in a file has `auth: None` until
@@ -123,17 +128,26 @@ pub struct Config {
     pub masters: Vec<MasterSettings>,
     /// Where each authenticating master's credentials come from, by master name.
     pub master_auth: BTreeMap<String, MasterAuth>,
+    /// The TLS settings of each master with `tls = true`, by master name (its
+    /// [`MasterSettings::tls`] profile is its name).
+    pub master_tls: BTreeMap<String, MasterTls>,
 }
 
 /// `[node]`.
 #[derive(Clone, Debug, Eq, PartialEq)]
 pub struct NodeConfig {
-    /// `listen`: the Sentinel-compatible RESP port for clients.
-    pub listen: Addr,
+    /// `listen`: the Sentinel-compatible RESP port for clients, in plain TCP (at least one of
+    /// `listen` and `tls_listen` is set).
+    pub listen: Option<Addr>,
+    /// `tls_listen`: the same port over TLS, with `[tls]`'s certificate.
+    pub tls_listen: Option<Addr>,
     /// `gossip`: the port peers connect to.
     pub gossip: Addr,
-    /// `http`: discovery HTTP and `/metrics`.
-    pub http: Addr,
+    /// `http`: discovery HTTP and `/metrics`, in plain HTTP (at least one of `http` and
+    /// `tls_http` is set).
+    pub http: Option<Addr>,
+    /// `tls_http`: the same API over HTTPS.
+    pub tls_http: Option<Addr>,
     /// `state_dir`: where durable state (epochs, votes, current masters) is kept.
     pub state_dir: PathBuf,
     /// `peers`: the other nodes' gossip addresses, in file order, without this node (a file may
@@ -142,7 +156,8 @@ pub struct NodeConfig {
     /// `announce`: the gossip address peers list for this node (default: `gossip`).
     pub announce: Addr,
     /// `client_announce`: the Sentinel-port address given to clients and peers (default:
-    /// `listen`, or the `announce` host with the `listen` port when `listen` binds a wildcard).
+    /// `listen`, else `tls_listen`; the `announce` host with that port when it binds a
+    /// wildcard).
     pub client_announce: Addr,
     /// `peer_secret` / `peer_secret_file`: the key that authenticates gossip (required when there
     /// are peers).
@@ -175,6 +190,96 @@ impl Default for HttpConfig {
     fn default() -> Self {
         Self { admin_token: None, read_token: None, event_history: DEFAULT_EVENT_HISTORY }
     }
+}
+
+/// `[tls]`.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct TlsConfig {
+    /// `cert_file`: this node's certificate chain (PEM, leaf first), served on `tls_listen` and
+    /// `tls_http` and presented to peers.
+    pub cert_file: PathBuf,
+    /// `key_file`: its private key (PEM).
+    pub key_file: PathBuf,
+    /// `ca_file`: the certificates (PEM) that sign clients' and peers' certificates.
+    pub ca_file: Option<PathBuf>,
+    /// `client_auth`: whether clients of `tls_listen` and `tls_http` must present a certificate.
+    pub client_auth: ClientAuth,
+    /// `peers`: gossip over mutually authenticated TLS.
+    pub peers: bool,
+}
+
+/// `[tls] client_auth`, as Redis's `tls-auth-clients`.
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
+pub enum ClientAuth {
+    /// `"none"`: no client certificate is asked for.
+    #[default]
+    None,
+    /// `"optional"`: a certificate is asked for and, if given, must be signed by `ca_file`.
+    Optional,
+    /// `"required"`: clients without a certificate signed by `ca_file` are refused.
+    Required,
+}
+
+impl ClientAuth {
+    /// The value as written in the file.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
+}
+
+/// One `[[user]]` of the Sentinel port.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct UserConfig {
+    /// `name`: the user name given to `AUTH` and `HELLO ... AUTH`.
+    pub name: String,
+    /// `password` / `password_file`.
+    pub password: SecretSetting,
+    /// `role`.
+    pub role: UserRole,
+}
+
+/// What a user of the Sentinel port may do.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum UserRole {
+    /// `"read"`: everything a Sentinel client library needs (queries, `SUBSCRIBE`, `INFO`,
+    /// `ROLE`, `PING`, ...), and nothing that changes the node.
+    Read,
+    /// `"admin"`: also `SENTINEL FAILOVER`, `RESET`, `MONITOR`, `REMOVE`, `SET`, `FLUSHCONFIG`,
+    /// `SIMULATE-FAILURE`, `CLIENT KILL` and `SHUTDOWN`.
+    Admin,
+}
+
+impl UserRole {
+    /// The value as written in the file.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// A master's `tls_*` keys (present when it has `tls = true`).
+#[derive(Clone, Debug, Default, Eq, PartialEq)]
+pub struct MasterTls {
+    /// `tls_ca_file`: the certificates that sign the instances' certificates; `None` for the
+    /// platform's trust store.
+    pub ca_file: Option<PathBuf>,
+    /// `tls_cert_file`: Picket's client certificate, for instances with `tls-auth-clients yes`.
+    pub cert_file: Option<PathBuf>,
+    /// `tls_key_file`: its private key.
+    pub key_file: Option<PathBuf>,
+    /// `tls_server_name`: the name every instance's certificate is checked against, instead of
+    /// the host of the address Picket connects to.
+    pub server_name: Option<String>,
+    /// `tls_insecure_skip_verify`: accept any certificate. Encrypts, but authenticates nothing.
+    pub insecure_skip_verify: bool,
 }
 
 /// One `[[webhook]]`.
@@ -224,8 +329,9 @@ impl Config {
         let path = self.path.clone();
         let node = [self.node.peer_secret.as_mut(), self.node.requirepass.as_mut()];
         let http = [self.http.admin_token.as_mut(), self.http.read_token.as_mut()];
+        let users = self.users.iter_mut().map(|user| Some(&mut user.password));
         let hooks = self.webhooks.iter_mut().map(|hook| hook.secret.as_mut());
-        for secret in node.into_iter().chain(http).chain(hooks).flatten() {
+        for secret in node.into_iter().chain(http).chain(users).chain(hooks).flatten() {
             secret.resolve(&mut read, &path)?;
         }
         // In file order, so that the first failure reported is the first in the file.
@@ -286,9 +392,12 @@ impl fmt::Debug for Config {
             .field("path", &self.path)
             .field("node", &self.node)
             .field("http", &self.http)
+            .field("tls", &self.tls)
+            .field("users", &self.users)
             .field("webhooks", &self.webhooks)
             .field("masters", &masters)
             .field("master_auth", &self.master_auth)
+            .field("master_tls", &self.master_tls)
             .finish()
     }
 }

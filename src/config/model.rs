@@ -20,6 +20,9 @@ pub(crate) struct RawConfig {
     pub(crate) node: RawNode,
     #[serde(default)]
     pub(crate) http: RawHttp,
+    pub(crate) tls: Option<RawTls>,
+    #[serde(default)]
+    pub(crate) user: Vec<RawUser>,
     #[serde(default)]
     pub(crate) webhook: Vec<RawWebhook>,
     // Defaulted so that a file without masters gets the precise "at least one" error.
@@ -31,9 +34,11 @@ pub(crate) struct RawConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawNode {
-    pub(crate) listen: Addr,
+    pub(crate) listen: Option<Addr>,
+    pub(crate) tls_listen: Option<Addr>,
     pub(crate) gossip: Addr,
-    pub(crate) http: Addr,
+    pub(crate) http: Option<Addr>,
+    pub(crate) tls_http: Option<Addr>,
     pub(crate) state_dir: PathBuf,
     // Strings here so that a bad address is reported at its own element, not at the array.
     #[serde(default)]
@@ -61,6 +66,27 @@ pub(crate) struct RawHttp {
     pub(crate) event_history: Option<usize>,
 }
 
+/// `[tls]`: this node's certificate, and what it secures.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub(crate) cert_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) client_auth: Option<String>,
+    pub(crate) peers: Option<bool>,
+}
+
+/// One `[[user]]` of the Sentinel port.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUser {
+    pub(crate) name: String,
+    pub(crate) password: Option<String>,
+    pub(crate) password_file: Option<PathBuf>,
+    pub(crate) role: String,
+}
+
 /// One `[[webhook]]`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +112,12 @@ pub(crate) struct RawMaster {
     pub(crate) auth_user: Option<String>,
     pub(crate) auth_pass: Option<String>,
     pub(crate) auth_pass_file: Option<PathBuf>,
+    pub(crate) tls: Option<bool>,
+    pub(crate) tls_ca_file: Option<PathBuf>,
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    pub(crate) tls_key_file: Option<PathBuf>,
+    pub(crate) tls_server_name: Option<String>,
+    pub(crate) tls_insecure_skip_verify: Option<bool>,
     pub(crate) reboot_down_after_ms: Option<u64>,
     // Keys stay strings for the same reason as `peers`.
     #[serde(default)]

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::config::secret::{REDACTED, Secret, SecretSetting};
-use crate::config::{Config, HttpConfig, NodeConfig, WebhookConfig};
+use crate::config::{Config, HttpConfig, NodeConfig, TlsConfig, UserConfig, WebhookConfig};
 use crate::engine::MasterSettings;
 use crate::engine::time::duration_millis;
 
@@ -24,6 +24,12 @@ pub(crate) fn render(config: &Config) -> String {
     ));
     node(&mut out, &config.node);
     http(&mut out, &config.http);
+    if let Some(config_tls) = &config.tls {
+        tls(&mut out, config_tls);
+    }
+    for config_user in &config.users {
+        user(&mut out, config_user);
+    }
     for hook in &config.webhooks {
         webhook(&mut out, hook);
     }
@@ -35,9 +41,11 @@ pub(crate) fn render(config: &Config) -> String {
 
 fn node(out: &mut Out, node: &NodeConfig) {
     out.line("\n[node]");
-    out.string("listen", &node.listen.to_string());
+    out.addr("listen", node.listen.as_ref());
+    out.addr("tls_listen", node.tls_listen.as_ref());
     out.string("gossip", &node.gossip.to_string());
-    out.string("http", &node.http.to_string());
+    out.addr("http", node.http.as_ref());
+    out.addr("tls_http", node.tls_http.as_ref());
     out.string("state_dir", &node.state_dir.to_string_lossy());
     out.strings("peers", node.peers.iter().map(ToString::to_string));
     out.string("announce", &node.announce.to_string());
@@ -55,6 +63,24 @@ fn http(out: &mut Out, http: &HttpConfig) {
     out.secret("admin_token", http.admin_token.as_ref());
     out.secret("read_token", http.read_token.as_ref());
     out.raw("event_history", http.event_history);
+}
+
+fn tls(out: &mut Out, tls: &TlsConfig) {
+    out.line("\n[tls]");
+    out.string("cert_file", &tls.cert_file.to_string_lossy());
+    out.string("key_file", &tls.key_file.to_string_lossy());
+    if let Some(ca) = &tls.ca_file {
+        out.string("ca_file", &ca.to_string_lossy());
+    }
+    out.string("client_auth", tls.client_auth.as_str());
+    out.raw("peers", tls.peers);
+}
+
+fn user(out: &mut Out, user: &UserConfig) {
+    out.line("\n[[user]]");
+    out.string("name", &user.name);
+    out.secret("password", Some(&user.password));
+    out.string("role", user.role.as_str());
 }
 
 fn webhook(out: &mut Out, hook: &WebhookConfig) {
@@ -80,6 +106,26 @@ fn master(out: &mut Out, config: &Config, master: &MasterSettings) {
             out.string("auth_user", user);
         }
         out.secret("auth_pass", Some(&auth.password));
+    }
+    if let Some(tls) = config.master_tls.get(&master.name) {
+        out.raw("tls", true);
+        let files = [
+            ("tls_ca_file", &tls.ca_file),
+            ("tls_cert_file", &tls.cert_file),
+            ("tls_key_file", &tls.key_file),
+        ];
+        for (key, file) in files {
+            if let Some(file) = file {
+                out.string(key, &file.to_string_lossy());
+            }
+        }
+        if let Some(name) = &tls.server_name {
+            out.string("tls_server_name", name);
+        }
+        if tls.insecure_skip_verify {
+            out.line("# DANGER: the instances' certificates are not verified.");
+            out.raw("tls_insecure_skip_verify", true);
+        }
     }
     out.millis("reboot_down_after_ms", master.reboot_down_after.unwrap_or(Duration::ZERO));
     let overrides: Vec<String> = master
@@ -115,6 +161,13 @@ impl Out {
 
     fn string(&mut self, key: &str, value: &str) {
         self.raw(key, quote(value));
+    }
+
+    /// An optional address: left out when not set.
+    fn addr(&mut self, key: &str, value: Option<&crate::engine::Addr>) {
+        if let Some(addr) = value {
+            self.string(key, &addr.to_string());
+        }
     }
 
     fn strings(&mut self, key: &str, values: impl Iterator<Item = String>) {

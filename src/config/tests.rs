@@ -10,6 +10,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::config::error::Origin;
+use crate::engine::TlsProfile;
 
 const PATH: &str = "config/picket.toml";
 
@@ -32,8 +33,10 @@ quorum = 2
 const FULL: &str = r#"# A configuration with every key set.
 [node]
 listen = "0.0.0.0:26379"
+tls_listen = "0.0.0.0:26389"
 gossip = "10.0.0.1:26380"
 http = "[::1]:26381"
+tls_http = "10.0.0.1:26391"
 state_dir = "/var/lib/picket"
 peers = ["10.0.0.1:26380", "10.0.0.2:26380", "Picket-3.example:26380"]
 announce = "10.0.0.1:26380"
@@ -80,6 +83,28 @@ name = "cache"
 address = "10.0.0.9:6379"
 quorum = 1
 auth_pass_file = "/run/secrets/cache-pass"
+tls = true
+tls_ca_file = "/etc/picket/redis-ca.pem"
+tls_cert_file = "/etc/picket/client.pem"
+tls_key_file = "/etc/picket/client.key"
+tls_server_name = "redis.example"
+
+[tls]
+cert_file = "/etc/picket/node.pem"
+key_file = "/etc/picket/node.key"
+ca_file = "/etc/picket/ca.pem"
+client_auth = "optional"
+peers = true
+
+[[user]]
+name = "app"
+password = "app-key"
+role = "read"
+
+[[user]]
+name = "ops"
+password_file = "/run/secrets/ops"
+role = "admin"
 "#;
 
 fn parse_ok(text: &str) -> Config {
@@ -127,8 +152,10 @@ fn without_secrets(mut config: Config) -> Config {
     let node = [config.node.peer_secret.as_mut(), config.node.requirepass.as_mut()];
     let http = [config.http.admin_token.as_mut(), config.http.read_token.as_mut()];
     let hooks = config.webhooks.iter_mut().map(|hook| hook.secret.as_mut());
+    let users = config.users.iter_mut().map(|user| Some(&mut user.password));
     let masters = config.master_auth.values_mut().map(|auth| Some(&mut auth.password));
-    node.into_iter().chain(http).chain(hooks).chain(masters).flatten().for_each(&mut redact);
+    let secrets = node.into_iter().chain(http).chain(hooks).chain(users).chain(masters);
+    secrets.flatten().for_each(&mut redact);
     for master in &mut config.masters {
         master.auth = None;
     }
@@ -149,20 +176,22 @@ fn every_key_is_parsed() {
     let config = parse_ok(FULL);
     assert_eq!(config.path, Path::new(PATH));
     let node = &config.node;
-    assert_eq!(node.listen, addr("0.0.0.0:26379"));
+    assert_eq!(node.listen, Some(addr("0.0.0.0:26379")));
+    assert_eq!(node.tls_listen, Some(addr("0.0.0.0:26389")));
     assert_eq!(node.gossip, addr("10.0.0.1:26380"));
-    assert_eq!(node.http, addr("[::1]:26381"));
+    assert_eq!(node.http, Some(addr("[::1]:26381")));
+    assert_eq!(node.tls_http, Some(addr("10.0.0.1:26391")));
     assert_eq!(node.state_dir, Path::new("/var/lib/picket"));
     assert_eq!(node.peers, vec![addr("10.0.0.2:26380"), addr("picket-3.example:26380")]);
     assert_eq!(node.announce, addr("10.0.0.1:26380"));
     assert_eq!(node.client_announce, addr("picket-1.example:26379"));
     assert_eq!(
         secret_view(node.peer_secret.as_ref()),
-        Some((inline("gossip-key"), Some("gossip-key"), 10, "node: peer_secret"))
+        Some((inline("gossip-key"), Some("gossip-key"), 12, "node: peer_secret"))
     );
     assert_eq!(
         secret_view(node.requirepass.as_ref()),
-        Some((file("/run/secrets/requirepass"), None, 11, "node: requirepass_file"))
+        Some((file("/run/secrets/requirepass"), None, 13, "node: requirepass_file"))
     );
     assert_eq!(
         (node.heartbeat, node.peer_timeout, node.tilt_trigger, node.tilt_period),
@@ -172,11 +201,11 @@ fn every_key_is_parsed() {
     let http = &config.http;
     assert_eq!(
         secret_view(http.admin_token.as_ref()),
-        Some((inline("admin-key"), Some("admin-key"), 18, "http: admin_token"))
+        Some((inline("admin-key"), Some("admin-key"), 20, "http: admin_token"))
     );
     assert_eq!(
         secret_view(http.read_token.as_ref()),
-        Some((file("/run/secrets/read-token"), None, 19, "http: read_token_file"))
+        Some((file("/run/secrets/read-token"), None, 21, "http: read_token_file"))
     );
     assert_eq!(http.event_history, 50);
 
@@ -185,14 +214,14 @@ fn every_key_is_parsed() {
     assert_eq!(hook1.events, ["+switch-master", "+sdown"]);
     assert_eq!(
         secret_view(hook1.secret.as_ref()),
-        Some((inline("hook-key"), Some("hook-key"), 25, "webhook #1: secret"))
+        Some((inline("hook-key"), Some("hook-key"), 27, "webhook #1: secret"))
     );
     assert_eq!((hook1.timeout, hook1.max_retries), (ms(1000), 0));
     assert_eq!(hook2.url, "http://127.0.0.1:9000/hook");
     assert_eq!(hook2.events, DEFAULT_WEBHOOK_EVENTS);
     assert_eq!(
         secret_view(hook2.secret.as_ref()),
-        Some((file("/run/secrets/hook"), None, 31, "webhook #2: secret_file"))
+        Some((file("/run/secrets/hook"), None, 33, "webhook #2: secret_file"))
     );
     assert_eq!((hook2.timeout, hook2.max_retries), (ms(5000), 5));
 
@@ -210,6 +239,7 @@ fn every_key_is_parsed() {
                 user: Some("picket".to_owned()),
                 password: "redis-key".to_owned()
             }),
+            tls: None,
             reboot_down_after: Some(ms(10_000)),
             priority_overrides: BTreeMap::from([
                 (addr("10.0.0.5:6379"), 0),
@@ -219,22 +249,54 @@ fn every_key_is_parsed() {
             client_reconfig_script: Some("/usr/local/bin/reconfig".to_owned()),
         }
     );
-    assert_eq!(
-        *cache,
-        MasterSettings::new("cache", addr("10.0.0.9:6379"), 1),
-        "password unresolved"
-    );
+    let mut expected_cache = MasterSettings::new("cache", addr("10.0.0.9:6379"), 1);
+    expected_cache.tls = Some(TlsProfile("cache".to_owned()));
+    assert_eq!(*cache, expected_cache, "password unresolved");
     let session_auth = &config.master_auth["session"];
     assert_eq!(session_auth.user.as_deref(), Some("picket"));
     assert_eq!(
         secret_view(Some(&session_auth.password)),
-        Some((inline("redis-key"), Some("redis-key"), 41, "master \"session\": auth_pass"))
+        Some((inline("redis-key"), Some("redis-key"), 43, "master \"session\": auth_pass"))
     );
     let cache_auth = &config.master_auth["cache"];
     assert_eq!(cache_auth.user, None);
     assert_eq!(
         secret_view(Some(&cache_auth.password)),
-        Some((file("/run/secrets/cache-pass"), None, 51, "master \"cache\": auth_pass_file"))
+        Some((file("/run/secrets/cache-pass"), None, 53, "master \"cache\": auth_pass_file"))
+    );
+    assert_eq!(
+        config.master_tls,
+        BTreeMap::from([(
+            "cache".to_owned(),
+            MasterTls {
+                ca_file: Some("/etc/picket/redis-ca.pem".into()),
+                cert_file: Some("/etc/picket/client.pem".into()),
+                key_file: Some("/etc/picket/client.key".into()),
+                server_name: Some("redis.example".to_owned()),
+                insecure_skip_verify: false,
+            }
+        )])
+    );
+    assert_eq!(
+        config.tls,
+        Some(TlsConfig {
+            cert_file: "/etc/picket/node.pem".into(),
+            key_file: "/etc/picket/node.key".into(),
+            ca_file: Some("/etc/picket/ca.pem".into()),
+            client_auth: ClientAuth::Optional,
+            peers: true,
+        })
+    );
+    let [app, ops] = config.users.as_slice() else { panic!("two users") };
+    assert_eq!((app.name.as_str(), app.role), ("app", UserRole::Read));
+    assert_eq!(
+        secret_view(Some(&app.password)),
+        Some((inline("app-key"), Some("app-key"), 69, "user \"app\": password"))
+    );
+    assert_eq!((ops.name.as_str(), ops.role), ("ops", UserRole::Admin));
+    assert_eq!(
+        secret_view(Some(&ops.password)),
+        Some((file("/run/secrets/ops"), None, 74, "user \"ops\": password_file"))
     );
 }
 
@@ -257,7 +319,13 @@ fn defaults() {
     let node = &config.node;
     assert!(node.peers.is_empty());
     assert_eq!(node.announce, node.gossip, "announce defaults to gossip");
-    assert_eq!(node.client_announce, node.listen, "client_announce defaults to listen");
+    assert_eq!(
+        Some(&node.client_announce),
+        node.listen.as_ref(),
+        "client_announce defaults to listen"
+    );
+    assert_eq!((config.tls.as_ref(), config.users.as_slice()), (None, &[][..]));
+    assert!(config.master_tls.is_empty());
     assert_eq!((node.peer_secret.as_ref(), node.requirepass.as_ref()), (None, None));
     assert_eq!(
         (node.heartbeat, node.peer_timeout, node.tilt_trigger, node.tilt_period),
@@ -275,7 +343,7 @@ fn defaults() {
     assert!(config.master_auth.is_empty());
     assert_eq!(
         config.engine_settings().node,
-        NodeSettings::new(node.gossip.clone(), node.listen.clone(), vec![])
+        NodeSettings::new(node.gossip.clone(), node.client_announce.clone(), vec![])
     );
 }
 
@@ -322,13 +390,13 @@ fn errors_name_file_line_and_key() {
         // Unknown keys, at every level.
         (
             format!("{BASE}[nodes]\nx = 1\n"),
-            "config/picket.toml:13:1: nodes: unknown key, expected one of `node`, `http`, \
-             `webhook`, `master`",
+            "config/picket.toml:13:1: nodes: unknown key, expected one of `node`, `http`, `tls`, \
+             `user`, `webhook`, `master`",
         ),
         (
             BASE.replace("peer_secret = \"s3cret\"\n", "peer_secret = \"s3cret\"\nport = 1\n"),
-            "config/picket.toml:8:1: node: port: unknown key, expected one of `listen`, `gossip`, \
-             `http`, `state_dir`, `peers`, `announce`, `client_announce`, `peer_secret`, \
+            "config/picket.toml:8:1: node: port: unknown key, expected one of `listen`, \
+             `tls_listen`, `gossip`, `http`, `tls_http`, `state_dir`, `peers`, `announce`, `client_announce`, `peer_secret`, \
              `peer_secret_file`, `requirepass`, `requirepass_file`, `heartbeat_ms`, \
              `peer_timeout_ms`, `tilt_trigger_ms`, `tilt_period_ms`",
         ),
@@ -336,7 +404,8 @@ fn errors_name_file_line_and_key() {
             format!("{BASE}quorom = 1\n"),
             "config/picket.toml:13:1: master \"session\": quorom: unknown key, expected one of \
              `name`, `address`, `quorum`, `down_after_ms`, `failover_timeout_ms`, \
-             `parallel_syncs`, `auth_user`, `auth_pass`, `auth_pass_file`, \
+             `parallel_syncs`, `auth_user`, `auth_pass`, `auth_pass_file`, `tls`, `tls_ca_file`, \
+             `tls_cert_file`, `tls_key_file`, `tls_server_name`, `tls_insecure_skip_verify`, \
              `reboot_down_after_ms`, `replica_priority`, `notification_script`, \
              `client_reconfig_script`",
         ),
@@ -643,6 +712,7 @@ fn resolve_secrets_reads_files_once_parsed() {
         ("/run/secrets/read-token", "reader\r\n"),
         ("/run/secrets/hook", "hook-file-key"),
         ("/run/secrets/cache-pass", "cache-pass\n"),
+        ("/run/secrets/ops", "ops-pass\n"),
     ]);
     let mut reads = Vec::new();
     config
@@ -652,7 +722,8 @@ fn resolve_secrets_reads_files_once_parsed() {
             files.get(key).map(|s| (*s).to_owned()).ok_or_else(|| io::ErrorKind::NotFound.into())
         })
         .unwrap();
-    assert_eq!(reads.len(), 4, "inline secrets are not read: {reads:?}");
+    assert_eq!(reads.len(), 5, "inline secrets are not read: {reads:?}");
+    assert_eq!(config.users[1].password.value(), Some("ops-pass"));
     assert_eq!(
         config.node.requirepass.as_ref().and_then(SecretSetting::value),
         Some("client-pass")
@@ -686,7 +757,7 @@ fn unreadable_secret_files_are_reported_at_their_key() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "config/picket.toml:31:1: webhook #2: secret_file: cannot read /run/secrets/hook: \
+        "config/picket.toml:33:1: webhook #2: secret_file: cannot read /run/secrets/hook: \
          permission denied"
     );
     let mut config = parse_ok(FULL);
@@ -697,8 +768,128 @@ fn unreadable_secret_files_are_reported_at_their_key() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "config/picket.toml:51:1: master \"cache\": auth_pass_file: /run/secrets/cache-pass is empty"
+        "config/picket.toml:53:1: master \"cache\": auth_pass_file: /run/secrets/cache-pass is empty"
     );
+}
+
+/// The `[tls]`, `[[user]]` and masters' `tls_*` rules, each failure at its key.
+#[test]
+fn tls_and_user_errors_name_their_key() {
+    let node_tls = "[tls]\ncert_file = \"/n.pem\"\nkey_file = \"/n.key\"\n";
+    let with_tls_listen = BASE.replace(
+        "peer_secret = \"s3cret\"",
+        "peer_secret = \"s3cret\"\ntls_listen = \"127.0.0.1:26389\"",
+    );
+    let cases: Vec<(String, &str)> = vec![
+        (
+            with_tls_listen.clone(),
+            "config/picket.toml:8:1: node: tls_listen: needs the [tls] section (cert_file and \
+             key_file)",
+        ),
+        (
+            BASE.replace("listen = \"127.0.0.1:26379\"\n", ""),
+            "config/picket.toml:1:1: node: listen: set listen, tls_listen or both",
+        ),
+        (
+            BASE.replace("http = \"127.0.0.1:26381\"", "tls_http = \"127.0.0.1:26379\""),
+            "config/picket.toml:4:1: node: tls_http: must differ from listen (127.0.0.1:26379)",
+        ),
+        (
+            format!("{with_tls_listen}[tls]\ncert_file = \"/n.pem\"\n"),
+            "config/picket.toml:14:1: tls: cert_file and key_file are required (this node's \
+             certificate)",
+        ),
+        (
+            format!("{with_tls_listen}{node_tls}client_auth = \"yes\"\n"),
+            "config/picket.toml:17:1: tls: client_auth: \"yes\" is not one of \"none\", \
+             \"optional\", \"required\"",
+        ),
+        (
+            format!("{with_tls_listen}{node_tls}client_auth = \"required\"\n"),
+            "config/picket.toml:17:1: tls: client_auth: client certificates are checked against \
+             ca_file, which is not set",
+        ),
+        (
+            format!("{BASE}{node_tls}peers = true\n"),
+            "config/picket.toml:16:1: tls: peers: peers' certificates are checked against \
+             ca_file, which is not set",
+        ),
+        (
+            format!("{BASE}{node_tls}"),
+            "config/picket.toml:13:1: tls: secures nothing: set node.tls_listen, node.tls_http \
+             or tls.peers",
+        ),
+        (
+            format!("{BASE}[[user]]\nname = \"default\"\npassword = \"p\"\nrole = \"read\"\n"),
+            "config/picket.toml:14:1: user \"default\": name: the default user's password is \
+             node.requirepass",
+        ),
+        (
+            format!(
+                "{BASE}[[user]]\nname = \"app\"\npassword = \"p\"\nrole = \"read\"\n\
+                 [[user]]\nname = \"app\"\npassword = \"q\"\nrole = \"admin\"\n"
+            ),
+            "config/picket.toml:18:1: user \"app\": name: duplicate user name (first defined on \
+             line 14)",
+        ),
+        (
+            format!("{BASE}[[user]]\nname = \"app\"\npassword = \"p\"\nrole = \"root\"\n"),
+            "config/picket.toml:16:1: user \"app\": role: \"root\" is not one of \"read\", \"admin\"",
+        ),
+        (
+            format!("{BASE}[[user]]\nname = \"app\"\nrole = \"read\"\n"),
+            "config/picket.toml:13:1: user \"app\": password: password or password_file is \
+             required",
+        ),
+        (
+            format!("{BASE}[[user]]\nname = \"app\"\npassword = 7\nrole = \"read\"\n"),
+            "config/picket.toml:15:1: user \"app\": password: must be a string",
+        ),
+        (
+            format!("{BASE}tls_ca_file = \"/ca.pem\"\n"),
+            "config/picket.toml:13:1: master \"session\": tls_ca_file: only applies with tls = \
+             true",
+        ),
+        (
+            format!("{BASE}tls = true\ntls_cert_file = \"/c.pem\"\n"),
+            "config/picket.toml:14:1: master \"session\": tls_cert_file: needs tls_key_file (its \
+             key)",
+        ),
+        (
+            format!("{BASE}tls = true\ntls_server_name = \"not a name\"\n"),
+            "config/picket.toml:14:1: master \"session\": tls_server_name: \"not a name\" is \
+             neither a host name nor an IP address",
+        ),
+        (
+            format!(
+                "{BASE}tls = true\ntls_ca_file = \"/ca.pem\"\ntls_insecure_skip_verify = true\n"
+            ),
+            "config/picket.toml:15:1: master \"session\": tls_insecure_skip_verify: verifies \
+             nothing, so tls_ca_file and tls_server_name would be ignored: remove them or this key",
+        ),
+    ];
+    let failures: Vec<String> = cases
+        .iter()
+        .filter_map(|(text, expected)| {
+            let actual = parse_err(text);
+            (actual != *expected).then(|| format!("expected: {expected}\n  actual: {actual}\n"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{} cases differ:\n{}", failures.len(), failures.join("\n"));
+    // The loud option parses, and `picket check` says what it means.
+    let insecure = parse_ok(&format!("{BASE}tls = true\ntls_insecure_skip_verify = true\n"));
+    assert!(insecure.master_tls["session"].insecure_skip_verify);
+    let rendered = insecure.render_effective();
+    assert!(rendered.contains("# DANGER: the instances' certificates are not verified.\ntls_insecure_skip_verify = true"), "{rendered}");
+    assert_render_fixpoint(&insecure);
+    // A TLS-only node: clients are told the TLS port.
+    let tls_only = parse_ok(&format!(
+        "{}{node_tls}",
+        with_tls_listen.replace("listen = \"127.0.0.1:26379\"\n", "")
+    ));
+    assert_eq!(tls_only.node.listen, None);
+    assert_eq!(tls_only.node.client_announce, addr("127.0.0.1:26389"));
+    assert_render_fixpoint(&tls_only);
 }
 
 #[test]
@@ -707,7 +898,7 @@ fn secrets_are_never_printed() {
     config.resolve_secrets(|_| Ok("file-secret".to_owned())).unwrap();
     let debug = format!("{config:?}");
     let rendered = config.render_effective();
-    for secret in ["gossip-key", "admin-key", "hook-key", "redis-key", "file-secret"] {
+    for secret in ["gossip-key", "admin-key", "hook-key", "redis-key", "app-key", "file-secret"] {
         assert!(!debug.contains(secret), "{secret} in Debug: {debug}");
         assert!(!rendered.contains(secret), "{secret} in render: {rendered}");
     }
@@ -726,8 +917,10 @@ fn render_is_complete_and_parses_back() {
 
 [node]
 listen = "0.0.0.0:26379"
+tls_listen = "0.0.0.0:26389"
 gossip = "10.0.0.1:26380"
 http = "[::1]:26381"
+tls_http = "10.0.0.1:26391"
 state_dir = "/var/lib/picket"
 peers = ["10.0.0.2:26380", "picket-3.example:26380"]
 announce = "10.0.0.1:26380"
@@ -743,6 +936,23 @@ tilt_period_ms = 60000
 admin_token = "<redacted>"
 read_token_file = "/run/secrets/read-token"
 event_history = 50
+
+[tls]
+cert_file = "/etc/picket/node.pem"
+key_file = "/etc/picket/node.key"
+ca_file = "/etc/picket/ca.pem"
+client_auth = "optional"
+peers = true
+
+[[user]]
+name = "app"
+password = "<redacted>"
+role = "read"
+
+[[user]]
+name = "ops"
+password_file = "/run/secrets/ops"
+role = "admin"
 
 [[webhook]]
 url = "https://hooks.example/picket"
@@ -780,6 +990,11 @@ down_after_ms = 30000
 failover_timeout_ms = 180000
 parallel_syncs = 1
 auth_pass_file = "/run/secrets/cache-pass"
+tls = true
+tls_ca_file = "/etc/picket/redis-ca.pem"
+tls_cert_file = "/etc/picket/client.pem"
+tls_key_file = "/etc/picket/client.key"
+tls_server_name = "redis.example"
 reboot_down_after_ms = 0
 replica_priority = {}
 "#
@@ -843,12 +1058,19 @@ fn example_files_parse() {
     assert_eq!(example.node.peers, [addr("picket-1.picket:26380"), addr("picket-2.picket:26380")]);
     let names: Vec<&str> = example.masters.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["session", "cache", "realtime"]);
+    // Every TLS and user key is shown in use.
+    assert!(example.tls.as_ref().is_some_and(|t| t.peers && t.ca_file.is_some()));
+    assert_eq!(example.node.tls_listen, Some(addr("0.0.0.0:26389")));
+    let roles: Vec<UserRole> = example.users.iter().map(|u| u.role).collect();
+    assert_eq!(roles, [UserRole::Read, UserRole::Admin]);
+    let session_tls = &example.master_tls["session"];
+    assert!(session_tls.ca_file.is_some() && session_tls.cert_file.is_some());
 
     for n in 1..=3 {
         let local = &parsed[&PathBuf::from(format!("config/local/picket-{n}.toml"))];
         let me = addr(&format!("127.0.0.{n}:26380"));
-        assert_eq!(local.node.listen, addr(&format!("127.0.0.{n}:26379")));
-        assert_eq!(local.node.http, addr(&format!("127.0.0.{n}:26381")));
+        assert_eq!(local.node.listen, Some(addr(&format!("127.0.0.{n}:26379"))));
+        assert_eq!(local.node.http, Some(addr(&format!("127.0.0.{n}:26381"))));
         assert_eq!(local.node.announce, me);
         assert_eq!(local.node.state_dir, PathBuf::from(format!("/tmp/picket-local/{n}")));
         assert_eq!(local.node.peers.len(), 2);

@@ -10,18 +10,22 @@ use std::time::Duration;
 
 use crate::config::error::ConfigError;
 use crate::config::locate::{Document, KeyPath};
-use crate::config::model::{RawConfig, RawHttp, RawMaster, RawNode, RawWebhook};
+use crate::config::model::{RawConfig, RawHttp, RawMaster, RawNode, RawTls, RawUser, RawWebhook};
 use crate::config::secret::{Secret, SecretSetting};
 use crate::config::{
-    Config, DEFAULT_EVENT_HISTORY, DEFAULT_WEBHOOK_EVENTS, DEFAULT_WEBHOOK_MAX_RETRIES,
-    DEFAULT_WEBHOOK_TIMEOUT, HttpConfig, MasterAuth, NodeConfig, WebhookConfig,
+    ClientAuth, Config, DEFAULT_EVENT_HISTORY, DEFAULT_WEBHOOK_EVENTS, DEFAULT_WEBHOOK_MAX_RETRIES,
+    DEFAULT_WEBHOOK_TIMEOUT, HttpConfig, MasterAuth, MasterTls, NodeConfig, TlsConfig, UserConfig,
+    UserRole, WebhookConfig,
 };
-use crate::engine::{Addr, AddrError, MasterSettings, NodeSettings};
+use crate::engine::{Addr, AddrError, MasterSettings, NodeSettings, TlsProfile};
 
 /// Builds the typed configuration from the raw one.
 pub(crate) fn build(raw: RawConfig, doc: &Document<'_>) -> Result<Config, ConfigError> {
     let node = node(raw.node, doc)?;
     let http = http(raw.http, doc)?;
+    let tls = raw.tls.map(|raw| tls(raw, doc)).transpose()?;
+    tls_in_use(&node, tls.as_ref(), doc)?;
+    let users = users(raw.user, doc)?;
     let webhooks = raw
         .webhook
         .into_iter()
@@ -29,12 +33,31 @@ pub(crate) fn build(raw: RawConfig, doc: &Document<'_>) -> Result<Config, Config
         .map(|(i, hook)| webhook(hook, &KeyPath::root().key("webhook").index(i), doc))
         .collect::<Result<_, _>>()?;
     let voters = node.peers.len() + 1;
-    let (masters, master_auth) = masters(raw.master, voters, doc)?;
-    Ok(Config { path: doc.path().to_owned(), node, http, webhooks, masters, master_auth })
+    let masters = masters(raw.master, voters, doc)?;
+    Ok(Config {
+        path: doc.path().to_owned(),
+        node,
+        http,
+        tls,
+        users,
+        webhooks,
+        masters: masters.settings,
+        master_auth: masters.auth,
+        master_tls: masters.tls,
+    })
 }
 
 fn node(raw: RawNode, doc: &Document<'_>) -> Result<NodeConfig, ConfigError> {
     let at = KeyPath::root().key("node");
+    // The RESP port clients are told about: the plain one while there is one (a migration to
+    // TLS runs both), else the TLS one.
+    let Some(client_port) = raw.listen.as_ref().or(raw.tls_listen.as_ref()) else {
+        return Err(doc.error(&at.key("listen"), "set listen, tls_listen or both"));
+    };
+    let client_port = client_port.clone();
+    if raw.http.is_none() && raw.tls_http.is_none() {
+        return Err(doc.error(&at.key("http"), "set http, tls_http or both"));
+    }
     distinct_binds(&raw, &at, doc)?;
     if raw.state_dir.as_os_str().is_empty() {
         return Err(doc.error(&at.key("state_dir"), "must not be empty"));
@@ -51,9 +74,9 @@ fn node(raw: RawNode, doc: &Document<'_>) -> Result<NodeConfig, ConfigError> {
     let client_announce = match raw.client_announce {
         Some(addr) => reachable(addr, &at.key("client_announce"), doc)?,
         // Clients reach the Sentinel port on the host peers reach this node by.
-        None if is_wildcard(&raw.listen) => Addr::new(announce.host(), raw.listen.port())
+        None if is_wildcard(&client_port) => Addr::new(announce.host(), client_port.port())
             .map_err(|e| doc.error(&at.key("listen"), e.to_string()))?,
-        None => raw.listen.clone(),
+        None => client_port,
     };
     let peers = peers(raw.peers, &announce, &at, doc)?;
     let peer_secret = secret(doc, &at, "peer_secret", raw.peer_secret, raw.peer_secret_file)?;
@@ -68,8 +91,10 @@ fn node(raw: RawNode, doc: &Document<'_>) -> Result<NodeConfig, ConfigError> {
     let timings = node_timings(written, timings, &at, doc)?;
     Ok(NodeConfig {
         listen: raw.listen,
+        tls_listen: raw.tls_listen,
         gossip: raw.gossip,
         http: raw.http,
+        tls_http: raw.tls_http,
         state_dir: raw.state_dir,
         peers: timings.peers,
         announce,
@@ -113,10 +138,19 @@ fn node_timings(
     Ok(NodeSettings { heartbeat, peer_timeout, tilt_trigger, tilt_period, ..defaults })
 }
 
-/// The three listening sockets must not collide: same address, or the same port where one of
-/// them binds every address.
+/// The listening sockets must not collide: same address, or the same port where one of them
+/// binds every address.
 fn distinct_binds(raw: &RawNode, at: &KeyPath, doc: &Document<'_>) -> Result<(), ConfigError> {
-    let binds = [("listen", &raw.listen), ("gossip", &raw.gossip), ("http", &raw.http)];
+    let binds: Vec<(&str, &Addr)> = [
+        ("listen", raw.listen.as_ref()),
+        ("tls_listen", raw.tls_listen.as_ref()),
+        ("gossip", Some(&raw.gossip)),
+        ("http", raw.http.as_ref()),
+        ("tls_http", raw.tls_http.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(key, addr)| Some((key, addr?)))
+    .collect();
     for (i, (key, addr)) in binds.iter().enumerate() {
         for (earlier_key, earlier) in binds.iter().take(i) {
             let collide = addr.port() == earlier.port()
@@ -168,6 +202,97 @@ fn http(raw: RawHttp, doc: &Document<'_>) -> Result<HttpConfig, ConfigError> {
     })
 }
 
+fn tls(raw: RawTls, doc: &Document<'_>) -> Result<TlsConfig, ConfigError> {
+    let at = KeyPath::root().key("tls");
+    let cert_file = non_empty(doc, &at.key("cert_file"), raw.cert_file)?;
+    let key_file = non_empty(doc, &at.key("key_file"), raw.key_file)?;
+    let ca_file = non_empty(doc, &at.key("ca_file"), raw.ca_file)?;
+    let (Some(cert_file), Some(key_file)) = (cert_file, key_file) else {
+        return Err(doc.error(&at, "cert_file and key_file are required (this node's certificate)"));
+    };
+    let client_auth = match raw.client_auth.as_deref() {
+        None | Some("none") => ClientAuth::None,
+        Some("optional") => ClientAuth::Optional,
+        Some("required") => ClientAuth::Required,
+        Some(other) => {
+            let message = format!("{other:?} is not one of \"none\", \"optional\", \"required\"");
+            return Err(doc.error(&at.key("client_auth"), message));
+        }
+    };
+    if client_auth != ClientAuth::None && ca_file.is_none() {
+        let message = "client certificates are checked against ca_file, which is not set";
+        return Err(doc.error(&at.key("client_auth"), message));
+    }
+    let peers = raw.peers.unwrap_or(false);
+    if peers && ca_file.is_none() {
+        let message = "peers' certificates are checked against ca_file, which is not set";
+        return Err(doc.error(&at.key("peers"), message));
+    }
+    Ok(TlsConfig { cert_file, key_file, ca_file, client_auth, peers })
+}
+
+/// `tls_listen` and `tls_http` need `[tls]`, and `[tls]` must secure something.
+fn tls_in_use(
+    node: &NodeConfig,
+    tls: Option<&TlsConfig>,
+    doc: &Document<'_>,
+) -> Result<(), ConfigError> {
+    let at = KeyPath::root().key("node");
+    let servers =
+        [("tls_listen", node.tls_listen.is_some()), ("tls_http", node.tls_http.is_some())];
+    match tls {
+        None => match servers.iter().find(|(_, set)| *set) {
+            Some((key, _)) => {
+                let message = "needs the [tls] section (cert_file and key_file)";
+                Err(doc.error(&at.key(key), message))
+            }
+            None => Ok(()),
+        },
+        Some(tls) if !tls.peers && servers.iter().all(|(_, set)| !set) => Err(doc.error(
+            &KeyPath::root().key("tls"),
+            "secures nothing: set node.tls_listen, node.tls_http or tls.peers",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The `[[user]]` entries, in file order.
+fn users(raw: Vec<RawUser>, doc: &Document<'_>) -> Result<Vec<UserConfig>, ConfigError> {
+    let list = KeyPath::root().key("user");
+    let mut users: Vec<UserConfig> = Vec::with_capacity(raw.len());
+    for (i, raw) in raw.into_iter().enumerate() {
+        let at = list.index(i);
+        let name_error = if raw.name.is_empty() {
+            Some("must not be empty".to_owned())
+        } else if raw.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some("must not contain spaces or control characters".to_owned())
+        } else if raw.name == "default" {
+            Some("the default user's password is node.requirepass".to_owned())
+        } else {
+            users.iter().position(|u| u.name == raw.name).map(|first| {
+                let line = doc.line_of(&list.index(first).key("name"));
+                format!("duplicate user name (first defined on line {line})")
+            })
+        };
+        if let Some(message) = name_error {
+            return Err(doc.error(&at.key("name"), message));
+        }
+        let role = match raw.role.as_str() {
+            "read" => UserRole::Read,
+            "admin" => UserRole::Admin,
+            other => {
+                let message = format!("{other:?} is not one of \"read\", \"admin\"");
+                return Err(doc.error(&at.key("role"), message));
+            }
+        };
+        let Some(password) = secret(doc, &at, "password", raw.password, raw.password_file)? else {
+            return Err(doc.error(&at.key("password"), "password or password_file is required"));
+        };
+        users.push(UserConfig { name: raw.name, password, role });
+    }
+    Ok(users)
+}
+
 fn webhook(
     raw: RawWebhook,
     at: &KeyPath,
@@ -206,21 +331,29 @@ fn webhook(
     })
 }
 
-/// The masters, in file order, with the credentials sources of those that authenticate.
-fn masters(
-    raw: Vec<RawMaster>,
-    voters: usize,
-    doc: &Document<'_>,
-) -> Result<(Vec<MasterSettings>, BTreeMap<String, MasterAuth>), ConfigError> {
+/// The masters of the file, with what the engine does not keep about them.
+struct Masters {
+    /// In file order.
+    settings: Vec<MasterSettings>,
+    /// The credentials sources of those that authenticate, by name.
+    auth: BTreeMap<String, MasterAuth>,
+    /// The TLS settings of those with `tls = true`, by name.
+    tls: BTreeMap<String, MasterTls>,
+}
+
+/// The masters, in file order.
+fn masters(raw: Vec<RawMaster>, voters: usize, doc: &Document<'_>) -> Result<Masters, ConfigError> {
     let list = KeyPath::root().key("master");
     if raw.is_empty() {
         return Err(doc.error(&list, "at least one [[master]] section is required"));
     }
     let mut masters: Vec<MasterSettings> = Vec::with_capacity(raw.len());
     let mut auths = BTreeMap::new();
-    for (i, raw) in raw.into_iter().enumerate() {
+    let mut tls = BTreeMap::new();
+    for (i, mut raw) in raw.into_iter().enumerate() {
         let at = list.index(i);
-        let (settings, auth) = master(raw, voters, &at, doc)?;
+        let master_tls = master_tls(&mut raw, &at, doc)?;
+        let (mut settings, auth) = master(raw, voters, &at, doc)?;
         if let Some(first) = masters.iter().position(|m| m.name == settings.name) {
             let line = doc.line_of(&list.index(first).key("name"));
             let message = format!("duplicate master name (first defined on line {line})");
@@ -234,9 +367,65 @@ fn masters(
         if let Some(auth) = auth {
             auths.insert(settings.name.clone(), auth);
         }
+        if let Some(master_tls) = master_tls {
+            settings.tls = Some(TlsProfile(settings.name.clone()));
+            tls.insert(settings.name.clone(), master_tls);
+        }
         masters.push(settings);
     }
-    Ok((masters, auths))
+    Ok(Masters { settings: masters, auth: auths, tls })
+}
+
+/// A master's `tls` and `tls_*` keys (taken out of `raw`): `Some` with `tls = true`.
+fn master_tls(
+    raw: &mut RawMaster,
+    at: &KeyPath,
+    doc: &Document<'_>,
+) -> Result<Option<MasterTls>, ConfigError> {
+    let ca_file = non_empty(doc, &at.key("tls_ca_file"), raw.tls_ca_file.take())?;
+    let cert_file = non_empty(doc, &at.key("tls_cert_file"), raw.tls_cert_file.take())?;
+    let key_file = non_empty(doc, &at.key("tls_key_file"), raw.tls_key_file.take())?;
+    let server_name = raw.tls_server_name.take();
+    let insecure_skip_verify = raw.tls_insecure_skip_verify.take();
+    if raw.tls != Some(true) {
+        let set = [
+            ("tls_ca_file", ca_file.is_some()),
+            ("tls_cert_file", cert_file.is_some()),
+            ("tls_key_file", key_file.is_some()),
+            ("tls_server_name", server_name.is_some()),
+            ("tls_insecure_skip_verify", insecure_skip_verify.is_some()),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+            return Err(doc.error(&at.key(key), "only applies with tls = true"));
+        }
+        return Ok(None);
+    }
+    match (&cert_file, &key_file) {
+        (Some(_), None) => {
+            return Err(doc.error(&at.key("tls_cert_file"), "needs tls_key_file (its key)"));
+        }
+        (None, Some(_)) => {
+            return Err(doc.error(&at.key("tls_key_file"), "needs tls_cert_file (its certificate)"));
+        }
+        _ => {}
+    }
+    if let Some(name) = &server_name {
+        let valid = name.parse::<IpAddr>().is_ok()
+            || (!name.is_empty()
+                && name.len() <= 253
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.*".contains(&b)));
+        if !valid {
+            let message = format!("{name:?} is neither a host name nor an IP address");
+            return Err(doc.error(&at.key("tls_server_name"), message));
+        }
+    }
+    let insecure_skip_verify = insecure_skip_verify.unwrap_or(false);
+    if insecure_skip_verify && (ca_file.is_some() || server_name.is_some()) {
+        let message = "verifies nothing, so tls_ca_file and tls_server_name would be ignored: \
+                       remove them or this key";
+        return Err(doc.error(&at.key("tls_insecure_skip_verify"), message));
+    }
+    Ok(Some(MasterTls { ca_file, cert_file, key_file, server_name, insecure_skip_verify }))
 }
 
 fn master(
@@ -282,9 +471,9 @@ fn master(
         raw.reboot_down_after_ms.filter(|&ms| ms > 0).map(Duration::from_millis);
     settings.priority_overrides = priority_overrides(raw.replica_priority, at, doc)?;
     settings.notification_script =
-        script(doc, &at.key("notification_script"), raw.notification_script)?;
+        non_empty(doc, &at.key("notification_script"), raw.notification_script)?;
     settings.client_reconfig_script =
-        script(doc, &at.key("client_reconfig_script"), raw.client_reconfig_script)?;
+        non_empty(doc, &at.key("client_reconfig_script"), raw.client_reconfig_script)?;
     let password = secret(doc, at, "auth_pass", raw.auth_pass, raw.auth_pass_file)?;
     let auth = match (raw.auth_user, password) {
         (Some(user), _) if user.is_empty() => {
@@ -320,13 +509,14 @@ fn priority_overrides(
     Ok(overrides)
 }
 
-fn script(
+/// A script or file path key: not empty when set.
+fn non_empty<T: AsRef<std::ffi::OsStr>>(
     doc: &Document<'_>,
     at: &KeyPath,
-    raw: Option<String>,
-) -> Result<Option<String>, ConfigError> {
-    match raw {
-        Some(path) if path.is_empty() => Err(doc.error(at, "must not be empty")),
+    value: Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    match value {
+        Some(v) if v.as_ref().is_empty() => Err(doc.error(at, "must not be empty")),
         other => Ok(other),
     }
 }

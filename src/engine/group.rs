@@ -311,9 +311,8 @@ impl Group {
     fn poll_monitoring(&mut self, node: &mut Node, now: Instant) {
         let periods: Vec<Duration> =
             self.instances.keys().map(|a| self.info_period(a, now)).collect();
-        let auth = self.settings.auth.as_ref();
         for (instance, period) in self.instances.values_mut().zip(periods) {
-            instance.poll_connect(node, now, &self.timing, auth, self.index);
+            instance.poll_connect(node, now, &self.timing, &self.settings, self.index);
             instance.poll_probes(node, now, &self.timing, period);
         }
     }

@@ -12,7 +12,7 @@ use crate::engine::ids::{LinkId, RequestId};
 use crate::engine::io::{Output, RedisCommand, Reply};
 use crate::engine::node::Node;
 use crate::engine::report::InfoReport;
-use crate::engine::settings::Credentials;
+use crate::engine::settings::MasterSettings;
 use crate::engine::time::Instant;
 use crate::engine::timing::{MAX_PENDING_REQUESTS, MasterTiming, RECONNECT_MIN};
 
@@ -158,13 +158,14 @@ impl Instance {
                 && self.resolved.as_deref().is_some_and(|ip| ip == addr.host()))
     }
 
-    /// Opens a connection if one is due, registering it as belonging to group `group`.
+    /// Opens a connection if one is due, registering it as belonging to group `group`, with the
+    /// credentials and TLS profile of the group's `settings`.
     pub fn poll_connect(
         &mut self,
         node: &mut Node,
         now: Instant,
         timing: &MasterTiming,
-        auth: Option<&Credentials>,
+        settings: &MasterSettings,
         group: usize,
     ) {
         let LinkState::Down { retry_at, failures } = self.link else { return };
@@ -177,7 +178,8 @@ impl Instance {
         node.out.push(Output::Connect {
             link: id,
             addr: self.addr.clone(),
-            auth: auth.cloned(),
+            auth: settings.auth.clone(),
+            tls: settings.tls.clone(),
             client_name: format!("picket-{}", node.id.short()),
             timeout: timing.connect_timeout,
         });
@@ -413,7 +415,7 @@ mod tests {
     use crate::engine::ids::NodeId;
     use crate::engine::settings::{MasterSettings, NodeSettings};
 
-    fn setup() -> (Node, Instance, MasterTiming) {
+    fn setup() -> (Node, Instance, MasterTiming, MasterSettings) {
         let a: Addr = "127.0.0.1:6379".parse().unwrap();
         let node = Node::new(
             NodeId::from_bytes([7; 20]),
@@ -422,7 +424,7 @@ mod tests {
         );
         let mut m = MasterSettings::new("m", a.clone(), 1);
         m.down_after = Duration::from_millis(1000);
-        (node, Instance::new(a, Instant::ZERO), MasterTiming::of(&m))
+        (node, Instance::new(a.clone(), Instant::ZERO), MasterTiming::of(&m), m)
     }
 
     fn drain(node: &mut Node) -> Vec<Output> {
@@ -431,12 +433,16 @@ mod tests {
 
     #[test]
     fn connects_then_pings_and_requests_info_at_once() {
-        let (mut node, mut i, t) = setup();
+        let (mut node, mut i, t, mut m) = setup();
+        // The link carries its group's TLS profile (the shell picks certificates by it).
+        m.tls = Some(crate::engine::settings::TlsProfile("m".to_owned()));
         let now = Instant::from_millis(5);
-        i.poll_connect(&mut node, now, &t, None, 0);
+        i.poll_connect(&mut node, now, &t, &m, 0);
         let out = drain(&mut node);
-        assert!(matches!(&out[..], [Output::Connect { link: LinkId(1), client_name, .. }]
-            if client_name == "picket-07070707"));
+        assert!(
+            matches!(&out[..], [Output::Connect { link: LinkId(1), client_name, tls: Some(p), .. }]
+            if client_name == "picket-07070707" && p.0 == "m")
+        );
         i.link_up(LinkId(1), Some("127.0.0.1".into()), now);
         i.poll_probes(&mut node, now, &t, Duration::from_secs(10));
         let out = drain(&mut node);
@@ -461,11 +467,11 @@ mod tests {
 
     #[test]
     fn backoff_doubles_up_to_the_ping_period() {
-        let (mut node, mut i, t) = setup();
+        let (mut node, mut i, t, m) = setup();
         let mut now = Instant::ZERO;
         let mut delays = Vec::new();
         for _ in 0..5 {
-            i.poll_connect(&mut node, now, &t, None, 0);
+            i.poll_connect(&mut node, now, &t, &m, 0);
             let LinkState::Connecting { id, .. } = i.link else { panic!() };
             i.link_down(&mut node, id, now, &t);
             let LinkState::Down { retry_at, .. } = i.link else { panic!() };

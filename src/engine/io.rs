@@ -15,7 +15,7 @@ use crate::engine::event::Event;
 use crate::engine::gossip::PeerMessage;
 use crate::engine::ids::{LinkId, PeerId, RequestId, Ticket};
 use crate::engine::report::InfoReport;
-use crate::engine::settings::Credentials;
+use crate::engine::settings::{Credentials, TlsProfile};
 
 /// Something that happened, reported to [`crate::engine::Supervisor::handle`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,8 +144,9 @@ pub enum AdminAnswer {
 /// Something for the shell to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// Open a connection to `addr`: resolve the host now, connect, `AUTH` if credentials are
-    /// given, `CLIENT SETNAME client_name`; report [`Input::LinkUp`] or [`Input::LinkDown`].
+    /// Open a connection to `addr`: resolve the host now, connect, complete a TLS handshake if a
+    /// profile is given, `AUTH` if credentials are given, `CLIENT SETNAME client_name`; report
+    /// [`Input::LinkUp`] or [`Input::LinkDown`].
     Connect {
         /// The link being opened.
         link: LinkId,
@@ -153,6 +154,8 @@ pub enum Output {
         addr: Addr,
         /// Credentials for `AUTH`.
         auth: Option<Credentials>,
+        /// The TLS profile to connect with; `None` for plain TCP.
+        tls: Option<TlsProfile>,
         /// Connection name shown in `CLIENT LIST`.
         client_name: String,
         /// Give up connecting (and report `LinkDown`) after this long.

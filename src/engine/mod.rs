@@ -49,7 +49,7 @@ pub use gossip::{Body, MasterReport, PeerMessage, Sender, StateVersion};
 pub use ids::{LinkId, NodeId, PeerId, RequestId, Ticket};
 pub use io::{AdminAnswer, AdminCommand, Input, Output, RedisCommand, Reply};
 pub use report::{InfoReport, ListedReplica, ReplicaLink, ReportedRole};
-pub use settings::{Credentials, MasterSettings, NodeSettings, Settings};
+pub use settings::{Credentials, MasterSettings, NodeSettings, Settings, TlsProfile};
 pub use supervisor::Supervisor;
 pub use time::Instant;
 pub use view::{MasterStatus, MasterView, View};

@@ -96,6 +96,12 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Which of the shell's TLS client profiles the links of a master group use (`[[master]]`
+/// `tls = true`; replicas inherit their master's). A name only: certificates, keys and trust
+/// roots stay in the shell, which owns the files and reloads them when they change.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TlsProfile(pub String);
+
 /// One supervised master group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MasterSettings {
@@ -114,6 +120,8 @@ pub struct MasterSettings {
     pub parallel_syncs: u32,
     /// Credentials for the master and its replicas.
     pub auth: Option<Credentials>,
+    /// The TLS profile for the master's and its replicas' links; `None` for plain TCP.
+    pub tls: Option<TlsProfile>,
     /// With `Some(p)`, a master that restarted (new run id) is subjectively down once `p` has
     /// passed without a `PONG`, even if it answered `LOADING` (Sentinel's
     /// `master-reboot-down-after-period`).
@@ -138,6 +146,7 @@ impl MasterSettings {
             failover_timeout: Duration::from_millis(180_000),
             parallel_syncs: 1,
             auth: None,
+            tls: None,
             reboot_down_after: None,
             priority_overrides: BTreeMap::new(),
             notification_script: None,

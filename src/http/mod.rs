@@ -47,15 +47,18 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use rustls::ServerConfig;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_rustls::server::TlsStream;
 
 use crate::config::HttpConfig;
-use crate::hub::{Hub, ServerStats};
+use crate::hub::{Hub, ServerStats, TlsEndpoint};
 use crate::metrics::{self, EventMetrics, Sources};
+use crate::tls::{self, Reloadable};
 
 use self::events::EventLog;
 pub use self::events::{KEEP_ALIVE, LIVE_BUFFER, MAX_POLL_EVENTS, MAX_WAIT};
@@ -71,9 +74,15 @@ pub const MAX_CONNECTIONS: usize = 1024;
 /// Most event watchers (event streams and long polls) at once; more are refused with 503.
 pub const MAX_WATCHERS: usize = 256;
 
-/// Starts serving on `listener`. Subscribes to the event broadcast before returning, so that no
-/// event published after this call is missing from the event history.
-pub fn start(listener: TcpListener, hub: Hub, config: &HttpConfig) {
+/// Starts serving on `plain` (HTTP) and `secure` (HTTPS, with the node's reloadable server
+/// configuration); a node may have either or both. Subscribes to the event broadcast before
+/// returning, so that no event published after this call is missing from the event history.
+pub fn start(
+    plain: Option<TcpListener>,
+    secure: Option<(TcpListener, Arc<Reloadable<ServerConfig>>)>,
+    hub: Hub,
+    config: &HttpConfig,
+) {
     let token = |secret: &Option<crate::config::SecretSetting>| {
         secret.as_ref().and_then(|s| s.value()).map(|v| Sha256::digest(v.as_bytes()).into())
     };
@@ -87,17 +96,92 @@ pub fn start(listener: TcpListener, hub: Hub, config: &HttpConfig) {
         hub,
     });
     events::spawn_collector(&state);
-    let listener = Limited {
-        inner: listener,
-        permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-        stats: Arc::clone(&state.hub.stats),
-    };
+    // One limit over both listeners: they serve the same clients.
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let app = router(Arc::clone(&state));
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "HTTP server stopped");
+    if let Some(listener) = plain {
+        let stats = Arc::clone(&state.hub.stats);
+        let listener = Limited { inner: listener, permits: Arc::clone(&permits), stats };
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        });
+    }
+    if let Some((listener, config)) = secure {
+        let stats = Arc::clone(&state.hub.stats);
+        let inner = TlsListener::start(listener, config, &state.hub, Arc::clone(&permits));
+        let listener = Limited { inner, permits, stats };
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "HTTPS server stopped");
+            }
+        });
+    }
+}
+
+/// The HTTPS listener: TCP connections are accepted and their handshakes run in tasks of their
+/// own (a client that never finishes its handshake holds no one up), and finished ones are
+/// handed to the server.
+struct TlsListener {
+    local: io::Result<SocketAddr>,
+    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+}
+
+impl TlsListener {
+    /// Accepts on `listener` with `config`'s current configuration; at most `permits`' worth
+    /// of handshakes at once.
+    fn start(
+        listener: TcpListener,
+        config: Arc<Reloadable<ServerConfig>>,
+        hub: &Hub,
+        permits: Arc<Semaphore>,
+    ) -> Self {
+        let local = listener.local_addr();
+        let (done, handshaken) = mpsc::channel(64);
+        let stats = Arc::clone(&hub.tls_stats);
+        tokio::spawn(async move {
+            let mut listener = listener;
+            loop {
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
+                // axum's accept retries (after a pause) on errors such as running out of files.
+                let (stream, addr) = axum::serve::Listener::accept(&mut listener).await;
+                let (config, done, stats) = (config.get(), done.clone(), Arc::clone(&stats));
+                tokio::spawn(async move {
+                    match tls::accept(config, stream, TlsEndpoint::Http, &stats).await {
+                        Ok(stream) => {
+                            // The connection takes its own slot once served.
+                            drop(permit);
+                            let _ = done.send((stream, addr)).await;
+                        }
+                        Err(e) => tracing::info!(client = %addr, "HTTPS: {e}"),
+                    }
+                });
+            }
+        });
+        Self { local, handshaken }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.handshaken.recv().await {
+            Some(accepted) => accepted,
+            // The accepting task only ends with the runtime.
+            None => std::future::pending().await,
         }
-    });
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        match &self.local {
+            Ok(addr) => Ok(*addr),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        }
+    }
 }
 
 /// What every handler shares.
@@ -305,6 +389,7 @@ async fn metrics_text(State(state): State<Shared>, headers: HeaderMap) -> Respon
         peers: &state.hub.peer_stats,
         failpoints: &state.hub.failpoints,
         events: &state.metrics,
+        tls: &state.hub.tls_stats,
     };
     let text = metrics::render(&sources, format);
     ([(CONTENT_TYPE, HeaderValue::from_static(format.content_type()))], text).into_response()
@@ -368,15 +453,15 @@ fn millis(d: Duration) -> u64 {
     crate::engine::time::duration_millis(d)
 }
 
-/// The HTTP listener, admitting at most [`MAX_CONNECTIONS`] connections at once.
-struct Limited {
-    inner: TcpListener,
+/// An HTTP listener, admitting at most [`MAX_CONNECTIONS`] connections at once.
+struct Limited<L> {
+    inner: L,
     permits: Arc<Semaphore>,
     stats: Arc<ServerStats>,
 }
 
-impl axum::serve::Listener for Limited {
-    type Io = LimitedStream;
+impl<L: axum::serve::Listener<Addr = SocketAddr>> axum::serve::Listener for Limited<L> {
+    type Io = LimitedStream<L::Io>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -396,19 +481,19 @@ impl axum::serve::Listener for Limited {
 }
 
 /// A connection holding one of the listener's slots until it closes.
-struct LimitedStream {
-    io: TcpStream,
+struct LimitedStream<S> {
+    io: S,
     _permit: OwnedSemaphorePermit,
     stats: Arc<ServerStats>,
 }
 
-impl Drop for LimitedStream {
+impl<S> Drop for LimitedStream<S> {
     fn drop(&mut self) {
         self.stats.http_connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-impl AsyncRead for LimitedStream {
+impl<S: AsyncRead + Unpin> AsyncRead for LimitedStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -418,7 +503,7 @@ impl AsyncRead for LimitedStream {
     }
 }
 
-impl AsyncWrite for LimitedStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for LimitedStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -10,13 +10,22 @@
 //! socket, one small read buffer and a queue of what each pending request expects.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::io;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
 
 use crate::engine::{Addr, Credentials, RedisCommand, Reply, RequestId};
+use crate::hub::{TlsEndpoint, TlsFailure, TlsStats};
+use crate::tls;
 use crate::wire::info::parse_info;
 use crate::wire::resp::{Frame, Limits};
 
@@ -56,10 +65,52 @@ enum Expect {
     Transaction,
 }
 
+/// Plain TCP, or TLS over it.
+type Stream = Either<TcpStream, TlsStream<TcpStream>>;
+
+/// How to secure a link: the client configuration and the name the instance's certificate must
+/// carry.
+pub(super) type LinkTls = (Arc<ClientConfig>, ServerName<'static>);
+
+/// Why opening a link failed: the reason for the engine's log, and the TLS failure behind it,
+/// if any (the caller counts and reports those).
+#[derive(Debug)]
+pub(super) struct OpenError {
+    pub(super) reason: String,
+    pub(super) tls: Option<TlsFailure>,
+}
+
+impl From<String> for OpenError {
+    fn from(reason: String) -> Self {
+        Self { reason, tls: None }
+    }
+}
+
+/// Why reading a reply failed.
+#[derive(Debug)]
+enum ReadError {
+    /// The socket (or TLS) failed.
+    Io(io::Error),
+    /// The instance closed the connection.
+    Closed,
+    /// The bytes are not valid RESP.
+    Invalid(String),
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "read failed: {e}"),
+            Self::Closed => f.write_str("connection closed by the instance"),
+            Self::Invalid(e) => write!(f, "instance sent invalid RESP: {e}"),
+        }
+    }
+}
+
 /// An open, authenticated connection.
 #[derive(Debug)]
 pub(super) struct InstanceConnection {
-    stream: TcpStream,
+    stream: Stream,
     read: BytesMut,
     write: Vec<u8>,
     pending: VecDeque<Pending>,
@@ -67,23 +118,37 @@ pub(super) struct InstanceConnection {
 
 impl InstanceConnection {
     /// Resolves `addr` now (so a name that moved is followed), connects to its first address
-    /// (IPv4 first), authenticates and names the connection. Returns the address connected to.
+    /// (IPv4 first), completes the TLS handshake if `tls` is given, authenticates and names the
+    /// connection. Returns the address connected to.
     pub(super) async fn open(
         addr: &Addr,
+        tls: Option<LinkTls>,
         auth: Option<&Credentials>,
         client_name: &str,
-    ) -> Result<(Self, IpAddr), String> {
+        stats: &TlsStats,
+    ) -> Result<(Self, IpAddr), OpenError> {
         let target = format!("{}:{}", addr.host(), addr.port());
         let resolved = tokio::net::lookup_host(&target)
             .await
             .map_err(|e| format!("cannot resolve {target}: {e}"))?
             .min_by_key(std::net::SocketAddr::is_ipv6)
             .ok_or_else(|| format!("{target} resolves to no address"))?;
-        let stream = TcpStream::connect(resolved)
+        let tcp = TcpStream::connect(resolved)
             .await
             .map_err(|e| format!("cannot connect to {resolved}: {e}"))?;
         // PINGs are tiny and latency is what they measure.
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let stream = match tls {
+            None => Either::Left(tcp),
+            Some((config, name)) => {
+                match tls::connect(config, name, tcp, TlsEndpoint::Redis, stats).await {
+                    Ok(stream) => Either::Right(stream),
+                    Err(e) => {
+                        return Err(OpenError { reason: e.to_string(), tls: Some(e.failure) });
+                    }
+                }
+            }
+        };
         let mut conn =
             Self { stream, read: BytesMut::new(), write: Vec::new(), pending: VecDeque::new() };
         if let Some(auth) = auth {
@@ -98,14 +163,14 @@ impl InstanceConnection {
         encode(&mut conn.write, &[b"CLIENT", b"SETNAME", client_name.as_bytes()]);
         conn.flush().await?;
         if auth.is_some() {
-            match conn.next_frame().await? {
+            match conn.next_frame().await.map_err(|e| first_read_failed(e, stats))? {
                 Frame::Simple(_) => {}
-                Frame::Error(e) => return Err(format!("AUTH refused: {e}")),
-                other => return Err(format!("unexpected AUTH reply {other:?}")),
+                Frame::Error(e) => return Err(format!("AUTH refused: {e}").into()),
+                other => return Err(format!("unexpected AUTH reply {other:?}").into()),
             }
         }
         // A refusal (a renamed CLIENT command) is harmless.
-        conn.next_frame().await?;
+        conn.next_frame().await.map_err(|e| first_read_failed(e, stats))?;
         Ok((conn, resolved.ip()))
     }
 
@@ -120,7 +185,12 @@ impl InstanceConnection {
         if self.write.is_empty() {
             return Ok(());
         }
-        let written = self.stream.write_all(&self.write).await;
+        // TLS may keep what the socket did not take in its own buffer until flushed; for plain
+        // TCP the flush does nothing.
+        let written = match self.stream.write_all(&self.write).await {
+            Ok(()) => self.stream.flush().await,
+            Err(e) => Err(e),
+        };
         self.write.clear();
         if self.write.capacity() > KEEP_BUFFER {
             self.write = Vec::new();
@@ -137,7 +207,7 @@ impl InstanceConnection {
     /// a pending request. The link is unusable after an error.
     pub(super) async fn next_reply(&mut self) -> Result<(RequestId, Reply), String> {
         loop {
-            let frame = self.next_frame().await?;
+            let frame = self.next_frame().await.map_err(|e| e.to_string())?;
             let Some(pending) = self.pending.front_mut() else {
                 return Err(format!("unexpected frame with no request pending: {frame:?}"));
             };
@@ -154,10 +224,10 @@ impl InstanceConnection {
     }
 
     /// The next whole frame. Cancel-safe (see [`Self::next_reply`]).
-    async fn next_frame(&mut self) -> Result<Frame, String> {
+    async fn next_frame(&mut self) -> Result<Frame, ReadError> {
         loop {
             if let Some((frame, used)) = Frame::parse(&self.read, &REPLY_LIMITS)
-                .map_err(|e| format!("instance sent invalid RESP: {e}"))?
+                .map_err(|e| ReadError::Invalid(e.to_string()))?
             {
                 self.read.advance(used);
                 // `capacity()` no longer counts the bytes just consumed, hence `used`.
@@ -168,11 +238,37 @@ impl InstanceConnection {
             }
             self.read.reserve(READ_CHUNK);
             match self.stream.read_buf(&mut self.read).await {
-                Ok(0) => return Err("connection closed by the instance".to_owned()),
+                Ok(0) => return Err(ReadError::Closed),
                 Ok(_) => {}
-                Err(e) => return Err(format!("read failed: {e}")),
+                Err(e) => return Err(ReadError::Io(e)),
             }
         }
+    }
+}
+
+/// A failed first read after connecting. In TLS 1.3 the instance checks Picket's client
+/// certificate after Picket considers the handshake done, so a refused (or missing) client
+/// certificate shows up here, as an alert: it is counted and described as a TLS failure.
+fn first_read_failed(error: ReadError, stats: &TlsStats) -> OpenError {
+    let tls = match &error {
+        ReadError::Io(e) => tls::classify(e),
+        _ => None,
+    };
+    match tls {
+        Some(failure) => {
+            stats.failed(TlsEndpoint::Redis, failure);
+            let hint = if failure == TlsFailure::NoClientCert {
+                "; the instance requires a client certificate (tls-auth-clients): set \
+                 tls_cert_file and tls_key_file"
+            } else {
+                "; the instance refused Picket's client certificate"
+            };
+            OpenError {
+                reason: format!("TLS handshake failed ({}): {error}{hint}", failure.as_str()),
+                tls,
+            }
+        }
+        None => error.to_string().into(),
     }
 }
 

@@ -5,17 +5,24 @@
 //! they arrive, and every reply (or the connection breaking) goes back to the runtime as an
 //! engine input tagged with the link and request ids the engine chose. A hung instance simply
 //! never answers: the engine's timers notice, not this module.
+//!
+//! Links of masters with a TLS profile connect over TLS with that profile's current
+//! configuration (see [`crate::tls`]). A TLS failure is logged as a warning the first time it
+//! happens for an instance (and again when its cause changes), not at every reconnection.
 
 mod conn;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::engine::{Addr, Credentials, Input, LinkId, RedisCommand, RequestId};
-use conn::InstanceConnection;
+use crate::engine::{Addr, Credentials, Input, LinkId, RedisCommand, RequestId, TlsProfile};
+use crate::hub::TlsStats;
+use crate::tls::RedisTls;
+use conn::{InstanceConnection, LinkTls};
 
 /// How many commands may wait to be written on one link. The engine caps requests in flight per
 /// link at 100, so this is never reached in practice; it bounds memory if it ever were.
@@ -28,6 +35,8 @@ pub struct ConnectSpec {
     pub addr: Addr,
     /// `AUTH` credentials.
     pub auth: Option<Credentials>,
+    /// The TLS profile; `None` for plain TCP.
+    pub tls: Option<TlsProfile>,
     /// `CLIENT SETNAME` value.
     pub client_name: String,
     /// Limit for resolving, connecting and the handshake together.
@@ -39,6 +48,36 @@ pub struct ConnectSpec {
 pub struct Links {
     inputs: mpsc::Sender<Input>,
     open: BTreeMap<LinkId, OpenLink>,
+    tls: Arc<RedisTls>,
+    shared: Arc<Shared>,
+}
+
+/// What every link task shares.
+#[derive(Debug)]
+struct Shared {
+    stats: Arc<TlsStats>,
+    /// The last TLS failure reported for each instance, until a link to it comes up.
+    complaints: Mutex<BTreeMap<Addr, String>>,
+}
+
+impl Shared {
+    /// Logs a TLS failure of a link to `addr`: a warning when it is news, else at debug level.
+    fn complain(&self, addr: &Addr, reason: &str) {
+        let mut complaints = self.complaints.lock().unwrap_or_else(PoisonError::into_inner);
+        if complaints.get(addr).is_some_and(|last| last == reason) {
+            tracing::debug!(instance = %addr, "{reason}");
+        } else {
+            tracing::warn!(instance = %addr, "{reason}");
+            complaints.insert(addr.clone(), reason.to_owned());
+        }
+    }
+
+    fn connected(&self, addr: &Addr) {
+        let mut complaints = self.complaints.lock().unwrap_or_else(PoisonError::into_inner);
+        if complaints.remove(addr).is_some() {
+            tracing::info!(instance = %addr, "TLS link established");
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -48,16 +87,19 @@ struct OpenLink {
 }
 
 impl Links {
-    /// Links that report to `inputs`.
+    /// Links that report to `inputs`, securing those with a TLS profile with `tls`.
     #[must_use]
-    pub fn new(inputs: mpsc::Sender<Input>) -> Self {
-        Self { inputs, open: BTreeMap::new() }
+    pub fn new(inputs: mpsc::Sender<Input>, tls: RedisTls, stats: Arc<TlsStats>) -> Self {
+        let shared = Arc::new(Shared { stats, complaints: Mutex::new(BTreeMap::new()) });
+        Self { inputs, open: BTreeMap::new(), tls: Arc::new(tls), shared }
     }
 
     /// Opens link `id`; it reports `LinkUp` or `LinkDown` on its own.
     pub fn connect(&mut self, id: LinkId, spec: ConnectSpec) {
         let (commands, queue) = mpsc::channel(COMMAND_QUEUE);
-        let task = tokio::spawn(run_link(id, spec, queue, self.inputs.clone()));
+        let tls = spec.tls.as_ref().map(|profile| self.tls.for_link(profile, &spec.addr));
+        let shared = Arc::clone(&self.shared);
+        let task = tokio::spawn(run_link(id, spec, tls, shared, queue, self.inputs.clone()));
         if let Some(old) = self.open.insert(id, OpenLink { commands, task }) {
             old.task.abort();
         }
@@ -94,14 +136,34 @@ impl Links {
 async fn run_link(
     id: LinkId,
     spec: ConnectSpec,
+    tls: Option<Result<LinkTls, String>>,
+    shared: Arc<Shared>,
     mut queue: mpsc::Receiver<(RequestId, RedisCommand)>,
     inputs: mpsc::Sender<Input>,
 ) {
-    let opened = InstanceConnection::open(&spec.addr, spec.auth.as_ref(), &spec.client_name);
+    let tls = match tls.transpose() {
+        Ok(tls) => tls,
+        Err(reason) => {
+            shared.complain(&spec.addr, &reason);
+            let _ = inputs.send(Input::LinkDown { link: id, reason }).await;
+            return;
+        }
+    };
+    let secure = tls.is_some();
+    let opened = InstanceConnection::open(
+        &spec.addr,
+        tls,
+        spec.auth.as_ref(),
+        &spec.client_name,
+        &shared.stats,
+    );
     let (mut conn, resolved) = match tokio::time::timeout(spec.timeout, opened).await {
         Ok(Ok(ok)) => ok,
-        Ok(Err(reason)) => {
-            let _ = inputs.send(Input::LinkDown { link: id, reason }).await;
+        Ok(Err(error)) => {
+            if error.tls.is_some() {
+                shared.complain(&spec.addr, &error.reason);
+            }
+            let _ = inputs.send(Input::LinkDown { link: id, reason: error.reason }).await;
             return;
         }
         Err(_) => {
@@ -110,6 +172,9 @@ async fn run_link(
             return;
         }
     };
+    if secure {
+        shared.connected(&spec.addr);
+    }
     let up = Input::LinkUp { link: id, resolved: Some(resolved.to_string()) };
     if inputs.send(up).await.is_err() {
         return;

@@ -10,6 +10,12 @@
 //! and by a replay guard before the engine sees it. Anything else is counted by kind and dropped;
 //! a connection that sends something that is not Picket gossip, or fails authentication, is
 //! closed. Nothing an unauthenticated sender does reaches the engine.
+//!
+//! With `[tls] peers = true` every connection is also mutually authenticated TLS (see
+//! [`crate::tls`]): the dialer checks that the peer's certificate names the peer's configured
+//! host, the acceptor that the dialer's names one of the configured peers. The HMAC frames stay:
+//! TLS hides the traffic and keeps strangers out; the frames keep their own guarantees
+//! (replay protection, a shared secret) whatever the transport.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,13 +24,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::either::Either;
 
 use crate::clock::Clock;
 use crate::engine::{Addr, Input, PeerId, PeerMessage};
-use crate::hub::PeerStats;
+use crate::hub::{PeerStats, TlsEndpoint, TlsStats};
+use crate::tls::{self, PeerTls};
 use crate::wire::frame::{self, FrameError, FrameHeader, FrameKey, MAX_FRAME_LEN, ReplayGuard};
 
 /// Messages waiting for one peer's connection. Heartbeats come every 100 ms, so a full queue
@@ -66,6 +75,15 @@ impl Sealer {
     }
 }
 
+/// TLS for gossip, and where its failures are counted.
+#[derive(Clone, Debug)]
+pub struct GossipTls {
+    /// The node's configurations.
+    pub configs: PeerTls,
+    /// Handshake failure counters.
+    pub stats: Arc<TlsStats>,
+}
+
 /// The running transport: where the runtime hands outbound messages.
 #[derive(Debug)]
 pub struct PeerTransport {
@@ -76,12 +94,14 @@ pub struct PeerTransport {
 
 impl PeerTransport {
     /// Starts accepting on `listener` and dialing `peers` (slot order), authenticating with
-    /// `key`; accepted messages are sent to `inputs`. `session` must come from real entropy.
+    /// `key` (and `tls`, when given); accepted messages are sent to `inputs`. `session` must
+    /// come from real entropy.
     #[must_use]
     pub fn start(
         listener: TcpListener,
         peers: &[Addr],
         key: FrameKey,
+        tls: Option<GossipTls>,
         session: u64,
         clock: Clock,
         inputs: mpsc::Sender<Input>,
@@ -92,12 +112,19 @@ impl PeerTransport {
             .iter()
             .map(|addr| {
                 let (tx, rx) = mpsc::channel(OUTBOX_LEN);
-                tokio::spawn(dial(addr.clone(), rx, Arc::clone(&sealer), Arc::clone(&stats)));
+                let dialer = Dialer {
+                    addr: addr.clone(),
+                    sealer: Arc::clone(&sealer),
+                    stats: Arc::clone(&stats),
+                    tls: tls.clone(),
+                };
+                tokio::spawn(dialer.run(rx));
                 tx
             })
             .collect();
         let guard = Arc::new(Mutex::new(ReplayGuard::default()));
-        tokio::spawn(accept(listener, key, guard, clock, inputs, Arc::clone(&stats)));
+        let acceptor = Acceptor { key, guard, clock, inputs, stats: Arc::clone(&stats), tls };
+        tokio::spawn(acceptor.run(listener));
         Self { outboxes, stats }
     }
 
@@ -109,59 +136,88 @@ impl PeerTransport {
     }
 }
 
-async fn dial(
+/// Gossip's transport: TCP, or TLS over it.
+type Stream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
+/// One peer's outbound connection, redialed whenever it breaks.
+struct Dialer {
     addr: Addr,
-    mut outbox: mpsc::Receiver<Arc<PeerMessage>>,
     sealer: Arc<Sealer>,
     stats: Arc<PeerStats>,
-) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let target = format!("{}:{}", addr.host(), addr.port());
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target)).await;
-        let stream = match connected {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                tracing::debug!(peer = %addr, error = %e, "cannot connect to peer");
-                if !discard_for(&mut outbox, backoff).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-            Err(_) => {
-                tracing::debug!(peer = %addr, "connecting to peer timed out");
-                if !discard_for(&mut outbox, backoff).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(50);
-        let _ = stream.set_nodelay(true);
-        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKED_LIMIT)) {
-            tracing::debug!(peer = %addr, error = %e, "cannot set TCP_USER_TIMEOUT");
-        }
-        tracing::info!(peer = %addr, "connected to peer");
-        let mut sink = FramedWrite::new(stream, codec());
+    tls: Option<GossipTls>,
+}
+
+impl Dialer {
+    async fn run(self, mut outbox: mpsc::Receiver<Arc<PeerMessage>>) {
+        let mut backoff = Duration::from_millis(50);
+        // The last failure logged, so that a peer that stays unreachable is reported once.
+        let mut reported: Option<String> = None;
         loop {
-            let Some(message) = outbox.recv().await else { return };
-            let body = match sealer.seal(&message) {
-                Ok(body) => body,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot seal a gossip message; dropping it");
+            let stream = match tokio::time::timeout(CONNECT_TIMEOUT, self.connect()).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err((error, loud))) => {
+                    if loud && reported.as_ref() != Some(&error) {
+                        tracing::warn!(peer = %self.addr, "cannot connect to peer: {error}");
+                        reported = Some(error);
+                    } else {
+                        tracing::debug!(peer = %self.addr, "cannot connect to peer: {error}");
+                    }
+                    if !discard_for(&mut outbox, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %self.addr, "connecting to peer timed out");
+                    if !discard_for(&mut outbox, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             };
-            let len = body.len() as u64 + 4;
-            if let Err(e) = sink.send(body).await {
-                tracing::info!(peer = %addr, error = %e, "connection to peer lost");
-                break;
+            backoff = Duration::from_millis(50);
+            reported = None;
+            tracing::info!(peer = %self.addr, tls = self.tls.is_some(), "connected to peer");
+            let mut sink = FramedWrite::new(stream, codec());
+            loop {
+                let Some(message) = outbox.recv().await else { return };
+                let body = match self.sealer.seal(&message) {
+                    Ok(body) => body,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot seal a gossip message; dropping it");
+                        continue;
+                    }
+                };
+                let len = body.len() as u64 + 4;
+                if let Err(e) = sink.send(body).await {
+                    tracing::info!(peer = %self.addr, error = %e, "connection to peer lost");
+                    break;
+                }
+                self.stats.frames_sent.fetch_add(1, Ordering::Relaxed);
+                self.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
             }
-            stats.frames_sent.fetch_add(1, Ordering::Relaxed);
-            stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
         }
+    }
+
+    /// Connects (and shakes hands, with TLS). An error says what went wrong and whether it is
+    /// worth a warning: a TLS failure is a configuration problem, a refused connection is a
+    /// peer that is down.
+    async fn connect(&self) -> Result<Stream, (String, bool)> {
+        let target = format!("{}:{}", self.addr.host(), self.addr.port());
+        let stream = TcpStream::connect(&target).await.map_err(|e| (e.to_string(), false))?;
+        let _ = stream.set_nodelay(true);
+        if let Err(e) = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKED_LIMIT)) {
+            tracing::debug!(peer = %self.addr, error = %e, "cannot set TCP_USER_TIMEOUT");
+        }
+        let Some(tls) = &self.tls else { return Ok(Either::Left(stream)) };
+        let name = tls::server_name(self.addr.host()).map_err(|e| (e, true))?;
+        let config = tls.configs.client.get();
+        tls::connect(config, name, stream, TlsEndpoint::Peer, &tls.stats)
+            .await
+            .map(Either::Right)
+            .map_err(|e| (e.to_string(), true))
     }
 }
 
@@ -182,82 +238,91 @@ fn codec() -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder().max_frame_length(MAX_FRAME_LEN).new_codec()
 }
 
-async fn accept(
-    listener: TcpListener,
+/// Accepts peers' connections and reads their frames.
+struct Acceptor {
     key: FrameKey,
     guard: Arc<Mutex<ReplayGuard>>,
     clock: Clock,
     inputs: mpsc::Sender<Input>,
     stats: Arc<PeerStats>,
-) {
-    let slots = Arc::new(Semaphore::new(MAX_INBOUND));
-    loop {
-        let (stream, from) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "gossip accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!(%from, "too many gossip connections; refusing one");
-            continue;
-        };
-        let (key, guard, inputs, stats) =
-            (key.clone(), Arc::clone(&guard), inputs.clone(), Arc::clone(&stats));
-        tokio::spawn(async move {
-            receive(stream, from, &key, &guard, clock, &inputs, &stats).await;
-            drop(permit);
-        });
-    }
+    tls: Option<GossipTls>,
 }
 
-async fn receive(
-    stream: TcpStream,
-    from: SocketAddr,
-    key: &FrameKey,
-    guard: &Mutex<ReplayGuard>,
-    clock: Clock,
-    inputs: &mpsc::Sender<Input>,
-    stats: &PeerStats,
-) {
-    let mut frames = FramedRead::new(stream, codec());
-    loop {
-        let next = match tokio::time::timeout(INBOUND_IDLE, frames.next()).await {
-            Err(_) | Ok(None) => return,
-            Ok(Some(next)) => next,
-        };
-        let body = match next {
-            Ok(body) => body,
-            Err(e) => {
-                stats.reject("codec");
-                tracing::warn!(%from, error = %e, "closing gossip connection: not a valid frame stream");
-                return;
-            }
-        };
-        let opened = frame::open::<PeerMessage>(key, &body).and_then(|(header, message)| {
-            let mut guard = guard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            guard.check(&header, clock.unix_ms()).map(|()| message)
-        });
-        match opened {
-            Ok(message) => {
-                stats.frames_accepted.fetch_add(1, Ordering::Relaxed);
-                stats.bytes_accepted.fetch_add(body.len() as u64 + 4, Ordering::Relaxed);
-                if inputs.send(Input::Peer(message)).await.is_err() {
+impl Acceptor {
+    async fn run(self, listener: TcpListener) {
+        let slots = Arc::new(Semaphore::new(MAX_INBOUND));
+        let this = Arc::new(self);
+        loop {
+            let (stream, from) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "gossip accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                tracing::warn!(%from, "too many gossip connections; refusing one");
+                continue;
+            };
+            let this = Arc::clone(&this);
+            tokio::spawn(async move {
+                match &this.tls {
+                    None => this.receive(stream, from).await,
+                    Some(tls) => {
+                        let config = tls.configs.server.get();
+                        match tls::accept(config, stream, TlsEndpoint::Peer, &tls.stats).await {
+                            Ok(stream) => this.receive(stream, from).await,
+                            Err(e) => tracing::warn!(%from,
+                                "refused a gossip connection: {e} (peers must present a certificate signed by tls.ca_file that names their configured address)"),
+                        }
+                    }
+                }
+                drop(permit);
+            });
+        }
+    }
+
+    async fn receive<S: AsyncRead + AsyncWrite + Unpin>(&self, stream: S, from: SocketAddr) {
+        let (key, guard, clock, inputs, stats) =
+            (&self.key, &self.guard, self.clock, &self.inputs, &self.stats);
+        let mut frames = FramedRead::new(stream, codec());
+        loop {
+            let next = match tokio::time::timeout(INBOUND_IDLE, frames.next()).await {
+                Err(_) | Ok(None) => return,
+                Ok(Some(next)) => next,
+            };
+            let body = match next {
+                Ok(body) => body,
+                Err(e) => {
+                    stats.reject("codec");
+                    tracing::warn!(%from, error = %e, "closing gossip connection: not a valid frame stream");
                     return;
                 }
-            }
-            Err(e) => {
-                stats.reject(e.kind());
-                match e {
-                    FrameError::BadMagic
-                    | FrameError::BadMac
-                    | FrameError::UnsupportedVersion(_) => {
-                        tracing::warn!(%from, error = %e, "closing gossip connection");
+            };
+            let opened = frame::open::<PeerMessage>(key, &body).and_then(|(header, message)| {
+                let mut guard = guard.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                guard.check(&header, clock.unix_ms()).map(|()| message)
+            });
+            match opened {
+                Ok(message) => {
+                    stats.frames_accepted.fetch_add(1, Ordering::Relaxed);
+                    stats.bytes_accepted.fetch_add(body.len() as u64 + 4, Ordering::Relaxed);
+                    if inputs.send(Input::Peer(message)).await.is_err() {
                         return;
                     }
-                    _ => tracing::debug!(%from, error = %e, "dropped a gossip frame"),
+                }
+                Err(e) => {
+                    stats.reject(e.kind());
+                    match e {
+                        FrameError::BadMagic
+                        | FrameError::BadMac
+                        | FrameError::UnsupportedVersion(_) => {
+                            tracing::warn!(%from, error = %e, "closing gossip connection");
+                            return;
+                        }
+                        _ => tracing::debug!(%from, error = %e, "dropped a gossip frame"),
+                    }
                 }
             }
         }

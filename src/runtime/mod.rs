@@ -19,11 +19,11 @@ use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::{AdminAnswer, Event, Input, Level, Output, Supervisor, Ticket, View};
-use crate::hub::{AdminRequest, EVENT_BUFFER, EventRecord, Failpoints, Hub, ServerStats};
+use crate::hub::{AdminRequest, EVENT_BUFFER, EventRecord, Failpoints, Hub, ServerStats, TlsStats};
 use crate::link::{ConnectSpec, Links};
-use crate::peer::PeerTransport;
+use crate::peer::{GossipTls, PeerTransport};
 use crate::persist::{self, PersistError};
-use crate::sentinel_port::{self, PortOptions};
+use crate::sentinel_port::{self, Listeners, PortOptions};
 use crate::wire::frame::FrameKey;
 
 /// Inputs waiting for the driver. Senders wait when it is full, which slows readers of sockets
@@ -56,6 +56,9 @@ pub enum RuntimeError {
     /// The operating system gave no randomness for the seed.
     #[error("cannot read OS randomness: {0}")]
     Entropy(String),
+    /// A certificate, key or CA file could not be loaded at start.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Runs the daemon until `shutdown` completes or a fatal error occurs.
@@ -81,17 +84,31 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "picket starting"
     );
 
-    let gossip = bind("gossip", &config.node.gossip).await?;
-    let listen = bind("listen", &config.node.listen).await?;
-    let http = bind("http", &config.node.http).await?;
+    let tls_stats = Arc::new(TlsStats::default());
+    let (tls, reloader) = crate::tls::load(&config, &tls_stats).map_err(RuntimeError::Tls)?;
+    tokio::spawn(Arc::new(reloader).run());
+    let node = &config.node;
+    let gossip = bind("gossip", &node.gossip).await?;
+    let listen = bind_optional("listen", node.listen.as_ref()).await?;
+    let tls_listen = bind_optional("tls_listen", node.tls_listen.as_ref()).await?;
+    let http = bind_optional("http", node.http.as_ref()).await?;
+    let tls_http = bind_optional("tls_http", node.tls_http.as_ref()).await?;
     let (inputs_tx, inputs) = mpsc::channel(INPUT_QUEUE);
-    let key = match config.node.peer_secret.as_ref().and_then(|s| s.value()) {
+    let key = match node.peer_secret.as_ref().and_then(|s| s.value()) {
         Some(secret) => FrameKey::new(secret.as_bytes()),
         // Without peers nothing is ever accepted; a random key makes sure of it.
         None => FrameKey::new(&seed.to_le_bytes()),
     };
-    let peers =
-        PeerTransport::start(gossip, &config.node.peers, key, session, clock, inputs_tx.clone());
+    let gossip_tls = tls.peers.map(|configs| GossipTls { configs, stats: Arc::clone(&tls_stats) });
+    let peers = PeerTransport::start(
+        gossip,
+        &node.peers,
+        key,
+        gossip_tls,
+        session,
+        clock,
+        inputs_tx.clone(),
+    );
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let (view_tx, view) = watch::channel(Arc::new(engine.view()));
     let (admin_tx, admin) = mpsc::channel(64);
@@ -106,19 +123,25 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         shutdown: Arc::clone(&stop),
         peer_stats: Arc::clone(&peers.stats),
         stats: Arc::new(ServerStats::default()),
+        tls_stats: Arc::clone(&tls_stats),
     };
-    // Every server subscribes to the events before the driver publishes its first.
-    crate::http::start(http, hub.clone(), &config.http);
+    // Every server subscribes to the events before the driver publishes its first. The TLS
+    // listeners exist only with `[tls]`, which the configuration requires for them.
+    let secure = |listener: Option<TcpListener>| listener.zip(tls.server.clone());
+    crate::http::start(http, secure(tls_http), hub.clone(), &config.http);
     crate::notify::start(hub.clone(), &config.webhooks);
     let port_options = PortOptions::from_config(&config);
+    let listeners = Listeners { plain: listen, tls: secure(tls_listen) };
     let _sentinel_port =
-        sentinel_port::spawn(listen, hub.clone(), port_options).map_err(|source| {
-            RuntimeError::Bind { what: "listen", addr: config.node.listen.to_string(), source }
+        sentinel_port::spawn(listeners, hub.clone(), port_options).map_err(|source| {
+            let addr = node.listen.as_ref().or(node.tls_listen.as_ref());
+            let addr = addr.map(ToString::to_string).unwrap_or_default();
+            RuntimeError::Bind { what: "listen", addr, source }
         })?;
     let driver = Driver {
         clock,
         state_dir,
-        links: Links::new(inputs_tx),
+        links: Links::new(inputs_tx, tls.redis, tls_stats),
         peers,
         events,
         next_event_id: 0,
@@ -141,6 +164,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 async fn bind(what: &'static str, addr: &crate::engine::Addr) -> Result<TcpListener, RuntimeError> {
     let text = format!("{}:{}", addr.host(), addr.port());
     TcpListener::bind(&text).await.map_err(|source| RuntimeError::Bind { what, addr: text, source })
+}
+
+/// Binds `addr` if it is configured.
+async fn bind_optional(
+    what: &'static str,
+    addr: Option<&crate::engine::Addr>,
+) -> Result<Option<TcpListener>, RuntimeError> {
+    match addr {
+        Some(addr) => bind(what, addr).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 struct Driver {
@@ -224,8 +258,8 @@ impl Driver {
 
     async fn perform(&mut self, output: Output) -> Result<(), RuntimeError> {
         match output {
-            Output::Connect { link, addr, auth, client_name, timeout } => {
-                self.links.connect(link, ConnectSpec { addr, auth, client_name, timeout });
+            Output::Connect { link, addr, auth, tls, client_name, timeout } => {
+                self.links.connect(link, ConnectSpec { addr, auth, tls, client_name, timeout });
             }
             Output::Disconnect { link } => self.links.disconnect(link),
             Output::Send { link, request, command } => self.links.send(link, request, command),

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
+use crate::config::UserRole;
 use crate::engine::Instant;
 use crate::engine::time::duration_millis;
 use crate::wire::resp::{Protocol, ReplyWriter};
@@ -33,6 +34,62 @@ const HELLO_NOAUTH: &str = "NOAUTH HELLO must be called with the client already 
                             otherwise the HELLO <proto> AUTH <user> <pass> option can be used to \
                             authenticate the client and select the RESP protocol version at the \
                             same time";
+
+/// A password of the port, compared in constant time and never printed.
+#[derive(Clone, Eq, PartialEq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps `password`.
+    #[must_use]
+    pub fn new(password: &str) -> Self {
+        Self(password.to_owned())
+    }
+
+    /// Whether `given` is this password.
+    fn matches(&self, given: &[u8]) -> bool {
+        same_secret(given, self.0.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A `[[user]]` of the port.
+#[derive(Clone, Debug)]
+pub struct PortUser {
+    /// The name given to `AUTH` and `HELLO ... AUTH`.
+    pub name: String,
+    /// Its password.
+    pub password: Password,
+    /// What it may do.
+    pub role: UserRole,
+}
+
+/// Who a connection authenticated as.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub(super) struct Identity {
+    /// The user name (`default` for `requirepass`, or a port without passwords).
+    pub(super) name: String,
+    /// What it may do.
+    pub(super) role: UserRole,
+}
+
+impl Identity {
+    fn default_user() -> Self {
+        Self { name: "default".to_owned(), role: UserRole::Admin }
+    }
+}
+
+/// Redis's refusal of a command the user's role does not allow.
+pub(super) fn no_permission(full_name: &str, w: &mut ReplyWriter<'_>) {
+    w.error_fmt(format_args!(
+        "NOPERM this user has no permissions to run the '{full_name}' command"
+    ));
+}
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind; keep serving.
@@ -65,6 +122,8 @@ pub(super) struct Meta {
     pub(super) lib_name: String,
     /// `CLIENT SETINFO LIB-VER`.
     pub(super) lib_ver: String,
+    /// The user it authenticated as (`default` until it does).
+    pub(super) user: String,
     /// 2 or 3.
     pub(super) resp: u8,
     /// Channels subscribed.
@@ -94,7 +153,7 @@ impl ClientShared {
             out,
             "id={} addr={} laddr={} fd=-1 name={} age={age} idle={idle} flags={flags} db=0 \
              sub={} psub={} ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 \
-             rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} \
+             rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user={} redir=-1 resp={} \
              lib-name={} lib-ver={}",
             self.id,
             self.addr,
@@ -103,6 +162,7 @@ impl ClientShared {
             meta.subs,
             meta.psubs,
             meta.last_cmd,
+            meta.user,
             meta.resp,
             meta.lib_name,
             meta.lib_ver
@@ -136,6 +196,7 @@ impl Registry {
                 name: String::new(),
                 lib_name: String::new(),
                 lib_ver: String::new(),
+                user: "default".to_owned(),
                 resp: 2,
                 subs: 0,
                 psubs: 0,
@@ -174,8 +235,9 @@ pub(super) struct Session {
     pub(super) client: Arc<ClientShared>,
     /// The reply protocol.
     pub(super) proto: Protocol,
-    /// Whether it gave the password (always true without `requirepass`).
-    pub(super) authenticated: bool,
+    /// Who it authenticated as; `None` until it does. A port without any password
+    /// authenticates every connection as `default`, as Redis does for a `nopass` user.
+    pub(super) user: Option<Identity>,
     /// Its channels and patterns.
     pub(super) subscriptions: Subscriptions,
 }
@@ -186,7 +248,7 @@ impl Session {
         Self {
             client,
             proto: Protocol::Resp2,
-            authenticated: port.options.requirepass.is_none(),
+            user: open_port(port).then(Identity::default_user),
             subscriptions: Subscriptions::default(),
         }
     }
@@ -198,24 +260,47 @@ fn same_secret(given: &[u8], expected: &[u8]) -> bool {
         && given.iter().zip(expected).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
+/// Whether the port has no password at all: then `default` needs none (Redis's `nopass`).
+fn open_port(port: &Port) -> bool {
+    port.options.requirepass.is_none() && port.options.users.is_empty()
+}
+
 /// Checks `user` (None = default) and `password`; `Err` is the error to reply.
+///
+/// The `default` user's password is `requirepass`. Without one it takes any password, unless
+/// the port has other users, which disables it: an unauthenticated client must never get more
+/// than a `read` user can do.
 fn check_credentials(
     port: &Port,
     user: Option<&[u8]>,
     password: &[u8],
-) -> Result<(), &'static str> {
-    let default_user = user.is_none_or(|u| u == b"default");
-    match &port.options.requirepass {
-        // Redis's default user without a password takes any password, but `AUTH <password>`
-        // alone is refused as a configuration mistake.
-        None if user.is_none() => Err(NO_PASSWORD),
-        None if default_user => Ok(()),
-        Some(expected) if default_user && same_secret(password, expected.as_bytes()) => Ok(()),
-        _ => Err(WRONGPASS),
+) -> Result<Identity, &'static str> {
+    if user.is_none_or(|u| u == b"default") {
+        return match &port.options.requirepass {
+            Some(expected) if expected.matches(password) => Ok(Identity::default_user()),
+            Some(_) => Err(WRONGPASS),
+            // `AUTH <password>` alone is refused as a configuration mistake.
+            None if open_port(port) && user.is_none() => Err(NO_PASSWORD),
+            None if open_port(port) => Ok(Identity::default_user()),
+            None => Err(WRONGPASS),
+        };
     }
+    port.options
+        .users
+        .iter()
+        .find(|u| user == Some(u.name.as_bytes()) && u.password.matches(password))
+        .map(|u| Identity { name: u.name.clone(), role: u.role })
+        .ok_or(WRONGPASS)
 }
 
-/// `AUTH [user] password`.
+/// Records that `session` authenticated as `identity`.
+fn authenticated(session: &mut Session, identity: Identity) {
+    session.client.meta().user.clone_from(&identity.name);
+    session.user = Some(identity);
+}
+
+/// `AUTH [user] password`. A failed attempt leaves the connection as it was (usable, and still
+/// authenticated if it was), as in Redis.
 pub(super) fn auth(port: &Port, session: &mut Session, args: Args<'_>, w: &mut ReplyWriter<'_>) {
     if args.len() > 3 {
         w.error("ERR syntax error");
@@ -224,8 +309,8 @@ pub(super) fn auth(port: &Port, session: &mut Session, args: Args<'_>, w: &mut R
     let (user, password) =
         if args.len() == 2 { (None, args.get(1)) } else { (Some(args.get(1)), args.get(2)) };
     match check_credentials(port, user, password) {
-        Ok(()) => {
-            session.authenticated = true;
+        Ok(identity) => {
+            authenticated(session, identity);
             w.simple("OK");
         }
         Err(e) => w.error(e),
@@ -264,12 +349,12 @@ pub(super) fn hello(port: &Port, session: &mut Session, args: Args<'_>, w: &mut 
         }
     }
     if let Some((user, password)) = credentials {
-        if let Err(e) = check_credentials(port, Some(user), password) {
-            return w.error(e);
+        match check_credentials(port, Some(user), password) {
+            Ok(identity) => authenticated(session, identity),
+            Err(e) => return w.error(e),
         }
-        session.authenticated = true;
     }
-    if !session.authenticated {
+    if session.user.is_none() {
         return w.error(HELLO_NOAUTH);
     }
     if let Some(name) = name {
@@ -474,7 +559,7 @@ fn kill(port: &Port, session: &Session, args: Args<'_>, w: &mut ReplyWriter<'_>)
         addr: Option<String>,
         laddr: Option<String>,
         kind: Option<Kind>,
-        other_user: bool,
+        user: Option<String>,
         max_age: Option<u64>,
     }
     let old_style = args.len() == 3;
@@ -515,7 +600,7 @@ fn kill(port: &Port, session: &Session, args: Args<'_>, w: &mut ReplyWriter<'_>)
             } else if args.is(i, "laddr") {
                 filter.laddr = Some(args.text(i + 1));
             } else if args.is(i, "user") {
-                filter.other_user = value != b"default";
+                filter.user = Some(args.text(i + 1));
             } else if args.is(i, "skipme") {
                 if value.eq_ignore_ascii_case(b"yes") {
                     skip_me = true;
@@ -544,7 +629,7 @@ fn kill(port: &Port, session: &Session, args: Args<'_>, w: &mut ReplyWriter<'_>)
     let mut killed = 0;
     let mut me = false;
     for client in port.registry.all() {
-        let matches = !filter.other_user
+        let matches = filter.user.as_ref().is_none_or(|u| *u == client.meta().user)
             && filter.id.is_none_or(|id| id == client.id)
             && filter.addr.as_ref().is_none_or(|a| *a == client.addr.to_string())
             && filter.laddr.as_ref().is_none_or(|a| *a == client.laddr.to_string())

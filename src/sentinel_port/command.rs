@@ -510,7 +510,7 @@ pub(super) static COMMANDS: [Spec; 16] = [
         Shutdown,
         "server",
         "1.0.0",
-        "Stops the daemon (only for an authenticated client, with requirepass set)."
+        "Stops the daemon (only for an authenticated admin, on a port with passwords)."
     ),
     spec!(
         "echo",
@@ -613,6 +613,29 @@ fn unknown_command(args: Args<'_>, w: &mut ReplyWriter<'_>) {
         Shown(args.get(0), 128),
         Beginning(args)
     ));
+}
+
+/// Whether running `op` with `args` takes the `admin` role: anything that changes the node or
+/// what it supervises, stops it, or disconnects other clients. A `read` user keeps everything a
+/// Sentinel client library needs: discovery, `SUBSCRIBE`, `INFO`, `ROLE`, `PING`, `CLIENT`
+/// (but `KILL`), `COMMAND`, `SENTINEL CONFIG GET`, `SENTINEL DEBUG` without arguments.
+pub(super) fn needs_admin(op: Op, args: Args<'_>) -> bool {
+    match op {
+        Op::SentinelFailover
+        | Op::SentinelFlushConfig
+        | Op::SentinelMonitor
+        | Op::SentinelRemove
+        | Op::SentinelReset
+        | Op::SentinelSet
+        | Op::SentinelSimulateFailure
+        | Op::ClientKill
+        | Op::Shutdown
+        // Hellos from other Sentinels carry configuration (issue 16 will act on them).
+        | Op::Publish => true,
+        Op::SentinelConfig => !args.is(2, "get"),
+        Op::SentinelDebug => args.len() > 2,
+        _ => false,
+    }
 }
 
 /// What the connection must do after a command.

@@ -14,22 +14,25 @@
 
 use std::io;
 use std::ops::Range;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
-use futures::FutureExt as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
+use tokio_util::io::poll_read_buf;
 
+use crate::config::UserRole;
 use crate::engine::{AdminAnswer, Instant};
 use crate::hub::EventRecord;
 use crate::wire::resp::{Limits, Protocol, ReplyWriter, parse_request};
 
-use super::client::{self, ClientShared, NOAUTH, Session};
+use super::client::{self, ClientShared, NOAUTH, Session, no_permission};
 use super::command::{self, AdminPlan, Args, Op, Resolved, Spec, Step};
 use super::snapshot::Snapshot;
 use super::{
@@ -43,8 +46,48 @@ const LINGER_BYTES: usize = 1024 * 1024;
 /// Most events taken from the channel per wake-up before replies are written.
 const EVENT_BATCH: usize = 64;
 
+/// A client's connection: plain TCP or TLS.
+pub(super) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Reads what is there into `input`. An idle plain connection holds no read buffer: the
+    /// buffer is only reserved once the socket is readable. (A TLS connection keeps buffers of
+    /// its own anyway, and may hold decrypted bytes the socket no longer shows.)
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        input: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>>;
+}
+
+impl ClientStream for TcpStream {
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        input: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>> {
+        ready!(self.poll_read_ready(cx))?;
+        input.reserve(READ_CHUNK);
+        // A short read tells tokio the socket is drained, sparing a system call per request.
+        poll_read_buf(Pin::new(self), cx, input)
+    }
+}
+
+impl ClientStream for TlsStream<TcpStream> {
+    fn poll_read_into(
+        &mut self,
+        cx: &mut Context<'_>,
+        input: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>> {
+        input.reserve(READ_CHUNK);
+        poll_read_buf(Pin::new(self), cx, input)
+    }
+}
+
 /// Serves one accepted connection until it closes; then forgets it.
-pub(super) async fn serve(mut stream: TcpStream, port: Arc<Port>, client: Arc<ClientShared>) {
+pub(super) async fn serve<S: ClientStream>(
+    mut stream: S,
+    port: Arc<Port>,
+    client: Arc<ClientShared>,
+) {
     let snap = Arc::clone(&port.snapshots.borrow());
     let mut conn = Conn {
         session: Session::new(Arc::clone(&client), &port),
@@ -53,6 +96,7 @@ pub(super) async fn serve(mut stream: TcpStream, port: Arc<Port>, client: Arc<Cl
         port,
         input: Vec::new(),
         out: Vec::new(),
+        unflushed: false,
         args: Vec::new(),
         events: None,
         closing: false,
@@ -62,6 +106,39 @@ pub(super) async fn serve(mut stream: TcpStream, port: Arc<Port>, client: Arc<Cl
     port.directory.forget(&conn.session.subscriptions);
     port.registry.unregister(client.id);
     port.hub.stats.resp_clients.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// What one wake-up of the socket did.
+enum Io {
+    Read(usize),
+    Wrote(usize),
+    Flushed,
+}
+
+/// Writes `out` if there is something to write (else flushes what TLS still holds), and reads
+/// into `input` if `want_read`; ready as soon as one of them made progress.
+fn poll_io<S: ClientStream>(
+    cx: &mut Context<'_>,
+    stream: &mut S,
+    input: &mut Vec<u8>,
+    out: &[u8],
+    unflushed: bool,
+    want_read: bool,
+) -> Poll<io::Result<Io>> {
+    if !out.is_empty() {
+        if let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, out) {
+            return Poll::Ready(match written {
+                Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+                other => other.map(Io::Wrote),
+            });
+        }
+    } else if unflushed && let Poll::Ready(flushed) = Pin::new(&mut *stream).poll_flush(cx) {
+        return Poll::Ready(flushed.map(|()| Io::Flushed));
+    }
+    if want_read && let Poll::Ready(read) = stream.poll_read_into(cx, input) {
+        return Poll::Ready(read.map(Io::Read));
+    }
+    Poll::Pending
 }
 
 /// Why the loop ended.
@@ -79,6 +156,9 @@ struct Conn {
     input: Vec<u8>,
     /// Replies and messages not yet written.
     out: Vec<u8>,
+    /// Bytes were written that TLS may still hold in its own buffer (always false for TCP
+    /// once flushed, which does nothing).
+    unflushed: bool,
     /// Argument ranges of the request being run (reused: no allocation per request).
     args: Vec<Range<usize>>,
     /// The view this connection answers from.
@@ -91,8 +171,7 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run(&mut self, stream: &mut TcpStream) {
-        let (mut reader, writer) = stream.split();
+    async fn run<S: ClientStream>(&mut self, stream: &mut S) {
         // One registration for the connection's life, rather than one per wake-up.
         let client = Arc::clone(&self.session.client);
         let killed = client.kill.notified();
@@ -102,7 +181,7 @@ impl Conn {
                 self.admin(plan).await;
                 continue;
             }
-            if self.flush(&writer).is_err() {
+            if self.write_now(stream).is_err() {
                 break End::Gone;
             }
             if self.closing {
@@ -116,27 +195,18 @@ impl Conn {
             self.sync_events();
             let want_read =
                 self.out.len() < OUTPUT_HIGH_WATER && self.input.len() < MAX_QUERY_BUFFER;
-            let want_write = !self.out.is_empty();
+            let unflushed = self.unflushed;
             tokio::select! {
                 biased;
                 () = &mut killed => break End::Gone,
-                ready = reader.readable(), if want_read => {
-                    if ready.is_err() {
-                        break End::Gone;
-                    }
-                    // The buffer is only reserved once data is there: idle connections hold
-                    // none. Reading through `read_buf` lets tokio notice a drained socket from
-                    // a short read, sparing a system call per request.
-                    self.input.reserve(READ_CHUNK);
-                    if let Some(Ok(0) | Err(_)) = reader.read_buf(&mut self.input).now_or_never() {
-                        break End::Gone;
-                    }
-                }
-                ready = writer.writable(), if want_write => {
-                    if ready.is_err() {
-                        break End::Gone;
-                    }
-                }
+                io = std::future::poll_fn(|cx| {
+                    poll_io(cx, stream, &mut self.input, &self.out, unflushed, want_read)
+                }) => match io {
+                    Ok(Io::Read(0)) | Err(_) => break End::Gone,
+                    Ok(Io::Read(_)) => {}
+                    Ok(Io::Wrote(n)) => self.wrote(n),
+                    Ok(Io::Flushed) => self.unflushed = false,
+                },
                 event = next_event(&mut self.events) => {
                     if let Err(reason) = self.on_event(event) {
                         break self.slow(reason);
@@ -145,9 +215,8 @@ impl Conn {
             }
         };
         if matches!(end, End::Close) {
-            let mut writer = writer;
             let out = std::mem::take(&mut self.out);
-            let _ = tokio::time::timeout(CLOSE_GRACE, linger(&mut reader, &mut writer, &out)).await;
+            let _ = tokio::time::timeout(CLOSE_GRACE, linger(stream, &out)).await;
         }
     }
 
@@ -269,21 +338,33 @@ impl Conn {
     }
 
     /// Writes what the socket takes now, without waiting.
-    fn flush(&mut self, writer: &WriteHalf<'_>) -> io::Result<()> {
-        let mut written = 0;
-        while written < self.out.len() {
-            match writer.try_write(self.out.get(written..).unwrap_or_default()) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e),
+    fn write_now<S: ClientStream>(&mut self, stream: &mut S) -> io::Result<()> {
+        let mut cx = Context::from_waker(Waker::noop());
+        while !self.out.is_empty() {
+            match Pin::new(&mut *stream).poll_write(&mut cx, &self.out) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => self.wrote(n),
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
             }
         }
-        self.out.drain(..written);
+        if self.out.is_empty() && self.unflushed {
+            match Pin::new(&mut *stream).poll_flush(&mut cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the first `n` bytes of the output, written.
+    fn wrote(&mut self, n: usize) {
+        self.out.drain(..n.min(self.out.len()));
+        self.unflushed = true;
         if self.out.is_empty() && self.out.capacity() > 2 * OUTPUT_HIGH_WATER {
             self.out = Vec::new();
         }
-        Ok(())
     }
 
     /// Holds an event receiver exactly while subscribed to something.
@@ -329,17 +410,13 @@ impl Conn {
 /// Writes the last replies and ends the stream, then discards what the client is still sending
 /// (up to [`LINGER_BYTES`]): closing a socket with unread input makes the kernel send a reset,
 /// which can destroy the error reply before the client reads it.
-async fn linger(
-    reader: &mut ReadHalf<'_>,
-    writer: &mut WriteHalf<'_>,
-    out: &[u8],
-) -> io::Result<()> {
-    writer.write_all(out).await?;
-    writer.shutdown().await?;
+async fn linger<S: ClientStream>(stream: &mut S, out: &[u8]) -> io::Result<()> {
+    stream.write_all(out).await?;
+    stream.shutdown().await?;
     let mut sink = vec![0u8; READ_CHUNK];
     let mut drained = 0;
     while drained < LINGER_BYTES {
-        match reader.read(&mut sink).await? {
+        match stream.read(&mut sink).await? {
             0 => break,
             n => drained += n,
         }
@@ -358,13 +435,21 @@ async fn next_event(
 }
 
 /// Redis's checks before running a request, in its order: known command and arity,
-/// authentication, the RESP2 subscribed-mode restriction. Writes the error and returns `None`
-/// when one fails.
+/// authentication, the user's permissions, the RESP2 subscribed-mode restriction. Writes the
+/// error and returns `None` when one fails.
 fn admit(session: &Session, args: Args<'_>, w: &mut ReplyWriter<'_>) -> Option<&'static Spec> {
     let Resolved::Run(spec) = command::resolve(args, w) else { return None };
-    if !session.authenticated && !matches!(spec.op, Op::Auth | Op::Hello | Op::Quit) {
-        w.error(NOAUTH);
-        return None;
+    let exempt = matches!(spec.op, Op::Auth | Op::Hello | Op::Quit);
+    match &session.user {
+        None if !exempt => {
+            w.error(NOAUTH);
+            return None;
+        }
+        Some(user) if user.role == UserRole::Read && command::needs_admin(spec.op, args) => {
+            no_permission(spec.full_name, w);
+            return None;
+        }
+        _ => {}
     }
     let pubsub_ok = matches!(
         spec.op,
@@ -478,16 +563,12 @@ fn shutdown(port: &Port, session: &Session, args: Args<'_>, w: &mut ReplyWriter<
             return Step::Next;
         }
     }
-    if port.options.requirepass.is_none() {
+    if port.options.requirepass.is_none() && port.options.users.is_empty() {
         w.error(
             "ERR SHUTDOWN is refused: the Sentinel port has no password, so any client could \
-             stop Picket. Set node.requirepass (or node.requirepass_file) to allow it, or stop \
-             the process with SIGTERM",
+             stop Picket. Set node.requirepass (or an admin [[user]]) to allow it, or stop the \
+             process with SIGTERM",
         );
-        return Step::Next;
-    }
-    if !session.authenticated {
-        w.error(NOAUTH);
         return Step::Next;
     }
     tracing::warn!(client = session.client.id, addr = %session.client.addr,

@@ -50,15 +50,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::engine::Instant;
-use crate::hub::Hub;
+use crate::hub::{Hub, TlsEndpoint};
+use crate::tls::{self, Reloadable};
 use crate::wire::resp::Limits;
 
 use self::client::Registry;
+pub use self::client::{Password, PortUser};
 use self::pubsub::Directory;
 use self::snapshot::Snapshot;
 
@@ -104,8 +107,11 @@ pub const REDIS_VERSION: &str = "7.2.4";
 /// What the port needs from the configuration, beside the [`Hub`].
 #[derive(Clone, Debug)]
 pub struct PortOptions {
-    /// The password clients must give (`node.requirepass`); `None` for no authentication.
-    pub requirepass: Option<String>,
+    /// The `default` user's password (`node.requirepass`). Without it the `default` user needs
+    /// no password, unless there are other users, which disables it.
+    pub requirepass: Option<Password>,
+    /// The other users (`[[user]]`).
+    pub users: Vec<PortUser>,
     /// The configuration file, for `INFO server`.
     pub config_file: PathBuf,
     /// Most clients at once (default [`MAX_CLIENTS`]).
@@ -128,6 +134,7 @@ impl Default for PortOptions {
     fn default() -> Self {
         Self {
             requirepass: None,
+            users: Vec::new(),
             config_file: PathBuf::new(),
             max_clients: MAX_CLIENTS,
             pubsub_output_limit: DEFAULT_PUBSUB_OUTPUT_LIMIT,
@@ -145,7 +152,15 @@ impl PortOptions {
     pub fn from_config(config: &Config) -> Self {
         let node = &config.node;
         Self {
-            requirepass: node.requirepass.as_ref().and_then(|s| s.value()).map(str::to_owned),
+            requirepass: node.requirepass.as_ref().and_then(|s| s.value()).map(Password::new),
+            users: config
+                .users
+                .iter()
+                .filter_map(|user| {
+                    let password = Password::new(user.password.value()?);
+                    Some(PortUser { name: user.name.clone(), password, role: user.role })
+                })
+                .collect(),
             config_file: config.path.clone(),
             peer_timeout: node.peer_timeout,
             heartbeat: node.heartbeat,
@@ -181,7 +196,17 @@ struct Port {
     snapshots: watch::Receiver<Arc<Snapshot>>,
 }
 
-/// Starts serving clients on `listener`, on a thread of its own.
+/// The port's listening sockets: plain TCP (`listen`), TLS (`tls_listen`), or both side by side
+/// while clients move to TLS.
+#[derive(Debug)]
+pub struct Listeners {
+    /// `listen`.
+    pub plain: Option<TcpListener>,
+    /// `tls_listen`, with the node's reloadable server configuration.
+    pub tls: Option<(TcpListener, Arc<Reloadable<ServerConfig>>)>,
+}
+
+/// Starts serving clients on `listeners`, on a thread of its own.
 ///
 /// The port runs a single-threaded tokio runtime, as Redis serves clients from one thread: the
 /// replies are cheap, so one core answers a million requests a second, and the engine's runtime
@@ -190,18 +215,28 @@ struct Port {
 /// publishing views (the hub's view sender is dropped).
 ///
 /// # Errors
-/// The listener cannot be moved to the port's runtime, or the runtime or thread cannot be
+/// A listener cannot be moved to the port's runtime, or the runtime or thread cannot be
 /// created.
 pub fn spawn(
-    listener: TcpListener,
+    listeners: Listeners,
     hub: Hub,
     options: PortOptions,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    // Register the socket and start the view indexer on the port's runtime.
+    // Register the sockets and start the view indexer on the port's runtime.
     let context = runtime.enter();
-    let listener = TcpListener::from_std(listener.into_std()?)?;
-    let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let moved = |listener: TcpListener| TcpListener::from_std(listener.into_std()?);
+    let plain = listeners.plain.map(moved).transpose()?;
+    let secure = match listeners.tls {
+        Some((listener, config)) => Some((moved(listener)?, config)),
+        None => None,
+    };
+    // `INFO server` shows the plain port when there is one, as clients know it best.
+    let local = plain
+        .as_ref()
+        .or_else(|| secure.as_ref().map(|(l, _)| l))
+        .and_then(|l| l.local_addr().ok())
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (snapshots, refresher) = snapshot::spawn_refresher(hub.view.clone());
     drop(context);
     let port = Arc::new(Port {
@@ -217,15 +252,35 @@ pub fn spawn(
     });
     std::thread::Builder::new().name("picket-sentinel-port".to_owned()).spawn(move || {
         runtime.block_on(async move {
+            let plain = async {
+                match plain {
+                    Some(listener) => accept_loop(listener, None, Arc::clone(&port)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let secure = async {
+                match secure {
+                    Some((listener, config)) => {
+                        accept_loop(listener, Some(config), Arc::clone(&port)).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                () = accept_loop(listener, port) => {}
+                () = plain => {}
+                () = secure => {}
                 _ = refresher => {}
             }
         });
     })
 }
 
-async fn accept_loop(listener: TcpListener, port: Arc<Port>) {
+/// Accepts clients on `listener`, over TLS with `tls`'s current configuration when given.
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<Reloadable<ServerConfig>>>,
+    port: Arc<Port>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -238,17 +293,43 @@ async fn accept_loop(listener: TcpListener, port: Arc<Port>) {
         port.hub.stats.resp_connections.fetch_add(1, Ordering::Relaxed);
         if port.registry.len() >= port.options.max_clients {
             port.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
-            // Best effort, never waited for: the socket is new, so its buffer has room.
-            let _ = stream.try_write(b"-ERR max number of clients reached\r\n");
+            if tls.is_none() {
+                // Best effort, never waited for: the socket is new, so its buffer has room.
+                let _ = stream.try_write(b"-ERR max number of clients reached\r\n");
+            }
             continue;
         }
         // Replies are written once per batch of requests; Nagle would only delay them.
         let _ = stream.set_nodelay(true);
-        let laddr = stream.local_addr().unwrap_or(port.local);
-        let client = port.registry.register(peer, laddr, port.hub.clock.now());
-        port.hub.stats.resp_clients.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(conn::serve(stream, Arc::clone(&port), client));
+        let port = Arc::clone(&port);
+        match &tls {
+            None => {
+                let client = register(&port, &stream, peer);
+                tokio::spawn(conn::serve(stream, port, client));
+            }
+            Some(config) => {
+                let config = config.get();
+                tokio::spawn(async move {
+                    let stats = &port.hub.tls_stats;
+                    match tls::accept(config, stream, TlsEndpoint::Sentinel, stats).await {
+                        Ok(stream) => {
+                            let client = register(&port, stream.get_ref().0, peer);
+                            conn::serve(stream, port, client).await;
+                        }
+                        Err(e) => tracing::info!(client = %peer, "sentinel port: {e}"),
+                    }
+                });
+            }
+        }
     }
+}
+
+/// Registers the client of a new connection.
+fn register(port: &Port, stream: &TcpStream, peer: SocketAddr) -> Arc<client::ClientShared> {
+    let laddr = stream.local_addr().unwrap_or(port.local);
+    let client = port.registry.register(peer, laddr, port.hub.clock.now());
+    port.hub.stats.resp_clients.fetch_add(1, Ordering::Relaxed);
+    client
 }
 
 /// 40 hex characters from the OS's randomness, like a Redis run id; zeros if there is none

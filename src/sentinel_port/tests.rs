@@ -534,10 +534,12 @@ async fn harness(options: PortOptions) -> Harness {
         shutdown: Arc::new(Notify::new()),
         peer_stats: Arc::new(PeerStats::default()),
         stats: Arc::new(ServerStats::default()),
+        tls_stats: Arc::new(crate::hub::TlsStats::default()),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let _thread = spawn(listener, hub.clone(), options).unwrap();
+    let listeners = super::Listeners { plain: Some(listener), tls: None };
+    let _thread = spawn(listeners, hub.clone(), options).unwrap();
     Harness { addr, hub, view: view_tx, admin }
 }
 
@@ -711,7 +713,8 @@ async fn auth_follows_redis_semantics() {
     );
     assert_eq!(c.call(&["AUTH", "a", "b", "c"]).await, error("ERR syntax error"));
 
-    let options = PortOptions { requirepass: Some("s3cret".into()), ..PortOptions::default() };
+    let options =
+        PortOptions { requirepass: Some(super::Password::new("s3cret")), ..PortOptions::default() };
     let h = harness(options).await;
     let mut c = Client::connect(&h).await;
     assert_eq!(c.call(&["SENTINEL", "MASTERS"]).await, error("NOAUTH Authentication required."));
@@ -737,6 +740,159 @@ async fn auth_follows_redis_semantics() {
         error("WRONGPASS invalid username-password pair or user is disabled.")
     );
     assert_eq!(e.call(&["QUIT"]).await, simple("OK"));
+}
+
+/// Users of the port: `requirepass` as `default` (admin), an admin and a read user.
+fn users() -> PortOptions {
+    let user = |name: &str, password: &str, role| super::PortUser {
+        name: name.to_owned(),
+        password: super::Password::new(password),
+        role,
+    };
+    PortOptions {
+        requirepass: Some(super::Password::new("root-pw")),
+        users: vec![
+            user("ops", "ops-pw", crate::config::UserRole::Admin),
+            user("app", "app-pw", crate::config::UserRole::Read),
+        ],
+        ..PortOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_read_user_queries_and_gets_noperm_for_every_admin_command() {
+    let h = harness(users()).await;
+    let mut c = Client::connect(&h).await;
+    assert_eq!(c.call(&["AUTH", "app", "app-pw"]).await, simple("OK"));
+    // What a Sentinel client library sends.
+    assert_eq!(
+        c.call(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "session"]).await,
+        array(vec![bulk("127.0.0.1"), bulk("6379")])
+    );
+    for query in [
+        &["SENTINEL", "MASTERS"][..],
+        &["SENTINEL", "MASTER", "session"],
+        &["SENTINEL", "REPLICAS", "session"],
+        &["SENTINEL", "SLAVES", "session"],
+        &["SENTINEL", "SENTINELS", "session"],
+        &["SENTINEL", "CKQUORUM", "session"],
+        &["SENTINEL", "MYID"],
+        &["SENTINEL", "CONFIG", "GET", "*"],
+        &["SENTINEL", "DEBUG"],
+        &["SENTINEL", "INFO-CACHE", "session"],
+        &["SENTINEL", "IS-MASTER-DOWN-BY-ADDR", "127.0.0.1", "6379", "0", "*"],
+        &["INFO"],
+        &["ROLE"],
+        &["PING"],
+        &["CLIENT", "SETNAME", "app-1"],
+        &["CLIENT", "SETINFO", "LIB-NAME", "redis-py"],
+        &["CLIENT", "LIST"],
+        &["COMMAND", "COUNT"],
+    ] {
+        // Allowed: whatever the answer, it is not a refusal of the user (CKQUORUM, say, may
+        // well answer -NOQUORUM).
+        let reply = c.call(query).await;
+        let refused =
+            matches!(&reply, Frame::Error(e) if e.starts_with("NOPERM") || e.starts_with("NOAUTH"));
+        assert!(!refused, "{query:?}: {reply:?}");
+    }
+    let admin: [&[&str]; 12] = [
+        &["SENTINEL", "FAILOVER", "session"],
+        &["SENTINEL", "RESET", "*"],
+        &["SENTINEL", "MONITOR", "x", "127.0.0.1", "7000", "1"],
+        &["SENTINEL", "REMOVE", "session"],
+        &["SENTINEL", "SET", "session", "quorum", "1"],
+        &["SENTINEL", "FLUSHCONFIG"],
+        &["SENTINEL", "SIMULATE-FAILURE", "crash-after-election"],
+        &["SENTINEL", "CONFIG", "SET", "resolve-hostnames", "yes"],
+        &["SENTINEL", "DEBUG", "ping-period", "100"],
+        &["CLIENT", "KILL", "TYPE", "normal"],
+        &["PUBLISH", "__sentinel__:hello", "x"],
+        &["SHUTDOWN"],
+    ];
+    let before = h.admin.lock().unwrap().len();
+    for command in admin {
+        let full = if command.len() > 1 && ["SENTINEL", "CLIENT"].contains(&command[0]) {
+            format!("{}|{}", command[0], command[1]).to_lowercase()
+        } else {
+            command[0].to_lowercase()
+        };
+        assert_eq!(
+            c.call(command).await,
+            error(&format!("NOPERM this user has no permissions to run the '{full}' command")),
+            "{command:?}"
+        );
+    }
+    assert_eq!(h.admin.lock().unwrap().len(), before, "nothing reached the engine");
+    // The connection stays usable, and shows who it is.
+    let list = text(&c.call(&["CLIENT", "INFO"]).await);
+    assert!(list.contains(" user=app "), "{list}");
+    // Subscribing is reading.
+    assert_eq!(
+        c.call(&["SUBSCRIBE", "+switch-master"]).await,
+        array(vec![bulk("subscribe"), bulk("+switch-master"), Frame::Integer(1)])
+    );
+}
+
+#[tokio::test]
+async fn admin_users_and_default_may_change_the_node_and_wrong_passwords_change_nothing() {
+    let h = harness(users()).await;
+    let mut c = Client::connect(&h).await;
+    assert_eq!(c.call(&["PING"]).await, error("NOAUTH Authentication required."));
+    let wrong = error("WRONGPASS invalid username-password pair or user is disabled.");
+    assert_eq!(c.call(&["AUTH", "ops", "app-pw"]).await, wrong);
+    assert_eq!(c.call(&["AUTH", "nobody", "ops-pw"]).await, wrong);
+    assert_eq!(c.call(&["AUTH", "ops-pw"]).await, wrong, "one argument is the default user");
+    // Still usable, still unauthenticated.
+    assert_eq!(c.call(&["PING"]).await, error("NOAUTH Authentication required."));
+    assert_eq!(c.call(&["AUTH", "ops", "ops-pw"]).await, simple("OK"));
+    assert_eq!(c.call(&["SENTINEL", "FAILOVER", "session"]).await, simple("OK"));
+    // A failed AUTH keeps the identity it had.
+    assert_eq!(c.call(&["AUTH", "app", "nope"]).await, wrong);
+    assert_eq!(c.call(&["SENTINEL", "RESET", "*"]).await, Frame::Integer(2));
+    // Switching to the read user drops admin rights.
+    assert_eq!(c.call(&["AUTH", "app", "app-pw"]).await, simple("OK"));
+    assert!(text(&c.call(&["SENTINEL", "RESET", "*"]).await).starts_with("NOPERM"));
+
+    // HELLO 3 AUTH, as redis-py with protocol=3 and sentinel_kwargs sends it.
+    let mut d = Client::connect(&h).await;
+    assert_eq!(d.call(&["HELLO", "3", "AUTH", "app", "bad"]).await, wrong);
+    assert!(matches!(d.call(&["HELLO", "3", "AUTH", "app", "app-pw"]).await, Frame::Map(_)));
+    assert!(text(&d.call(&["SENTINEL", "FAILOVER", "session"]).await).starts_with("NOPERM"));
+    let mut e = Client::connect(&h).await;
+    assert!(matches!(e.call(&["HELLO", "3", "AUTH", "default", "root-pw"]).await, Frame::Map(_)));
+    assert_eq!(e.call(&["SENTINEL", "FAILOVER", "session"]).await, simple("OK"));
+    let failovers = h
+        .admin
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| matches!(c, AdminCommand::Failover { .. }))
+        .count();
+    assert_eq!(failovers, 2, "the admin's and default's, not the read user's");
+
+    // With users but no requirepass, `default` is disabled rather than open.
+    let options = PortOptions { requirepass: None, ..users() };
+    let h = harness(options).await;
+    let mut c = Client::connect(&h).await;
+    assert_eq!(c.call(&["SENTINEL", "MASTERS"]).await, error("NOAUTH Authentication required."));
+    assert_eq!(c.call(&["AUTH", "default", "anything"]).await, wrong);
+    assert_eq!(c.call(&["AUTH", "anything"]).await, wrong);
+    // CLIENT KILL USER matches the user name.
+    let mut victim = Client::connect(&h).await;
+    assert_eq!(victim.call(&["AUTH", "app", "app-pw"]).await, simple("OK"));
+    assert_eq!(c.call(&["AUTH", "ops", "ops-pw"]).await, simple("OK"));
+    assert_eq!(c.call(&["CLIENT", "KILL", "USER", "app"]).await, Frame::Integer(1));
+    assert_eq!(victim.next().await, None, "killed");
+}
+
+#[test]
+fn passwords_never_print() {
+    let options = users();
+    let text = format!("{options:?}");
+    for secret in ["root-pw", "ops-pw", "app-pw"] {
+        assert!(!text.contains(secret), "{text}");
+    }
 }
 
 #[tokio::test]
@@ -1364,8 +1520,13 @@ async fn shutdown_needs_a_password_and_authentication() {
     let refused = text(&c.call(&["SHUTDOWN"]).await);
     assert!(refused.starts_with("ERR SHUTDOWN is refused") && refused.contains("requirepass"));
     assert_eq!(c.call(&["SHUTDOWN", "bogus"]).await, error("ERR syntax error"));
+    let h = harness(users()).await;
+    let mut c = Client::connect(&h).await;
+    assert_eq!(c.call(&["AUTH", "app", "app-pw"]).await, simple("OK"));
+    assert!(text(&c.call(&["SHUTDOWN"]).await).starts_with("NOPERM"), "a read user cannot");
 
-    let options = PortOptions { requirepass: Some("pw".into()), ..PortOptions::default() };
+    let options =
+        PortOptions { requirepass: Some(super::Password::new("pw")), ..PortOptions::default() };
     let h = harness(options).await;
     let mut c = Client::connect(&h).await;
     assert_eq!(c.call(&["SHUTDOWN"]).await, error("NOAUTH Authentication required."));

@@ -411,3 +411,21 @@ pub fn check_metrics(text: &str) {
          Python's prometheus_client (pip install prometheus-client) is installed"
     );
 }
+
+/// The value of the sample `name{labels}` in a `/metrics` exposition, if present. `labels` must
+/// all be on the sample (others may be too).
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+        let wanted =
+            metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        if wanted { value.parse().ok() } else { None }
+    })
+}
+
+/// `GET /metrics` of the node whose HTTP API is at `addr`; empty while it does not answer (it
+/// is starting), so that waits can poll it.
+pub fn metrics(addr: &str) -> String {
+    request(addr, "GET", "/metrics", &[], b"").map(|r| r.text()).unwrap_or_default()
+}

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod http;
+pub mod tls;
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; panics with `what` then.
 pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
@@ -44,6 +45,25 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> O
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
+/// Whether a test must stop because `what` (which `scripts/setup` installs) is missing: under
+/// `CI=true` that is a failure, never a skip; elsewhere the test says it was skipped.
+pub fn missing(what: &str, available: bool) -> bool {
+    if available {
+        return false;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what} is missing (scripts/setup installs it)"
+    );
+    eprintln!("SKIPPED: {what} is missing (scripts/setup installs it)");
+    true
+}
+
+/// Whether Python's redis-py can be imported.
+pub fn redis_py_installed() -> bool {
+    Command::new("python3").args(["-c", "import redis"]).status().is_ok_and(|s| s.success())
+}
+
 /// A port free on every loopback address the tests use. Ports come from a per-process range
 /// (so parallel tests in one binary never collide) and are checked by binding.
 pub fn free_port() -> u16 {
@@ -65,6 +85,17 @@ fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
 }
 
+/// How a TLS-only `redis-server` is set up: `port 0`, `tls-port`, `tls-replication yes`.
+#[derive(Clone, Debug)]
+pub struct RedisTls {
+    /// `tls-ca-cert-file`: the CA clients' and replicas' certificates must chain to.
+    pub ca_file: PathBuf,
+    /// `tls-cert-file` / `tls-key-file`: the server's (and, replicating, client's) certificate.
+    pub server: tls::Pair,
+    /// `tls-auth-clients yes`.
+    pub auth_clients: bool,
+}
+
 /// A `redis-server` process.
 pub struct Redis {
     /// The address others reach it at (127.0.0.1, or a test network's bridge address).
@@ -76,6 +107,8 @@ pub struct Redis {
     dir: TempDir,
     child: Option<Child>,
     args: Vec<String>,
+    /// Set for a TLS-only server.
+    pub tls: Option<RedisTls>,
 }
 
 impl Redis {
@@ -126,6 +159,40 @@ impl Redis {
             dir,
             child: None,
             args: vec![path.display().to_string()],
+            tls: None,
+        };
+        redis.spawn();
+        redis
+    }
+
+    /// Starts a TLS-only instance on 127.0.0.1:`port` (no plain port at all), replicating
+    /// `master` over TLS if given.
+    pub fn start_tls(port: u16, tls: &RedisTls, master: Option<&Self>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conf = format!(
+            "port 0\ntls-port {port}\nbind 127.0.0.1\nprotected-mode no\nsave \"\"\n\
+             appendonly no\ndir {dir}\nlogfile {dir}/redis.log\ntls-cert-file {}\n\
+             tls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients {}\ntls-replication yes\n",
+            tls.server.cert.display(),
+            tls.server.key.display(),
+            tls.ca_file.display(),
+            if tls.auth_clients { "yes" } else { "no" },
+            dir = dir.path().display(),
+        );
+        if let Some(master) = master {
+            let _ = writeln!(conf, "replicaof {} {}", master.host, master.port);
+        }
+        let path = dir.path().join("redis.conf");
+        fs::write(&path, conf).unwrap();
+        let mut redis = Self {
+            host: "127.0.0.1".to_owned(),
+            netns: None,
+            port,
+            password: None,
+            dir,
+            child: None,
+            args: vec![path.display().to_string()],
+            tls: Some(tls.clone()),
         };
         redis.spawn();
         redis
@@ -168,9 +235,35 @@ impl Redis {
         }
         // Instances in a namespace are reached through the test network.
         let ip = if self.netns.is_some() { self.host.clone() } else { "127.0.0.1".to_owned() };
-        let addr = redis::ConnectionAddr::Tcp(ip, self.port);
-        let info = redis::IntoConnectionInfo::into_connection_info(addr)?.set_redis_settings(info);
-        let client = redis::Client::open(info)?;
+        let client = match &self.tls {
+            None => {
+                let addr = redis::ConnectionAddr::Tcp(ip, self.port);
+                let info =
+                    redis::IntoConnectionInfo::into_connection_info(addr)?.set_redis_settings(info);
+                redis::Client::open(info)?
+            }
+            // The test talks to a TLS-only server with a client certificate (the server's own
+            // will do) in case it requires one. It does not verify the server: some tests give
+            // servers certificates Picket must refuse (expired, another CA, another name).
+            Some(tls) => {
+                let addr = redis::ConnectionAddr::TcpTls {
+                    host: ip,
+                    port: self.port,
+                    insecure: true,
+                    tls_params: None,
+                };
+                let info =
+                    redis::IntoConnectionInfo::into_connection_info(addr)?.set_redis_settings(info);
+                let certificates = redis::TlsCertificates {
+                    client_tls: Some(redis::ClientTlsConfig {
+                        client_cert: fs::read(&tls.server.cert).unwrap(),
+                        client_key: fs::read(&tls.server.key).unwrap(),
+                    }),
+                    root_cert: Some(fs::read(&tls.ca_file).unwrap()),
+                };
+                redis::Client::build_with_tls(info, certificates)?
+            }
+        };
         let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
         conn.set_read_timeout(Some(Duration::from_secs(2)))?;
         let mut cmd = redis::cmd(args[0]);
@@ -253,6 +346,14 @@ impl Group {
         Self::start_on("127.0.0.1", name, replicas, password)
     }
 
+    /// A TLS-only master and `replicas` TLS-only replicas (replicating over TLS).
+    pub fn start_tls(name: &str, replicas: usize, tls: &RedisTls) -> Self {
+        let master = Redis::start_tls(free_port(), tls, None);
+        let replicas: Vec<Redis> =
+            (0..replicas).map(|_| Redis::start_tls(free_port(), tls, Some(&master))).collect();
+        Self::from_parts(name, master, replicas)
+    }
+
     /// The same, reachable at `host` (a test network's bridge address).
     pub fn start_on(host: &str, name: &str, replicas: usize, password: Option<&str>) -> Self {
         let master = Redis::start(host, free_port(), password, None);
@@ -302,6 +403,9 @@ pub struct NodeSpec {
     pub listen: u16,
     pub gossip: u16,
     pub http: u16,
+    /// `tls_listen` and `tls_http`, when the cluster's options ask for TLS listeners.
+    pub tls_listen: u16,
+    pub tls_http: u16,
 }
 
 impl NodeSpec {
@@ -316,12 +420,30 @@ impl NodeSpec {
     pub fn http_addr(&self) -> String {
         format!("{}:{}", self.ip, self.http)
     }
+
+    pub fn tls_listen_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.tls_listen)
+    }
+
+    pub fn tls_http_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.tls_http)
+    }
 }
 
 /// Node specs for `n` pickets on 127.0.0.1..=n, sharing port numbers.
 pub fn node_specs(n: usize) -> Vec<NodeSpec> {
     let (listen, gossip, http) = (free_port(), free_port(), free_port());
-    (1..=n).map(|i| NodeSpec { ip: format!("127.0.0.{i}"), listen, gossip, http }).collect()
+    let (tls_listen, tls_http) = (free_port(), free_port());
+    (1..=n)
+        .map(|i| NodeSpec {
+            ip: format!("127.0.0.{i}"),
+            listen,
+            gossip,
+            http,
+            tls_listen,
+            tls_http,
+        })
+        .collect()
 }
 
 /// Options for a test cluster's pickets.
@@ -334,6 +456,33 @@ pub struct ClusterOptions {
     pub master_extra: String,
     /// Extra lines appended to `[node]`.
     pub node_extra: String,
+    /// TLS for the pickets themselves: `[tls]` and the TLS listeners.
+    pub node_tls: Option<NodeTls>,
+    /// Sections appended after the masters (`[[user]]`, ...).
+    pub sections: String,
+}
+
+/// Each picket's `[tls]`: its certificate is `<dir>/picket-<ip>.pem` (and `.key`).
+#[derive(Clone, Debug)]
+pub struct NodeTls {
+    pub dir: PathBuf,
+    pub ca_file: PathBuf,
+    /// `client_auth`.
+    pub client_auth: &'static str,
+    /// Gossip over TLS.
+    pub peers: bool,
+    /// `tls_listen` and `tls_http` besides `listen` and `http`.
+    pub listeners: bool,
+}
+
+impl NodeTls {
+    /// The certificate files of the picket at `ip`.
+    pub fn pair(&self, ip: &str) -> tls::Pair {
+        tls::Pair {
+            cert: self.dir.join(format!("picket-{ip}.pem")),
+            key: self.dir.join(format!("picket-{ip}.key")),
+        }
+    }
 }
 
 impl Default for ClusterOptions {
@@ -344,6 +493,8 @@ impl Default for ClusterOptions {
             failover_timeout_ms: 10_000,
             master_extra: String::new(),
             node_extra: String::new(),
+            node_tls: None,
+            sections: String::new(),
         }
     }
 }
@@ -372,7 +523,28 @@ pub fn config_text(
     if !peers.is_empty() {
         text.push_str("peer_secret = \"integration-test-secret\"\n");
     }
+    if options.node_tls.as_ref().is_some_and(|t| t.listeners) {
+        let _ = writeln!(
+            text,
+            "tls_listen = \"{}\"\ntls_http = \"{}\"",
+            me.tls_listen_addr(),
+            me.tls_http_addr()
+        );
+    }
     text.push_str(&options.node_extra);
+    if let Some(tls) = &options.node_tls {
+        let pair = tls.pair(&me.ip);
+        let _ = write!(
+            text,
+            "\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nca_file = \"{}\"\n\
+             client_auth = \"{}\"\npeers = {}\n",
+            pair.cert.display(),
+            pair.key.display(),
+            tls.ca_file.display(),
+            tls.client_auth,
+            tls.peers
+        );
+    }
     for group in groups {
         let _ = write!(
             text,
@@ -388,6 +560,7 @@ pub fn config_text(
         }
         text.push_str(&options.master_extra);
     }
+    text.push_str(&options.sections);
     text
 }
 
@@ -409,16 +582,31 @@ pub struct Picket {
     child: Option<Child>,
     /// How many times it was started (each start appends to the same log).
     starts: u32,
+    /// `RUST_LOG` for the process.
+    log_filter: &'static str,
 }
+
+/// The log filter pickets run with unless a test asks for more.
+const LOG_FILTER: &str = "info,picket::event=debug";
 
 impl Picket {
     /// Writes the configuration `config` builds (given the state directory to use, inside this
     /// picket's own temporary directory) and starts `picket run` with JSON logs.
     pub fn start(spec: NodeSpec, config: impl FnOnce(&Path) -> String) -> Self {
+        Self::start_logging(spec, LOG_FILTER, config)
+    }
+
+    /// Like [`Self::start`], logging with `RUST_LOG=filter`.
+    pub fn start_logging(
+        spec: NodeSpec,
+        filter: &'static str,
+        config: impl FnOnce(&Path) -> String,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = config(&dir.path().join("state"));
         fs::write(dir.path().join("picket.toml"), text).unwrap();
-        let mut picket = Self { spec, netns: None, dir, child: None, starts: 0 };
+        let mut picket =
+            Self { spec, netns: None, dir, child: None, starts: 0, log_filter: filter };
         picket.spawn();
         picket
     }
@@ -428,7 +616,14 @@ impl Picket {
         let dir = tempfile::tempdir().unwrap();
         let text = config(&dir.path().join("state"));
         fs::write(dir.path().join("picket.toml"), text).unwrap();
-        let mut picket = Self { spec, netns: Some(netns.to_owned()), dir, child: None, starts: 0 };
+        let mut picket = Self {
+            spec,
+            netns: Some(netns.to_owned()),
+            dir,
+            child: None,
+            starts: 0,
+            log_filter: LOG_FILTER,
+        };
         picket.spawn();
         picket
     }
@@ -456,7 +651,7 @@ impl Picket {
             .arg(self.dir.path().join("picket.toml"))
             .arg("--log-format")
             .arg("json")
-            .env("RUST_LOG", "info,picket::event=debug")
+            .env("RUST_LOG", self.log_filter)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -595,6 +790,61 @@ impl Cluster {
     pub fn group_mut(&mut self, name: &str) -> &mut Group {
         self.groups.iter_mut().find(|g| g.name == name).expect("group")
     }
+
+    /// Waits until every picket has discovered every replica and heard both peers.
+    pub fn wait_ready(&self) {
+        wait_for("pickets ready", CLUSTER_WAIT, || {
+            self.pickets.iter().all(|p| {
+                let events = p.events();
+                let replicas: usize = self.groups.iter().map(|g| g.replicas.len()).sum();
+                events.iter().filter(|e| e.starts_with("+slave ")).count() >= replicas
+                    && events.iter().filter(|e| e.starts_with("+sentinel ")).count()
+                        >= (self.pickets.len() - 1) * self.groups.len()
+            })
+        });
+    }
+
+    /// Waits until every picket's state names the same master for `group` with a config epoch
+    /// above zero, and returns it.
+    pub fn agreed_master(&self, group: &str) -> (String, u64) {
+        wait_until(&format!("all pickets to agree on {group}'s new master"), CLUSTER_WAIT, || {
+            let views: Vec<_> = self.pickets.iter().map(|p| durable_master(p, group)).collect();
+            let first = views.first()?.clone()?;
+            (first.1 > 0 && views.iter().all(|v| v.as_ref() == Some(&first))).then_some(first)
+        })
+    }
+
+    /// Checks the outcome of a failover of `group`: exactly one replica promoted, the others
+    /// following it, and one `+switch-master` per picket. Returns the new master.
+    pub fn check_one_clean_failover(&self, group: &str, old: &str) -> String {
+        let (new, epoch) = self.agreed_master(group);
+        assert_ne!(new, old, "the master must have changed");
+        assert!(epoch >= 1);
+        let g = self.group(group);
+        let promoted = g.at(&new).expect("the new master is one of the group's instances");
+        wait_for("new master writable", CLUSTER_WAIT, || {
+            promoted.query(&["SET", "k", "v"]).is_ok()
+        });
+        assert_eq!(promoted.role().as_deref(), Some("master"));
+        for replica in g.replicas.iter().filter(|r| r.addr() != new) {
+            wait_for(&format!("{} to follow {new}", replica.addr()), CLUSTER_WAIT, || {
+                replica.role().as_deref() == Some("slave")
+                    && replica.master_of().as_deref() == Some(new.as_str())
+            });
+        }
+        let switch =
+            format!("+switch-master {group} {} {}", old.replace(':', " "), new.replace(':', " "));
+        for picket in &self.pickets {
+            wait_for("+switch-master on every picket", CLUSTER_WAIT, || picket.count(&switch) == 1);
+        }
+        let leaders: usize =
+            self.pickets.iter().map(|p| p.count(&format!("+elected-leader master {group}"))).sum();
+        assert_eq!(leaders, 1, "exactly one leader");
+        new
+    }
 }
+
+/// How long cluster-wide conditions may take on two busy cores.
+pub const CLUSTER_WAIT: Duration = Duration::from_secs(60);
 
 pub mod netns;

@@ -157,7 +157,11 @@ impl Net {
     /// Node specs for the namespaces, sharing port numbers.
     pub fn specs(&self) -> Vec<NodeSpec> {
         let (listen, gossip, http) = (free_port(), free_port(), free_port());
-        self.nodes.iter().map(|(_, ip)| NodeSpec { ip: ip.clone(), listen, gossip, http }).collect()
+        let (tls_listen, tls_http) = (free_port(), free_port());
+        self.nodes
+            .iter()
+            .map(|(_, ip)| NodeSpec { ip: ip.clone(), listen, gossip, http, tls_listen, tls_http })
+            .collect()
     }
 
     /// Starts one picket per namespace, supervising `groups`.
