@@ -90,6 +90,17 @@ impl Simulation {
         Ok(())
     }
 
+    /// Whether every node runs, is out of TILT and leads no failover.
+    pub fn calm(&mut self) -> bool {
+        let tilted = (0..self.nodes.len()).any(|i| self.checker.in_tilt(i));
+        !tilted
+            && self.nodes.iter_mut().all(|n| {
+                n.engine
+                    .as_mut()
+                    .is_some_and(|e| e.view().masters.iter().all(|m| m.failover.is_none()))
+            })
+    }
+
     /// The one running instance of group `g` that reports `role:master`, if there is exactly one.
     #[must_use]
     pub fn sole_master(&self, g: usize) -> Option<usize> {
