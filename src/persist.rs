@@ -142,6 +142,7 @@ mod tests {
                     replicas: vec!["127.0.0.1:6379".parse().unwrap()],
                     history: None,
                     priorities: BTreeMap::new(),
+                    maintenance: crate::engine::gossip::Maintenance::default(),
                     monitored_quorum: None,
                     settings: BTreeMap::new(),
                 },

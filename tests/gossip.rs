@@ -41,6 +41,8 @@ fn forged_switch(key: &FrameKey, from: &str, master: &str, fake_addr: &str) -> V
                 sdown: false,
                 voted_epoch: 1000,
                 failover: None,
+                down_replicas: Vec::new(),
+                maintenance: picket::engine::gossip::Maintenance::default(),
             }],
         },
     };

@@ -245,7 +245,7 @@ impl Checker {
             Reply::Info(report) => {
                 told.info.insert(addr.clone(), (local_ms, (**report).clone()));
             }
-            Reply::Error(_) | Reply::Done => {}
+            Reply::Error(_) | Reply::Done | Reply::Lease(_) => {}
         }
     }
 
@@ -372,7 +372,7 @@ impl Checker {
     pub fn on_reconfiguration(&mut self, r: &Reconfiguration<'_>) -> Result<(), Violation> {
         self.no_reconfiguration_in_tilt(r)?;
         match r.command {
-            RedisCommand::Promote => {
+            RedisCommand::Promote { .. } => {
                 self.promotions_sent += 1;
                 self.last_promoter = Some(r.node);
                 *self.promotions_by_group.entry(r.group.to_owned()).or_default() += 1;
@@ -382,7 +382,7 @@ impl Checker {
                 self.one_promotion_per_epoch(r, epoch)?;
             }
             RedisCommand::ReplicaOf { master } => self.repoint_to_durable_master(r, master)?,
-            RedisCommand::Ping | RedisCommand::Info => {}
+            _ => {}
         }
         Ok(())
     }
@@ -627,8 +627,8 @@ impl Checker {
     }
 
     /// **TILT acts on nothing** (Sentinel 3.13): a node in TILT sends no `REPLICAOF`, whether to
-    /// promote or to repoint. Tracked from the node's own `+tilt` / `-tilt` events, in output
-    /// order.
+    /// promote or to repoint, and no lease or pause either. Tracked from the node's own
+    /// `+tilt` / `-tilt` events, in output order.
     fn no_reconfiguration_in_tilt(&self, r: &Reconfiguration<'_>) -> Result<(), Violation> {
         if self.tilted.contains(&r.node) {
             return violation(

@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use picket::engine::{
     Addr, AdminAnswer, AdminCommand, DurableState, Input, Instant, LinkId, MasterSettings,
-    NodeSettings, Output, PeerId, PeerMessage, RedisCommand, Reply, RequestId, Settings,
-    Supervisor, Ticket,
+    NodeSettings, Output, PeerId, PeerMessage, PromotedWrites, RedisCommand, Reply, RequestId,
+    Settings, Supervisor, Ticket,
 };
 use picket::wire::info::parse_info;
 use rand::{RngExt, SeedableRng};
@@ -162,6 +162,17 @@ pub enum Down {
     Reset,
 }
 
+/// A role change and what its transaction sets with it.
+#[derive(Clone, Debug)]
+pub struct RoleChange {
+    /// The new role.
+    pub role: Role,
+    /// The lease set in the same transaction.
+    pub lease: Option<picket::engine::Lease>,
+    /// What the transaction does with its writes.
+    pub writes: PromotedWrites,
+}
+
 /// A fault's scheduled follow-up.
 #[derive(Clone, Debug)]
 pub enum Recovery {
@@ -247,8 +258,8 @@ pub enum Event {
         conn: u64,
         /// The request to answer.
         request: RequestId,
-        /// The new role.
-        role: Role,
+        /// The role change and what the transaction sets with it.
+        change: RoleChange,
     },
     /// A stalled node resumes.
     Unstall {
@@ -354,6 +365,8 @@ pub struct Simulation {
     /// The next node to send a promotion crashes right after it (disk kept), and restarts this
     /// long after (the drill's abandoned promotion).
     pub(crate) crash_next_promoter: Option<Duration>,
+    /// Per group, since when two of its instances accept writes (see [`crate::split_brain`]).
+    pub(crate) split_since: Vec<Option<u64>>,
 }
 
 /// `nK`, for the trace.
@@ -409,6 +422,7 @@ impl Simulation {
             settings.down_after = group.down_after;
             settings.failover_timeout = group.failover_timeout;
             settings.parallel_syncs = group.parallel_syncs;
+            settings.fencing = group.fencing;
             masters.push(settings);
             groups.push(GroupSpec {
                 name: group.name.clone(),
@@ -479,9 +493,11 @@ impl Simulation {
             stats: Stats::default(),
             due: BTreeMap::new(),
             crash_next_promoter: None,
+            split_since: Vec::new(),
             redis,
             options,
         };
+        sim.split_since = vec![None; sim.groups.len()];
         sim.refresh_replication();
         for i in 0..n {
             sim.start_node(i);
@@ -642,7 +658,7 @@ impl Simulation {
             Event::Up { conn, packet } => self.redis_receive(conn, packet, true),
             Event::Down { conn, packet } => self.down_arrives(conn, packet),
             Event::ConnectTimeout { node, .. } => self.node_receive(node, event),
-            Event::Apply { redis, generation, conn, request, role } => {
+            Event::Apply { redis, generation, conn, request, change } => {
                 let r = &self.redis[redis];
                 if r.generation != generation || r.process == Process::Dead {
                     return;
@@ -652,10 +668,10 @@ impl Simulation {
                     let at = self.now + 100_000;
                     let busy = &mut self.redis[redis].reconf_busy_until;
                     *busy = (*busy).max(at);
-                    self.queue.push(at, Event::Apply { redis, generation, conn, request, role });
+                    self.queue.push(at, Event::Apply { redis, generation, conn, request, change });
                     return;
                 }
-                self.apply_role(redis, conn, role);
+                self.apply_role(redis, conn, change);
                 self.send_down(conn, Down::Reply { request, reply: Reply::Done });
             }
             Event::Unstall { node, generation } => {
@@ -1020,7 +1036,7 @@ impl Simulation {
         };
         let Some(c) = self.conns.get(&conn) else { return };
         let target = c.redis;
-        if matches!(command, RedisCommand::Promote | RedisCommand::ReplicaOf { .. }) {
+        if command.changes_instance() {
             let Some(id) = self.nodes[i].engine.as_ref().map(Supervisor::id) else { return };
             let r = &self.redis[target];
             let group = &self.groups[r.group];
@@ -1036,7 +1052,7 @@ impl Simulation {
             let result = self.checker.on_reconfiguration(&reconfiguration);
             let label = self.redis_label(target);
             self.check(result);
-            if matches!(command, RedisCommand::Promote)
+            if matches!(command, RedisCommand::Promote { .. })
                 && let Some(after) = self.crash_next_promoter.take()
             {
                 self.trace.line(self.now, &"fault", || {
@@ -1049,10 +1065,7 @@ impl Simulation {
                 let generation = self.nodes[i].generation;
                 self.schedule(after, Recovery::RestartNode { node: i, generation });
             }
-            self.trace.line(self.now, &Who(format!("n{i}")), || match &command {
-                RedisCommand::ReplicaOf { master } => format!("-> {label} REPLICAOF {master}"),
-                _ => format!("-> {label} REPLICAOF NO ONE"),
-            });
+            self.trace.line(self.now, &Who(format!("n{i}")), || format!("-> {label} {command:?}"));
         }
         self.send_up(conn, Up::Command { request, command });
     }
@@ -1283,12 +1296,38 @@ impl Simulation {
                     Err(e) => panic!("the simulator's INFO does not parse ({e}):\n{text}"),
                 }
             }
-            RedisCommand::Promote => self.reconfigure(r, conn, request, Role::Master),
+            RedisCommand::Promote { lease, writes } => {
+                self.reconfigure(r, conn, request, RoleChange { role: Role::Master, lease, writes })
+            }
             RedisCommand::ReplicaOf { master } => {
                 if master == self.redis[r].addr {
                     return Some(Reply::Error("ERR Can't replicate myself".to_owned()));
                 }
-                self.reconfigure(r, conn, request, Role::Replica(master))
+                let change = RoleChange {
+                    role: Role::Replica(master),
+                    lease: None,
+                    writes: PromotedWrites::Untouched,
+                };
+                self.reconfigure(r, conn, request, change)
+            }
+            RedisCommand::ReadLease => Some(Reply::Lease(self.redis[r].lease)),
+            RedisCommand::SetLease(lease) => {
+                self.redis[r].set_lease(lease);
+                Some(Reply::Done)
+            }
+            RedisCommand::Fence { pause } => {
+                self.redis[r].paused_until = now + duration_us(pause);
+                self.trace.line(now, &Who(self.redis_label(r)), || "fenced".to_owned());
+                self.kill_clients(r, conn);
+                Some(Reply::Done)
+            }
+            RedisCommand::PauseWrites { pause } => {
+                self.redis[r].paused_until = now + duration_us(pause);
+                Some(Reply::Done)
+            }
+            RedisCommand::UnpauseWrites => {
+                self.redis[r].paused_until = 0;
+                Some(Reply::Done)
             }
         }
     }
@@ -1300,7 +1339,7 @@ impl Simulation {
         r: usize,
         conn: u64,
         request: RequestId,
-        role: Role,
+        change: RoleChange,
     ) -> Option<Reply> {
         let busy_until = self.redis[r].reconf_busy_until;
         if self.now < busy_until {
@@ -1308,7 +1347,7 @@ impl Simulation {
             let at = busy_until + 1;
             self.redis[r].reconf_busy_until = at;
             let generation = self.redis[r].generation;
-            self.queue.push(at, Event::Apply { redis: r, generation, conn, request, role });
+            self.queue.push(at, Event::Apply { redis: r, generation, conn, request, change });
             return None;
         }
         if self.faults_on {
@@ -1319,7 +1358,7 @@ impl Simulation {
             if lost > 0.0 && self.rng.random_bool(lost) {
                 // The command runs, then the connection resets before the reply leaves.
                 self.trace.line(self.now, &Who(label), || "REPLICAOF ran, reply lost".to_owned());
-                self.apply_role(r, conn, role);
+                self.apply_role(r, conn, change);
                 self.send_down(conn, Down::Reset);
                 return None;
             }
@@ -1341,31 +1380,45 @@ impl Simulation {
                 self.redis[r].reconf_busy_until = self.now + after;
                 self.queue.push(
                     self.now + after,
-                    Event::Apply { redis: r, generation, conn, request, role },
+                    Event::Apply { redis: r, generation, conn, request, change },
                 );
                 return None;
             }
         }
-        self.apply_role(r, conn, role);
+        self.apply_role(r, conn, change);
         Some(Reply::Done)
     }
 
-    /// Applies a role change, and kills the other clients' connections, as the transaction's
-    /// `CLIENT KILL TYPE normal` does.
-    fn apply_role(&mut self, r: usize, conn: u64, role: Role) {
+    /// Applies a role change with what its transaction sets (a lease, a pause), and kills the
+    /// other clients' connections, as the transaction's `CLIENT KILL TYPE normal` does.
+    fn apply_role(&mut self, r: usize, conn: u64, change: RoleChange) {
         let replid = self.rng.random::<u64>();
         let label = self.redis_label(r);
         let now = self.now;
         let redis = &mut self.redis[r];
-        if redis.role != role {
-            let text = match &role {
+        match change.writes {
+            PromotedWrites::Untouched => {}
+            PromotedWrites::Released => redis.paused_until = 0,
+            PromotedWrites::Paused(pause) => redis.paused_until = now + duration_us(pause),
+        }
+        if let Some(lease) = change.lease {
+            redis.set_lease(lease);
+        }
+        if redis.role != change.role {
+            let text = match &change.role {
                 Role::Master => "becomes master".to_owned(),
                 Role::Replica(m) => format!("becomes replica of {m}"),
             };
             self.trace.line(now, &Who(label), || text);
         }
-        redis.set_role(role, now, replid);
-        let generation = redis.generation;
+        redis.set_role(change.role, now, replid);
+        self.kill_clients(r, conn);
+        self.refresh_replication();
+    }
+
+    /// Resets every connection to instance `r` but `conn` (`CLIENT KILL TYPE normal`).
+    fn kill_clients(&mut self, r: usize, conn: u64) {
+        let generation = self.redis[r].generation;
         let others: Vec<u64> = self
             .conns
             .iter()
@@ -1377,7 +1430,6 @@ impl Simulation {
         for other in others {
             self.send_down(other, Down::Reset);
         }
-        self.refresh_replication();
     }
 
     /// Makes the next node that sends a promotion crash right after it (its disk kept), and
@@ -1390,7 +1442,8 @@ impl Simulation {
     /// would (or a supervisor acting on stale information): no node is told.
     pub fn replicaof_by_hand(&mut self, r: usize, role: Role) {
         if self.redis[r].running() {
-            self.apply_role(r, u64::MAX, role);
+            let writes = PromotedWrites::Untouched;
+            self.apply_role(r, u64::MAX, RoleChange { role, lease: None, writes });
         }
     }
 
@@ -1527,8 +1580,15 @@ impl Simulation {
             };
             self.redis[r].link = next;
             if let (ReplLink::Up, Some(m)) = (next, source) {
+                self.redis[m].acks.insert(r, now);
                 let (m_replid, m_offset) = (self.redis[m].replid, self.redis[m].offset);
-                let rate = self.groups[self.redis[r].group].write_rate;
+                // A replica trails a master taking writes by a few milliseconds of them, and
+                // catches up once the master takes none.
+                let rate = if self.redis[m].writable(now) {
+                    self.groups[self.redis[r].group].write_rate
+                } else {
+                    0
+                };
                 let me = &mut self.redis[r];
                 if me.replid != m_replid || me.offset > m_offset {
                     // A different history, or ahead of it: full resynchronisation, which
@@ -1542,6 +1602,7 @@ impl Simulation {
                 }
             }
         }
+        self.check_split_brain(g);
     }
 
     /// Schedules a fault follow-up.

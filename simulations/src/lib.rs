@@ -25,6 +25,7 @@
 //! * [`checker`]: the safety invariants;
 //! * [`liveness`]: the convergence check and the state dump;
 //! * [`progress`]: the progress invariant (a failover that is due happens);
+//! * [`split_brain`]: the fencing invariant (no two writable masters for longer than allowed);
 //! * [`run`]: one seed from start to verdict;
 //! * [`trace`]: the trace.
 
@@ -37,6 +38,7 @@ pub mod options;
 pub mod progress;
 pub mod redis;
 pub mod run;
+pub mod split_brain;
 pub mod trace;
 
 pub use cluster::{Failure, Simulation};

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use picket::engine::Fencing;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -43,6 +44,8 @@ pub struct GroupOptions {
     pub parallel_syncs: u32,
     /// Bytes the master's write load adds to its replication offset per millisecond.
     pub write_rate: u64,
+    /// How its masters are fenced.
+    pub fencing: Fencing,
 }
 
 /// How the simulated network behaves while faults are on.
@@ -153,6 +156,7 @@ impl Options {
             failover_timeout: Duration::from_millis(5000),
             parallel_syncs: 1,
             write_rate: 10,
+            fencing: Fencing::default(),
         };
         Self {
             seed,
@@ -336,6 +340,11 @@ fn sample_group(rng: &mut ChaCha8Rng, index: usize, nodes: usize) -> GroupOption
         failover_timeout: Duration::from_millis(rng.random_range(2000..=15_000)),
         parallel_syncs: rng.random_range(1..=2),
         write_rate: rng.random_range(1..100),
+        fencing: match rng.random_range(0..4) {
+            0 => Fencing::Off,
+            1 => Fencing::Strict,
+            _ => Fencing::Bounded,
+        },
     }
 }
 

@@ -11,7 +11,9 @@
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
-use picket::engine::{Addr, RedisCommand};
+use std::collections::BTreeMap;
+
+use picket::engine::{Addr, Lease, RedisCommand};
 
 /// The process.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -121,6 +123,20 @@ pub struct Redis {
     /// A delayed role change is pending until then (µs): later ones queue behind it, because
     /// Redis executes commands in the order they arrive.
     pub reconf_busy_until: u64,
+    /// `min-replicas-to-write` / `min-replicas-max-lag` in force.
+    pub lease: Lease,
+    /// The lease as `CONFIG REWRITE` last saved it (what a restart with its config comes back
+    /// with).
+    pub saved_lease: Lease,
+    /// Writes paused (`CLIENT PAUSE ... WRITE`) until then (µs).
+    pub paused_until: u64,
+    /// When each replica (by index) last acknowledged it as its master (µs).
+    pub acks: BTreeMap<usize, u64>,
+    /// It came back from its last restart as a master without a lease (its configuration was
+    /// lost, or its lease had been relaxed to nothing because its replicas were gone) and no node
+    /// has reconfigured it since: no fence can hold it, and the checker does not count the
+    /// second writable master it makes (a node pauses it as soon as it sees it).
+    pub came_back_unfenced: bool,
 }
 
 impl Redis {
@@ -152,7 +168,27 @@ impl Redis {
             loading_until: 0,
             inbox: VecDeque::new(),
             reconf_busy_until: 0,
+            lease: Lease::NONE,
+            saved_lease: Lease::NONE,
+            paused_until: 0,
+            acks: BTreeMap::new(),
+            came_back_unfenced: false,
         }
+    }
+
+    /// Whether it accepts a write at `now` (µs): a running master, not paused, whose lease (if
+    /// any) enough replicas keep. A replica counts while its last acknowledgement is within the
+    /// lease's expiry: the longest Redis can take to notice (the worst case, so that the checker
+    /// never credits a fence sooner than Redis would close it).
+    #[must_use]
+    pub fn writable(&self, now: u64) -> bool {
+        if !self.running() || self.role != Role::Master || now < self.paused_until {
+            return false;
+        }
+        let needed = usize::try_from(self.lease.min_replicas).unwrap_or(usize::MAX);
+        let window = u64::try_from(self.lease.expiry().as_micros()).unwrap_or(u64::MAX);
+        needed == 0
+            || self.acks.values().filter(|at| now.saturating_sub(**at) <= window).count() >= needed
     }
 
     /// Whether it is serving.
@@ -167,9 +203,10 @@ impl Redis {
         matches!(self.link, ReplLink::Up)
     }
 
-    /// Applies the write load to a running master up to `now` (µs).
+    /// Applies the write load to a writable master up to `now` (µs): a fenced master refuses
+    /// writes, so its offset stands still.
     pub fn take_writes(&mut self, now: u64, rate_per_ms: u64) {
-        if self.running() && self.role == Role::Master {
+        if self.writable(now) {
             let elapsed_ms = now.saturating_sub(self.offset_at) / 1000;
             self.offset += elapsed_ms * rate_per_ms;
             self.offset_at += elapsed_ms * 1000;
@@ -194,6 +231,15 @@ impl Redis {
         }
         self.saved_role = role.clone();
         self.role = role;
+        self.saved_lease = self.lease;
+        self.came_back_unfenced = false;
+        self.acks.clear();
+    }
+
+    /// Sets the lease and saves it (the transaction's `CONFIG REWRITE`).
+    pub fn set_lease(&mut self, lease: Lease) {
+        self.lease = lease;
+        self.saved_lease = lease;
     }
 
     /// Starts the process again: a new run id; with its data (offset and history kept) or
@@ -221,6 +267,10 @@ impl Redis {
         self.offset_at = now;
         self.role = if keep_config { self.saved_role.clone() } else { Role::Master };
         self.saved_role = self.role.clone();
+        self.lease = if keep_config { self.saved_lease } else { Lease::NONE };
+        self.came_back_unfenced = self.role == Role::Master && self.lease.min_replicas == 0;
+        self.paused_until = 0;
+        self.acks.clear();
         self.link = ReplLink::Down { since: None };
         self.loading_until = if keep_data { now + loading } else { now };
         self.inbox.clear();
@@ -244,6 +294,12 @@ impl Redis {
         match &self.role {
             Role::Master => {
                 let _ = write!(s, "role:master\r\nconnected_slaves:{}\r\n", replicas.len());
+                if self.lease.min_replicas > 0 {
+                    let window = u64::try_from(self.lease.expiry().as_micros()).unwrap_or(u64::MAX);
+                    let good =
+                        self.acks.values().filter(|at| now.saturating_sub(**at) <= window).count();
+                    let _ = write!(s, "min_slaves_good_slaves:{good}\r\n");
+                }
                 for (i, (addr, offset)) in replicas.iter().enumerate() {
                     let _ = write!(
                         s,

@@ -247,6 +247,7 @@ fn every_key_is_parsed() {
             ]),
             notification_script: Some("/usr/local/bin/notify".to_owned()),
             client_reconfig_script: Some("/usr/local/bin/reconfig".to_owned()),
+            ..MasterSettings::new("session", addr("redis-session:6379"), 3)
         }
     );
     let mut expected_cache = MasterSettings::new("cache", addr("10.0.0.9:6379"), 1);

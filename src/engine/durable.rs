@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::addr::Addr;
+use crate::engine::gossip::Maintenance;
 use crate::engine::ids::NodeId;
 
 /// Everything the node persists.
@@ -61,6 +62,10 @@ pub struct DurableMaster {
     /// for a master, so a node restarted after a replica was promoted would not know it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub priorities: BTreeMap<Addr, u32>,
+    /// Maintenance mode (automatic failovers paused), as last changed by an operator here or
+    /// heard from a peer.
+    #[serde(default)]
+    pub maintenance: Maintenance,
     /// Set when the master was added with `SENTINEL MONITOR` rather than by the file: its quorum
     /// (its address is `configured_addr`).
     #[serde(default)]

@@ -65,6 +65,8 @@ pub struct VoterFacts {
     pub awaiting_vote_floor: bool,
     /// A failover of the master in an older epoch may be under way (see the module docs).
     pub leader_active: bool,
+    /// Automatic failovers of the master are paused (maintenance mode).
+    pub paused: bool,
     /// Votes are only granted above this epoch.
     pub vote_floor: u64,
 }
@@ -95,6 +97,8 @@ pub enum Refusal {
     BelowVoteFloor,
     /// A failover in an older epoch may still be under way.
     LeaderActive,
+    /// Automatic failovers of the master are paused (maintenance mode).
+    Paused,
 }
 
 /// Decides a vote request.
@@ -115,6 +119,8 @@ pub fn decide(ballot: &Ballot, request: &Request, facts: &VoterFacts) -> Decisio
         Refusal::StaleConfig
     } else if !request.manual && !facts.sees_master_down {
         Refusal::MasterNotDown
+    } else if !request.manual && facts.paused {
+        Refusal::Paused
     } else {
         return Decision::Grant;
     };
@@ -136,6 +142,7 @@ mod tests {
             tilt: false,
             awaiting_vote_floor: false,
             leader_active: false,
+            paused: false,
             vote_floor: 0,
         }
     }
@@ -179,6 +186,15 @@ mod tests {
         assert_eq!(decide(&none, &request(1, 1), &up), Decision::Refuse(Refusal::MasterNotDown));
         let manual = Request { manual: true, ..request(1, 1) };
         assert_eq!(decide(&none, &manual, &up), Decision::Grant);
+    }
+
+    #[test]
+    fn maintenance_refuses_automatic_failovers_only() {
+        let paused = VoterFacts { paused: true, ..facts() };
+        let none = Ballot::default();
+        assert_eq!(decide(&none, &request(1, 4), &paused), Decision::Refuse(Refusal::Paused));
+        let manual = Request { manual: true, ..request(1, 4) };
+        assert_eq!(decide(&none, &manual, &paused), Decision::Grant);
     }
 
     #[test]

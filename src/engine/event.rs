@@ -98,6 +98,18 @@ event_kinds! {
     FixReplicaConfig => "+fix-slave-config", Notice;
     Tilt => "+tilt", Warning;
     TiltCleared => "-tilt", Warning;
+    // Picket's own: fencing, planned switchovers, loss accounting, maintenance.
+    FenceLease => "+fence-lease", Notice;
+    FenceIsolated => "+fence-isolated", Warning;
+    FenceIsolatedCleared => "-fence-isolated", Warning;
+    FenceWindow => "+fence-window", Warning;
+    StateWaitCatchUp => "+failover-state-wait-catch-up", Notice;
+    StateWaitFence => "+failover-state-wait-fence", Notice;
+    AbortSwitchoverTimeout => "-failover-abort-switchover-timeout", Warning;
+    FailoverLoss => "+failover-loss", Warning;
+    FailoverHeld => "+failover-held", Warning;
+    Maintenance => "+maintenance", Warning;
+    MaintenanceCleared => "-maintenance", Warning;
 }
 
 impl fmt::Display for EventKind {
@@ -235,6 +247,30 @@ pub enum Detail {
         /// New value as shown to subscribers.
         value: String,
     },
+    /// `+fence-lease`: the lease set on a master.
+    Lease {
+        /// `min-replicas-to-write`.
+        min_replicas: u32,
+        /// The replicas that count for it.
+        replicas: usize,
+    },
+    /// `+fence-window`: how long the old master may still accept writes after the promotion
+    /// (`None`: not known, a replica that keeps its lease may still acknowledge it).
+    Window {
+        /// Milliseconds.
+        ms: Option<u64>,
+    },
+    /// `+failover-loss`: the replication bytes the promoted replica lacked of the old master's
+    /// last known offset (writes possibly lost).
+    Loss {
+        /// Bytes.
+        bytes: u64,
+    },
+    /// `+failover-held`: why an automatic failover is not started.
+    Held {
+        /// `maintenance` or `min-interval`.
+        reason: &'static str,
+    },
     /// `±tilt`: Sentinel's fixed text.
     Tilt {
         /// Whether TILT was entered (else exited).
@@ -306,6 +342,13 @@ impl Event {
             }
             Detail::Role { role } => write!(out, " new reported role is {role}"),
             Detail::Option { name, value } => write!(out, " {name} {value}"),
+            Detail::Lease { min_replicas, replicas } => {
+                write!(out, " #min-replicas {min_replicas} of {replicas}")
+            }
+            Detail::Window { ms: Some(ms) } => write!(out, " #window-ms {ms}"),
+            Detail::Window { ms: None } => write!(out, " #window-ms unknown"),
+            Detail::Loss { bytes } => write!(out, " #bytes {bytes}"),
+            Detail::Held { reason } => write!(out, " #{reason}"),
             Detail::Tilt { entered: true } => write!(out, "#tilt mode entered"),
             Detail::Tilt { entered: false } => write!(out, "#tilt mode exited"),
         };

@@ -56,16 +56,17 @@ use std::time::Duration;
 use crate::engine::addr::Addr;
 use crate::engine::election::{Ballot, votes_needed};
 use crate::engine::event::{Detail, Event, EventKind, Subject};
+use crate::engine::fence::{Fencing, Lease};
 use crate::engine::gossip::Body;
 use crate::engine::group::Group;
 use crate::engine::ids::{NodeId, PeerId};
-use crate::engine::io::{Output, RedisCommand};
+use crate::engine::io::{Output, PromotedWrites, RedisCommand};
 use crate::engine::node::Node;
 use crate::engine::peers::Peers;
 use crate::engine::report::ReportedRole;
 use crate::engine::selection::{self, Candidate, Limits};
 use crate::engine::time::Instant;
-use crate::engine::timing::{INFO_PERIOD, MasterTiming};
+use crate::engine::timing::{INFO_PERIOD, MasterTiming, STRICT_PAUSE};
 
 /// Redis's `replica-priority` when it is not set.
 const DEFAULT_REPLICA_PRIORITY: u32 = 100;
@@ -87,6 +88,29 @@ pub struct Failover {
     pub phase_since: Instant,
     /// Where it is.
     pub phase: Phase,
+    /// What fencing knows of the old and the new master (see [`crate::engine::fence`]).
+    pub fence: FailoverFence,
+}
+
+/// What a failover knows of the old master's fence, and of the new master's in strict mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FailoverFence {
+    /// The master being replaced.
+    pub old_master: Option<Addr>,
+    /// The lease it ran under, as last read from it.
+    pub old_lease: Option<Lease>,
+    /// When it acknowledged a pause of its writes (a [`RedisCommand::Fence`]).
+    pub old_paused_at: Option<Instant>,
+    /// When the promoted replica was seen to be master: it stopped acknowledging the old one by
+    /// then.
+    pub promoted_at: Option<Instant>,
+    /// When each repointed replica was seen following the new master.
+    pub detached: BTreeMap<Addr, Instant>,
+    /// Strict mode: when the new master's pause was last sent.
+    pub pause_sent_at: Option<Instant>,
+    /// The old master's last known replication offset, and the promoted replica's, when the
+    /// promotion was sent: their difference is what the failover may have lost.
+    pub offsets: Option<(u64, u64)>,
 }
 
 /// The phases.
@@ -107,6 +131,16 @@ pub enum Phase {
     /// than selection accepts when the master has only just been seen down (replicas are polled
     /// every ten seconds while all is well), and aborting would cost every node a back-off.
     SelectReplica,
+    /// A planned switchover: the old master's writes are paused and its clients disconnected;
+    /// waiting for the chosen replica to reach the old master's offset before promoting it, so
+    /// that nothing acknowledged is lost (`wait_catch_up`, Picket's own). Gives up, releasing
+    /// the old master, after the master's `switchover_timeout`.
+    Drain {
+        /// The chosen replica.
+        replica: Addr,
+        /// The old master's offset once paused.
+        target: Option<u64>,
+    },
     /// The replica is chosen; waiting for its link to send the promotion
     /// (`send_slaveof_noone`).
     Promote {
@@ -129,6 +163,12 @@ pub enum Phase {
         /// Progress per instance to repoint (the old master included, so that a master that is
         /// still reachable is demoted at once instead of accepting writes that will be lost).
         replicas: BTreeMap<Addr, Reconf>,
+    },
+    /// Strict mode: every replica follows the new master, whose writes stay paused until the old
+    /// master surely refuses them (`wait_fence`, Picket's own).
+    Release {
+        /// The master before the failover.
+        old_master: Addr,
     },
 }
 
@@ -165,9 +205,11 @@ impl Failover {
         match self.phase {
             Phase::Election { .. } => "wait_start",
             Phase::SelectReplica => "select_slave",
+            Phase::Drain { .. } => "wait_catch_up",
             Phase::Promote { .. } => "send_slaveof_noone",
             Phase::WaitPromotion { .. } => "wait_promotion",
             Phase::Reconfigure { .. } => "reconf_slaves",
+            Phase::Release { .. } => "wait_fence",
         }
     }
 
@@ -175,11 +217,11 @@ impl Failover {
     #[must_use]
     pub fn promoted(&self, group_master: &Addr) -> Option<Addr> {
         match &self.phase {
-            Phase::Election { .. } | Phase::SelectReplica => None,
+            Phase::Election { .. } | Phase::SelectReplica | Phase::Drain { .. } => None,
             Phase::Promote { replica } | Phase::WaitPromotion { replica, .. } => {
                 Some(replica.clone())
             }
-            Phase::Reconfigure { .. } => Some(group_master.clone()),
+            Phase::Reconfigure { .. } | Phase::Release { .. } => Some(group_master.clone()),
         }
     }
 
@@ -190,7 +232,10 @@ impl Failover {
         match &self.phase {
             Phase::Election { .. } => false,
             Phase::SelectReplica => true,
-            Phase::Promote { replica } | Phase::WaitPromotion { replica, .. } => replica == addr,
+            Phase::Drain { replica, .. }
+            | Phase::Promote { replica }
+            | Phase::WaitPromotion { replica, .. } => replica == addr,
+            Phase::Release { .. } => false,
             Phase::Reconfigure { replicas, .. } => {
                 matches!(replicas.get(addr), Some(Reconf::Sent(_) | Reconf::InProgress(_)))
             }
@@ -215,7 +260,13 @@ impl Failover {
                 Some((self.started_at + timing.election_timeout).min(*asked_at + retry))
             }
             Phase::SelectReplica => Some(self.phase_since + timing.info_grace()),
+            Phase::Drain { .. } => Some(self.phase_since + timing.switchover_timeout),
             Phase::Promote { .. } => Some(phase_end),
+            // The pause is renewed at half its length; the group also wakes when the old
+            // master's fence closes.
+            Phase::Release { .. } => {
+                Some(self.fence.pause_sent_at.unwrap_or(self.phase_since) + STRICT_PAUSE / 2)
+            }
             Phase::WaitPromotion { sent_at, .. } => {
                 Some(phase_end.min(*sent_at + timing.info_grace()))
             }
@@ -251,6 +302,7 @@ impl Group {
                 lost: BTreeMap::new(),
                 asked_at: now,
             },
+            fence: FailoverFence::default(),
         });
         node.emit_about(EventKind::TryFailover, self.master_subject());
         node.emit(Event {
@@ -330,7 +382,9 @@ impl Group {
                 }
             }
             Phase::SelectReplica => self.select_or_wait(node, now),
+            Phase::Drain { replica, target } => self.step_drain(node, &replica, target, now),
             Phase::Promote { replica } => {
+                self.fence_returning_old_master(node, now);
                 if !self.send_promotion(node, &replica, now)
                     && now.saturating_since(failover.phase_since) >= self.timing.failover_timeout
                 {
@@ -338,6 +392,7 @@ impl Group {
                 }
             }
             Phase::WaitPromotion { replica, sent_at } => {
+                self.fence_returning_old_master(node, now);
                 // The promotion may have been reported while this node was in TILT, when INFO
                 // replies do not advance the failover.
                 let promoted = self
@@ -353,7 +408,12 @@ impl Group {
                     self.resend_promotion(node, &replica, now);
                 }
             }
-            Phase::Reconfigure { .. } => self.step_reconfigure(node, now),
+            Phase::Reconfigure { .. } => {
+                self.renew_strict_pause(node, now);
+                self.fence_returning_old_master(node, now);
+                self.step_reconfigure(node, now);
+            }
+            Phase::Release { .. } => self.step_release(node, now),
         }
     }
 
@@ -411,11 +471,26 @@ impl Group {
             return;
         };
         let subject = self.replica_subject(&replica, &self.master);
-        node.emit_about(EventKind::SelectedReplica, subject.clone());
+        node.emit_about(EventKind::SelectedReplica, subject);
+        let manual = self.failover.as_ref().is_some_and(|f| f.manual);
+        if self.fence_old_master(node, now) && manual {
+            // A planned switchover: nothing acknowledged may be lost.
+            node.emit_about(
+                EventKind::StateWaitCatchUp,
+                self.replica_subject(&replica, &self.master),
+            );
+            self.set_phase(Phase::Drain { replica, target: None }, now);
+            return;
+        }
+        self.promote_chosen(node, replica, now);
+    }
+
+    /// Moves to the promotion of `replica` and sends it if its link is up (else
+    /// `step_failover` retries until it is back or the failover times out).
+    pub(crate) fn promote_chosen(&mut self, node: &mut Node, replica: Addr, now: Instant) {
+        let subject = self.replica_subject(&replica, &self.master);
         node.emit_about(EventKind::StateSendPromotion, subject);
         self.set_phase(Phase::Promote { replica: replica.clone() }, now);
-        // If the chosen replica's link is down, `step_failover` retries until it is back or the
-        // failover times out.
         self.send_promotion(node, &replica, now);
     }
 
@@ -448,11 +523,27 @@ impl Group {
     /// `REPLICAOF NO ONE` (as its transaction) to `replica`, with an INFO pipelined right behind
     /// it: its reply usually confirms the promotion at once.
     fn send_promote_command(&mut self, node: &mut Node, replica: &Addr, now: Instant) -> bool {
+        let fencing = self.settings.fencing;
+        let command = RedisCommand::Promote {
+            lease: self.promoted_lease(),
+            writes: match fencing {
+                Fencing::Off => PromotedWrites::Untouched,
+                Fencing::Bounded => PromotedWrites::Released,
+                Fencing::Strict => PromotedWrites::Paused(STRICT_PAUSE),
+            },
+        };
+        let offsets = self.loss_offsets(replica);
         let Some(instance) = self.instances.get_mut(replica) else { return false };
-        if !instance.send(node, now, RedisCommand::Promote) {
+        if !instance.send(node, now, command) {
             return false;
         }
         instance.send(node, now, RedisCommand::Info);
+        if let Some(failover) = &mut self.failover {
+            failover.fence.offsets = offsets;
+            if fencing == Fencing::Strict {
+                failover.fence.pause_sent_at = Some(now);
+            }
+        }
         true
     }
 
@@ -504,13 +595,19 @@ impl Group {
             }
         });
         let master_down_for = master_down_since.map(|at| now.saturating_since(at));
-        let limits = Limits::new(
+        let mut limits = Limits::new(
             now,
             self.timing.ping_period,
             INFO_PERIOD,
             self.timing.down_after,
             master_down_for,
         );
+        // The master's last known offset: its own INFO, or the furthest replica if that is
+        // ahead (the master's INFO comes only every ten seconds).
+        limits.min_offset = self.settings.max_lag_on_failover_bytes.map(|max_lag| {
+            let known = self.instances.values().filter_map(|i| i.replication_offset()).max();
+            known.unwrap_or(0).saturating_sub(max_lag)
+        });
         // An instance reporting `role:master` holds the master's data, and is a candidate, in two
         // cases. The master may have been demoted behind this node's back (repointed by a node
         // that missed a failover): the instance it now follows is one. And a replica promoted by
@@ -591,8 +688,9 @@ impl Group {
         self.failover.as_ref().is_some_and(|f| !matches!(f.phase, Phase::Election { .. }))
     }
 
-    fn abort(&mut self, node: &mut Node, kind: EventKind, now: Instant) {
+    pub(crate) fn abort(&mut self, node: &mut Node, kind: EventKind, now: Instant) {
         node.emit_about(kind, self.master_subject());
+        self.release_old_master(node, now);
         self.failover = None;
         let backoff = self.timing.election_timeout + node.jitter(self.timing.election_timeout);
         self.next_attempt_at = now + backoff.min(self.timing.failover_timeout);
@@ -611,6 +709,7 @@ impl Group {
                     self.on_promoted(node, addr.clone(), failover.epoch, now);
                 }
             }
+            Phase::Drain { .. } => self.on_drain_info(addr, now),
             Phase::Reconfigure { .. } => self.on_reconf_info(node, addr, now),
             _ => {}
         }
@@ -640,6 +739,7 @@ impl Group {
             node.emit_about(EventKind::OdownCleared, old);
         }
         self.set_phase(Phase::Reconfigure { old_master, replicas }, now);
+        self.on_promotion_seen(node, now);
         self.step_reconfigure(node, now);
     }
 
@@ -659,6 +759,9 @@ impl Group {
         let Some(state) = replicas.get(addr).copied() else { return };
         let subject = self.replica_subject(addr, &old_master);
         let mut next = state;
+        if let Some(failover) = &mut self.failover {
+            failover.fence.detached.entry(addr.clone()).or_insert(now);
+        }
         if let Reconf::Sent(_) = state {
             node.emit_about(EventKind::ReplicaReconfInProgress, subject.clone());
             next = Reconf::InProgress(now);
@@ -698,13 +801,23 @@ impl Group {
             }
         }
         let limit = usize::try_from(self.settings.parallel_syncs.max(1)).unwrap_or(usize::MAX);
+        // Enough replicas leave the old master at once for its lease to lapse, whatever
+        // parallel_syncs says: a replica that follows the new master resynchronises partially.
+        let limit = limit.max(self.detach_needed(&replicas));
         let mut in_flight = replicas
             .values()
             .filter(|r| matches!(r, Reconf::Sent(_) | Reconf::InProgress(_)))
             .count();
         let master = self.master.clone();
-        for (addr, state) in &mut replicas {
-            if in_flight >= limit {
+        // With fencing, the old master goes first and whatever the limit: it is the one that
+        // may still accept writes.
+        let fencing = self.settings.fencing != Fencing::Off;
+        let mut order: Vec<Addr> = replicas.keys().cloned().collect();
+        order.sort_by_key(|addr| !(fencing && *addr == old_master));
+        for addr in &order {
+            let Some(state) = replicas.get_mut(addr) else { continue };
+            let first = fencing && *addr == old_master;
+            if in_flight >= limit && !first {
                 break;
             }
             let Some(instance) = self.instances.get_mut(addr) else { continue };
@@ -728,7 +841,7 @@ impl Group {
                     || self.instances.get(addr).is_none_or(|i| i.sdown_since.is_some())
             });
         if finished {
-            self.finish(node, &old_master);
+            self.finish(node, &old_master, now);
             return;
         }
         if now.saturating_since(failover.phase_since) >= timing.failover_timeout {
@@ -748,7 +861,7 @@ impl Group {
                     );
                 }
             }
-            self.finish(node, &old_master);
+            self.finish(node, &old_master, now);
             return;
         }
         if let Some(failover) = &mut self.failover {
@@ -764,13 +877,25 @@ impl Group {
         }
     }
 
-    /// Sentinel's `update_config`: `+failover-end`, then the switch announcement.
-    fn finish(&mut self, node: &mut Node, old_master: &Addr) {
+    /// Sentinel's `update_config`: `+failover-end`, then the switch announcement. In strict
+    /// mode, first the wait until the old master surely refuses writes.
+    fn finish(&mut self, node: &mut Node, old_master: &Addr, now: Instant) {
+        if self.holds_strict_pause() {
+            node.emit_about(EventKind::StateWaitFence, self.master_subject());
+            self.set_phase(Phase::Release { old_master: old_master.clone() }, now);
+            self.step_release(node, now);
+            return;
+        }
+        self.end(node, old_master, now);
+    }
+
+    /// The end of a failover.
+    pub(crate) fn end(&mut self, node: &mut Node, old_master: &Addr, now: Instant) {
         node.emit_about(
             EventKind::FailoverEnd,
             Subject::Master { name: self.settings.name.clone(), addr: old_master.clone() },
         );
         self.failover = None;
-        self.after_switch(node, old_master);
+        self.after_switch(node, old_master, now);
     }
 }

@@ -109,6 +109,21 @@ pub struct MasterReport {
     pub voted_epoch: u64,
     /// The failover this node is leading, if any.
     pub failover: Option<FailoverReport>,
+    /// Replicas the node sees subjectively down, reported only while it sees the master up: a
+    /// quorum of such reports relaxes the master's lease (see [`crate::engine::fence`]).
+    pub down_replicas: Vec<Addr>,
+    /// Whether automatic failovers of this master are paused, as the node last heard.
+    pub maintenance: Maintenance,
+}
+
+/// Maintenance mode of one master: automatic failovers paused or not, versioned so that every
+/// node adopts the latest change (the highest version; at equal versions, paused wins).
+#[derive(Clone, Copy, Debug, Default, Eq, PartialEq, Ord, PartialOrd, Serialize, Deserialize)]
+pub struct Maintenance {
+    /// Incremented by every change.
+    pub version: u64,
+    /// Automatic failovers are paused.
+    pub paused: bool,
 }
 
 /// A failover in progress, as its leader reports it.

@@ -17,7 +17,8 @@ use crate::engine::durable::{DurableMaster, SettingChange};
 use crate::engine::election::{Ballot, votes_needed};
 use crate::engine::event::{Detail, Event, EventKind, Subject};
 use crate::engine::failover::{Failover, Phase, Reconf};
-use crate::engine::gossip::{FailoverReport, MasterReport};
+use crate::engine::fence::Fencing;
+use crate::engine::gossip::{FailoverReport, Maintenance, MasterReport};
 use crate::engine::ids::{NodeId, PeerId};
 use crate::engine::instance::{Digest, Instance};
 use crate::engine::io::RedisCommand;
@@ -99,6 +100,16 @@ pub struct Group {
     /// share), as last seen. A replica promoted by an abandoned failover still carries it (as
     /// `master_replid2`), which makes it a candidate for the next one.
     pub history: Option<String>,
+    /// Whether automatic failovers are paused (maintenance mode), replicated and persisted.
+    pub maintenance: Maintenance,
+    /// When the master last changed (a failover here or elsewhere), for the minimum interval
+    /// between automatic failovers.
+    pub last_switch_at: Option<Instant>,
+    /// The reason the last automatic failover was held back, so that `+failover-held` is
+    /// published once per reason rather than at every evaluation.
+    pub held: Option<&'static str>,
+    /// Whether this node pauses the master's writes because it lost its peers.
+    pub isolation_fence: bool,
     /// Set when the group was added with `SENTINEL MONITOR`: its quorum at the time.
     pub monitored_quorum: Option<u32>,
     /// Options changed with `SENTINEL SET`, persisted so they survive restarts.
@@ -120,6 +131,7 @@ impl Group {
         let mut ballot = Ballot::default();
         let mut replicas = Vec::new();
         let mut history = None;
+        let mut maintenance = Maintenance::default();
         if let Some(saved) = restored {
             // The operator editing the address wins over what a failover set; the epoch never
             // goes back, so peers still converge on the highest configuration.
@@ -130,6 +142,7 @@ impl Group {
             ballot = Ballot { epoch: saved.voted_epoch, candidate: saved.voted_for };
             replicas.clone_from(&saved.replicas);
             history.clone_from(&saved.history);
+            maintenance = saved.maintenance;
         }
         let mut instances = BTreeMap::new();
         for addr in std::iter::once(master.clone()).chain(replicas) {
@@ -158,6 +171,10 @@ impl Group {
             leader_watch: None,
             peer_failovers: BTreeMap::new(),
             history,
+            maintenance,
+            last_switch_at: None,
+            held: None,
+            isolation_fence: false,
             monitored_quorum: None,
             changes: BTreeMap::new(),
         }
@@ -290,6 +307,8 @@ impl Group {
                 epoch: f.epoch,
                 elected: !matches!(f.phase, Phase::Election { .. }),
             }),
+            down_replicas: self.replicas_seen_down(node),
+            maintenance: self.maintenance,
         }
     }
 
@@ -304,6 +323,9 @@ impl Group {
             self.maybe_start_failover(node, peers, now);
             self.step_failover(node, peers, now);
             self.correct_instances(node, peers, now);
+            self.maintain_lease(node, peers, now);
+            self.fence_if_isolated(node, peers, now);
+            self.fence_unexpected_masters(node, peers, now);
         }
         self.poll_monitoring(node, now);
     }
@@ -319,8 +341,10 @@ impl Group {
 
     /// Handles a reply on the instance at `addr`.
     pub fn on_reply(&mut self, node: &mut Node, addr: &Addr, digest: Digest, now: Instant) {
-        if let Digest::Info(report) = digest {
-            self.on_info(node, addr, *report, now);
+        match digest {
+            Digest::Info(report) => self.on_info(node, addr, *report, now),
+            Digest::Fenced => self.on_old_master_fenced(addr, now),
+            Digest::Nothing => {}
         }
     }
 
@@ -358,6 +382,9 @@ impl Group {
             Vec::new()
         };
         let reboot_watch = is_master && self.settings.reboot_down_after.is_some();
+        let read_lease = is_master
+            && self.settings.fencing != Fencing::Off
+            && report.role == ReportedRole::Master;
         let history = match &report.role {
             ReportedRole::Master if is_master => report.replid.clone(),
             ReportedRole::Replica(link) if link.link_up && self.follows_master(&report.role) => {
@@ -384,6 +411,7 @@ impl Group {
                 instance.replica_priority = Some(report.replica_priority);
                 node.lazy_dirty = true;
             }
+
             instance.info = Some(report);
             instance.info_at = Some(now);
         }
@@ -392,6 +420,10 @@ impl Group {
                 let key = self.ensure_instance(node, &replica, now);
                 node.emit_about(EventKind::Replica, self.replica_subject(&key, &self.master));
             }
+        }
+        // The lease rides along with the master's INFO (every ten seconds).
+        if read_lease && let Some(instance) = self.instances.get_mut(addr) {
+            instance.send(node, now, RedisCommand::ReadLease);
         }
         // In TILT the failover does not advance (Sentinel's acting half is off): following its
         // progress here would send REPLICAOF from a node whose view of time is broken. The INFO
@@ -559,6 +591,18 @@ impl Group {
         if node.awaiting_vote_floor || self.peer_failing_over(peers, now) {
             return;
         }
+        if let Some(reason) = self.hold_reason(now) {
+            if self.held != Some(reason) {
+                self.held = Some(reason);
+                node.emit(Event {
+                    kind: EventKind::FailoverHeld,
+                    subject: Some(self.master_subject()),
+                    detail: Detail::Held { reason },
+                });
+            }
+            return;
+        }
+        self.held = None;
         let start_at =
             *self.attempt_at.get_or_insert_with(|| now + node.jitter(self.timing.election_jitter));
         if now < start_at {
@@ -577,6 +621,36 @@ impl Group {
         }
         self.attempt_at = None;
         self.start_failover(node, peers, now, false);
+    }
+
+    /// Adopts a maintenance change (an operator's here, or a newer one heard from a peer),
+    /// durably, and announces it.
+    pub fn set_maintenance(&mut self, node: &mut Node, maintenance: Maintenance) {
+        let changed = maintenance.paused != self.maintenance.paused;
+        self.maintenance = maintenance;
+        node.out.mark_urgent();
+        if changed {
+            let kind = if maintenance.paused {
+                EventKind::Maintenance
+            } else {
+                EventKind::MaintenanceCleared
+            };
+            node.emit_about(kind, self.master_subject());
+        }
+    }
+
+    /// Why an automatic failover must not start now, if it must not: maintenance mode, or the
+    /// minimum interval since the last failover (anti-flapping).
+    fn hold_reason(&self, now: Instant) -> Option<&'static str> {
+        if self.maintenance.paused {
+            return Some("maintenance");
+        }
+        let flapping = self
+            .settings
+            .min_failover_interval
+            .zip(self.last_switch_at)
+            .is_some_and(|(interval, at)| now < at + interval);
+        flapping.then_some("min-interval")
     }
 
     /// Whether nothing suggests a failover of this master is under way anywhere, so that
@@ -657,12 +731,13 @@ impl Group {
             instance.role_reported_at = Some(now);
         }
         let old = std::mem::replace(&mut self.master, key);
-        self.after_switch(node, &old);
+        self.after_switch(node, &old, now);
     }
 
     /// Announces a new master (`+switch-master`, then `+slave` for every replica) and resets
     /// expectations about every instance's role.
-    pub fn after_switch(&mut self, node: &mut Node, old: &Addr) {
+    pub fn after_switch(&mut self, node: &mut Node, old: &Addr, now: Instant) {
+        self.last_switch_at = Some(now);
         node.emit(Event {
             kind: EventKind::SwitchMaster,
             subject: None,
@@ -751,6 +826,13 @@ impl Group {
         }
         if let Some(failover) = &self.failover {
             consider(failover.next_deadline(&self.timing, node.settings.heartbeat));
+            if matches!(failover.phase, Phase::Release { .. }) {
+                consider(self.old_master_fenced_at());
+            }
+        }
+        if self.isolation_fence {
+            // Renewed while the isolation lasts (and lifted as soon as it ends).
+            consider(Some(now + node.settings.heartbeat));
         }
         next
     }
@@ -766,6 +848,7 @@ impl Group {
             voted_for: self.ballot.candidate,
             replicas: self.instances.keys().filter(|a| **a != self.master).cloned().collect(),
             history: self.history.clone(),
+            maintenance: self.maintenance,
             priorities: self
                 .instances
                 .iter()

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::engine::addr::Addr;
+use crate::engine::fence::Lease;
 use crate::engine::ids::{LinkId, RequestId};
 use crate::engine::io::{Output, RedisCommand, Reply};
 use crate::engine::node::Node;
@@ -51,6 +52,12 @@ pub enum RequestKind {
     Info,
     /// A promotion or repointing transaction.
     Reconfigure,
+    /// `CONFIG GET` of the lease.
+    ReadLease,
+    /// A pause and disconnection of the instance's clients before a promotion.
+    Fence,
+    /// Setting the lease, or pausing or releasing writes.
+    Admin,
 }
 
 /// What a reply means once the instance has digested it; the group acts on the INFO case.
@@ -60,6 +67,9 @@ pub enum Digest {
     Nothing,
     /// A fresh INFO report to process.
     Info(Box<InfoReport>),
+    /// The instance paused its writes and disconnected its clients (a [`RedisCommand::Fence`]
+    /// succeeded).
+    Fenced,
 }
 
 /// One monitored Redis instance.
@@ -94,6 +104,10 @@ pub struct Instance {
     /// The `replica-priority` it last reported. Redis prints it only while the instance is a
     /// replica, so a replica promoted since keeps the value it had (as Sentinel keeps it).
     pub replica_priority: Option<u32>,
+    /// The lease it last said it runs under (`CONFIG GET`), if it was asked.
+    pub lease: Option<Lease>,
+    /// When the lease was last set on it, or its writes paused, by this node.
+    pub fence_sent_at: Option<Instant>,
     /// When the reported role last changed (or was first seen).
     pub role_reported_at: Option<Instant>,
     /// Since when the instance is subjectively down.
@@ -126,6 +140,8 @@ impl Instance {
             info: None,
             info_at: None,
             replica_priority: None,
+            lease: None,
+            fence_sent_at: None,
             role_reported_at: None,
             sdown_since: None,
             rebooted_at: None,
@@ -245,7 +261,14 @@ impl Instance {
         let kind = match command {
             RedisCommand::Ping => RequestKind::Ping,
             RedisCommand::Info => RequestKind::Info,
-            RedisCommand::Promote | RedisCommand::ReplicaOf { .. } => RequestKind::Reconfigure,
+            RedisCommand::Promote { .. } | RedisCommand::ReplicaOf { .. } => {
+                RequestKind::Reconfigure
+            }
+            RedisCommand::ReadLease => RequestKind::ReadLease,
+            RedisCommand::Fence { .. } => RequestKind::Fence,
+            RedisCommand::SetLease(_)
+            | RedisCommand::PauseWrites { .. }
+            | RedisCommand::UnpauseWrites => RequestKind::Admin,
         };
         let request = node.request_id();
         self.pending.insert(request, (kind, now));
@@ -258,7 +281,10 @@ impl Instance {
                 self.info_in_flight = true;
                 self.last_info_request_at = Some(now);
             }
-            RequestKind::Reconfigure => {}
+            RequestKind::Reconfigure
+            | RequestKind::ReadLease
+            | RequestKind::Fence
+            | RequestKind::Admin => {}
         }
         node.out.push(Output::Send { link, request, command });
         true
@@ -339,7 +365,13 @@ impl Instance {
                 self.info_in_flight = false;
                 Digest::Nothing
             }
-            (RequestKind::Reconfigure, _) => Digest::Nothing,
+            (RequestKind::ReadLease, Reply::Lease(lease)) => {
+                self.lease = Some(lease);
+                Digest::Nothing
+            }
+            (RequestKind::Fence, Reply::Done) => Digest::Fenced,
+            (RequestKind::Reconfigure | RequestKind::ReadLease | RequestKind::Fence, _)
+            | (RequestKind::Admin, _) => Digest::Nothing,
         })
     }
 
@@ -389,6 +421,16 @@ impl Instance {
         now >= self.sdown_deadline(timing)
     }
 
+    /// The replication offset in the last INFO: a replica's processed offset, or a master's own.
+    #[must_use]
+    pub fn replication_offset(&self) -> Option<u64> {
+        let info = self.info.as_ref()?;
+        Some(match &info.role {
+            crate::engine::report::ReportedRole::Replica(link) => link.repl_offset,
+            crate::engine::report::ReportedRole::Master => info.master_repl_offset,
+        })
+    }
+
     /// The role reported in the last INFO, if any.
     #[must_use]
     pub fn reported_role(&self) -> Option<&crate::engine::report::ReportedRole> {
@@ -403,7 +445,7 @@ pub fn is_acceptable_ping_reply(reply: &Reply) -> bool {
     match reply {
         Reply::Pong => true,
         Reply::Error(text) => text.starts_with("LOADING") || text.starts_with("MASTERDOWN"),
-        Reply::Info(_) | Reply::Done => false,
+        Reply::Info(_) | Reply::Done | Reply::Lease(_) => false,
     }
 }
 

@@ -12,6 +12,7 @@ use crate::engine::addr::Addr;
 use crate::engine::admin::SetOption;
 use crate::engine::durable::DurableState;
 use crate::engine::event::Event;
+use crate::engine::fence::Lease;
 use crate::engine::gossip::PeerMessage;
 use crate::engine::ids::{LinkId, PeerId, RequestId, Ticket};
 use crate::engine::report::InfoReport;
@@ -64,8 +65,10 @@ pub enum Reply {
     Pong,
     /// An `INFO` reply, parsed.
     Info(Box<InfoReport>),
-    /// A transaction (promotion or repointing) was executed.
+    /// A transaction (promotion or repointing) or an administrative command was executed.
     Done,
+    /// The lease the instance runs under (`CONFIG GET min-replicas-*`).
+    Lease(Lease),
     /// An error reply (`-LOADING ...`, `-NOAUTH ...`), or a reply of the wrong shape, as text.
     Error(String),
 }
@@ -79,14 +82,63 @@ pub enum RedisCommand {
     Info,
     /// Make the instance a master, as one transaction: `MULTI`, `REPLICAOF NO ONE`,
     /// `CONFIG REWRITE`, `CLIENT KILL TYPE normal`, `CLIENT KILL TYPE pubsub`, `EXEC`. Killing
-    /// clients makes them reconnect and ask where the master is now.
-    Promote,
+    /// clients makes them reconnect and ask where the master is now. With fencing, the
+    /// transaction also sets the lease the new master starts with (`CONFIG SET
+    /// min-replicas-to-write` and `min-replicas-max-lag`) and decides its writes first: released
+    /// (`CLIENT UNPAUSE`: an instance paused as an unexpected master becomes the master), or in
+    /// strict mode paused (`CLIENT PAUSE ms WRITE`) so that it accepts no write until the old
+    /// master surely refuses them.
+    Promote {
+        /// The lease the new master starts with, if fencing is on.
+        lease: Option<Lease>,
+        /// What the transaction does with its writes.
+        writes: PromotedWrites,
+    },
     /// Make the instance a replica of `master`, as the same kind of transaction with
     /// `REPLICAOF <host> <port>`.
     ReplicaOf {
         /// The master to follow.
         master: Addr,
     },
+    /// Read the lease: `CONFIG GET min-replicas-to-write`, `CONFIG GET min-replicas-max-lag`.
+    ReadLease,
+    /// Set the lease, as one transaction: `CONFIG SET min-replicas-to-write K`,
+    /// `CONFIG SET min-replicas-max-lag L`, `CONFIG REWRITE` (so a restarted master keeps it).
+    SetLease(Lease),
+    /// Stop a master's writes now: `CLIENT PAUSE ms WRITE`, then disconnect its clients
+    /// (`CLIENT KILL TYPE normal`, `CLIENT KILL TYPE pubsub`) so that they ask where the master is.
+    /// Reads go on; the pause ends by itself after `pause`.
+    Fence {
+        /// How long the pause lasts unless renewed or lifted.
+        pause: Duration,
+    },
+    /// Pause a master's writes again (`CLIENT PAUSE ms WRITE`), without disconnecting anyone.
+    PauseWrites {
+        /// How long the pause lasts unless renewed or lifted.
+        pause: Duration,
+    },
+    /// Lift a pause (`CLIENT UNPAUSE`).
+    UnpauseWrites,
+}
+
+/// What a promotion does with the promoted instance's writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromotedWrites {
+    /// Nothing (fencing off: Sentinel's transaction exactly).
+    Untouched,
+    /// Lifts any pause.
+    Released,
+    /// Pauses them for this long.
+    Paused(Duration),
+}
+
+impl RedisCommand {
+    /// Whether the command changes the instance (its role, its lease, its writes) rather than
+    /// reading it: a node in TILT sends none.
+    #[must_use]
+    pub const fn changes_instance(&self) -> bool {
+        !matches!(self, Self::Ping | Self::Info | Self::ReadLease)
+    }
 }
 
 /// An operator's command.
@@ -128,6 +180,15 @@ pub enum AdminCommand {
     },
     /// Write the state file now (`SENTINEL FLUSHCONFIG`).
     FlushConfig,
+    /// Pause or resume automatic failovers (maintenance mode) of one master, or of every master
+    /// with `None`. Replicated to every node and persisted; monitoring, events and operators'
+    /// failovers go on.
+    Maintenance {
+        /// Group name, or every group.
+        master: Option<String>,
+        /// Pause (else resume).
+        paused: bool,
+    },
 }
 
 /// The answer to an [`AdminCommand`].

@@ -31,6 +31,9 @@ pub struct InfoReport {
     /// master's history here, which is how the next leader recognises it (see
     /// [`crate::engine::failover`]).
     pub replid2: Option<String>,
+    /// `min_slaves_good_slaves`: the replicas that currently satisfy the master's lease (printed
+    /// only while a lease is set).
+    pub good_replicas: Option<u32>,
     /// `slaveN:` lines of a master: the replicas connected to it.
     pub replicas: Vec<ListedReplica>,
     /// `loading:1`: the dataset is being loaded.
@@ -52,6 +55,7 @@ impl InfoReport {
             master_repl_offset: 0,
             replid: None,
             replid2: None,
+            good_replicas: None,
             replicas: Vec::new(),
             loading: false,
             raw: Arc::from(""),

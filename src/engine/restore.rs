@@ -109,6 +109,7 @@ mod tests {
             replicas: Vec::new(),
             history: None,
             priorities: BTreeMap::new(),
+            maintenance: crate::engine::gossip::Maintenance::default(),
             monitored_quorum: monitored,
             settings: changes
                 .iter()

@@ -47,6 +47,9 @@ pub struct Limits {
     pub max_info_age: Duration,
     /// The replication link must not have been down longer than this.
     pub max_link_down: Duration,
+    /// The offset must be at least this (the master's last known offset less the master's
+    /// `max_lag_on_failover_bytes`), if a limit is set.
+    pub min_offset: Option<u64>,
 }
 
 impl Limits {
@@ -68,6 +71,7 @@ impl Limits {
             max_reply_age: ping_period * 5,
             max_info_age: max_info_age.max(ping_period * 5),
             max_link_down: master_down_for.unwrap_or_default() + down_after * 10,
+            min_offset: None,
         }
     }
 }
@@ -81,6 +85,7 @@ pub fn is_eligible(c: &Candidate<'_>, limits: &Limits) -> bool {
         && limits.now.saturating_since(c.last_ok_reply_at) <= limits.max_reply_age
         && c.info_at.is_some_and(|at| limits.now.saturating_since(at) <= limits.max_info_age)
         && c.link_down_for.is_none_or(|d| d <= limits.max_link_down)
+        && limits.min_offset.is_none_or(|min| c.repl_offset >= min)
 }
 
 /// The promotion order: better candidates sort first.

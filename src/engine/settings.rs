@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::addr::Addr;
+use crate::engine::fence::Fencing;
 
 /// Everything the engine needs to know about its deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,6 +133,17 @@ pub struct MasterSettings {
     pub notification_script: Option<String>,
     /// Script run when the master changes (path), shown by `SENTINEL MASTER`.
     pub client_reconfig_script: Option<String>,
+    /// How an old master is kept from accepting writes (see [`crate::engine::fence`]).
+    pub fencing: Fencing,
+    /// A replica further behind the master's last known offset than this many bytes is not
+    /// promoted (Patroni's `maximum_lag_on_failover`); `None` = no limit.
+    pub max_lag_on_failover_bytes: Option<u64>,
+    /// Automatic failovers of this master are held back until this long after the previous one
+    /// ended (anti-flapping); `None` = no minimum.
+    pub min_failover_interval: Option<Duration>,
+    /// A planned switchover gives up (and leaves the old master serving) if the chosen replica
+    /// has not caught up with the paused master within this long: writes wait at most that.
+    pub switchover_timeout: Duration,
 }
 
 impl MasterSettings {
@@ -151,6 +163,10 @@ impl MasterSettings {
             priority_overrides: BTreeMap::new(),
             notification_script: None,
             client_reconfig_script: None,
+            fencing: Fencing::default(),
+            max_lag_on_failover_bytes: None,
+            min_failover_interval: None,
+            switchover_timeout: Duration::from_millis(5000),
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::engine::admin::{self, SetOption};
 use crate::engine::durable::{DurableState, SettingChange};
 use crate::engine::election::{self, Decision};
 use crate::engine::event::{Detail, Event, EventKind};
-use crate::engine::gossip::{Body, MasterReport, PeerMessage, StateVersion};
+use crate::engine::gossip::{Body, Maintenance, MasterReport, PeerMessage, StateVersion};
 use crate::engine::group::{Group, LeaderWatch};
 use crate::engine::ids::{NodeId, PeerId, Ticket};
 use crate::engine::io::{AdminAnswer, AdminCommand, Input, Output, Reply};
@@ -573,6 +573,9 @@ impl Supervisor {
         let Some(group) = self.groups.get_mut(&index) else { return };
         group.note_peer_vote(slot, report.voted_epoch, now);
         group.note_peer_failover(slot, report.failover.map(|f| f.epoch), now);
+        if report.maintenance > group.maintenance {
+            group.set_maintenance(&mut self.node, report.maintenance);
+        }
         if report.config_epoch > group.config_epoch {
             let Some(peer) = self.peers.get(slot) else { return };
             let (Some(id), Some(client_addr)) = (peer.node_id, peer.client_addr.clone()) else {
@@ -601,6 +604,7 @@ impl Supervisor {
             tilt: self.node.in_tilt(),
             awaiting_vote_floor: self.node.awaiting_vote_floor,
             leader_active: group.leader_active(&self.peers, now),
+            paused: group.maintenance.paused,
             vote_floor: self.node.vote_floor,
         };
         match election::decide(&group.ballot, &request, &facts) {
@@ -658,6 +662,9 @@ impl Supervisor {
                 self.node.out.mark_urgent();
                 AdminAnswer::Ok
             }
+            AdminCommand::Maintenance { master, paused } => {
+                self.maintenance(now, master.as_deref(), paused)
+            }
         };
         self.node.out.push(Output::Answer { ticket, answer });
         // Whoever changed something expects to read it back at once.
@@ -683,6 +690,31 @@ impl Supervisor {
         }
         group.start_failover(&mut self.node, &self.peers, now, true);
         self.touched.insert(index);
+        AdminAnswer::Ok
+    }
+
+    /// Pauses or resumes automatic failovers of `master` (or of every master): a version higher
+    /// than any this node has heard, so that every node adopts it.
+    fn maintenance(&mut self, now: Instant, master: Option<&str>, paused: bool) -> AdminAnswer {
+        let targets: Vec<usize> = match master {
+            Some(name) => match self.by_name.get(name) {
+                Some(&index) => vec![index],
+                None => return AdminAnswer::Refused(NO_SUCH_MASTER.to_owned()),
+            },
+            None => self.groups.keys().copied().collect(),
+        };
+        for index in targets {
+            let Some(group) = self.groups.get_mut(&index) else { continue };
+            let heard = self
+                .peers
+                .fresh_reports(group.name(), now)
+                .map(|(_, _, r)| r.maintenance.version)
+                .max()
+                .unwrap_or(0);
+            let version = group.maintenance.version.max(heard) + 1;
+            group.set_maintenance(&mut self.node, Maintenance { version, paused });
+            self.touched.insert(index);
+        }
         AdminAnswer::Ok
     }
 

@@ -31,6 +31,10 @@ pub const RECONNECT_MIN: Duration = ms(25);
 /// A replica repointed during a failover that shows no progress for this long is treated as
 /// done (Sentinel's `SLAVE-RECONF-TIMEOUT`), bounded by the failover timeout.
 pub const REPLICA_RECONF_TIMEOUT: Duration = ms(10_000);
+/// Strict mode: how long one pause of the promoted replica's writes lasts; the leader renews it
+/// at half that while the old master's fence is still open. If the leader dies, writes resume by
+/// themselves within it.
+pub const STRICT_PAUSE: Duration = ms(5000);
 /// How long a lazily persisted change (a discovered replica) may wait before it is written.
 pub const LAZY_PERSIST_DELAY: Duration = ms(1000);
 
@@ -60,6 +64,8 @@ pub struct MasterTiming {
     pub failover_timeout: Duration,
     /// A repointed replica with no progress for this long counts as done.
     pub replica_reconf_timeout: Duration,
+    /// How long a planned switchover waits for the chosen replica to catch up.
+    pub switchover_timeout: Duration,
 }
 
 impl MasterTiming {
@@ -79,6 +85,7 @@ impl MasterTiming {
             enforce_grace: down_after.clamp(ms(500), ms(8000)),
             failover_timeout,
             replica_reconf_timeout: REPLICA_RECONF_TIMEOUT.min(failover_timeout),
+            switchover_timeout: master.switchover_timeout.max(ms(1)),
         }
     }
 

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_util::either::Either;
 
-use crate::engine::{Addr, Credentials, RedisCommand, Reply, RequestId};
+use crate::engine::{Addr, Credentials, Lease, PromotedWrites, RedisCommand, Reply, RequestId};
 use crate::hub::{TlsEndpoint, TlsFailure, TlsStats};
 use crate::tls;
 use crate::wire::info::parse_info;
@@ -43,10 +43,6 @@ const READ_CHUNK: usize = 1024;
 /// idle links keep a thousand small buffers rather than a thousand `INFO`-sized ones.
 const KEEP_BUFFER: usize = 2 * READ_CHUNK;
 
-/// Frames each command's reply takes: one, or for a transaction `MULTI`'s `+OK`, four
-/// `+QUEUED` and `EXEC`'s array.
-const TRANSACTION_FRAMES: usize = 6;
-
 /// A request waiting for its reply.
 #[derive(Debug)]
 struct Pending {
@@ -63,6 +59,10 @@ enum Expect {
     Pong,
     Info,
     Transaction,
+    /// `+OK` (or an error).
+    Ok,
+    /// `CONFIG GET min-replicas-*`'s name/value pairs.
+    Lease,
 }
 
 /// Plain TCP, or TLS over it.
@@ -283,28 +283,96 @@ fn encode_command(out: &mut Vec<u8>, command: &RedisCommand) -> (Expect, usize) 
             encode(out, &[b"INFO"]);
             (Expect::Info, 1)
         }
-        RedisCommand::Promote => {
-            encode_transaction(out, &[b"REPLICAOF", b"NO", b"ONE"]);
-            (Expect::Transaction, TRANSACTION_FRAMES)
+        RedisCommand::Promote { lease, writes } => {
+            let mut before: Vec<Vec<Vec<u8>>> = Vec::new();
+            match writes {
+                PromotedWrites::Untouched => {}
+                PromotedWrites::Released => before.push(args(&["CLIENT", "UNPAUSE"])),
+                PromotedWrites::Paused(pause) => before.push(pause_writes(*pause)),
+            }
+            if let Some(lease) = lease {
+                before.extend(set_lease(*lease));
+            }
+            let replicaof = args(&["REPLICAOF", "NO", "ONE"]);
+            transaction(out, before.into_iter().chain(reconfiguration(replicaof)))
         }
         RedisCommand::ReplicaOf { master } => {
-            let port = master.port().to_string();
-            encode_transaction(out, &[b"REPLICAOF", master.host().as_bytes(), port.as_bytes()]);
-            (Expect::Transaction, TRANSACTION_FRAMES)
+            let replicaof = args(&["REPLICAOF", master.host(), &master.port().to_string()]);
+            transaction(out, reconfiguration(replicaof))
+        }
+        RedisCommand::ReadLease => {
+            // One pattern: Redis 6.2 takes only one, and it matches both settings.
+            encode(out, &[b"CONFIG", b"GET", b"min-replicas-*"]);
+            (Expect::Lease, 1)
+        }
+        RedisCommand::SetLease(lease) => {
+            let rewrite = args(&["CONFIG", "REWRITE"]);
+            transaction(out, set_lease(*lease).into_iter().chain(std::iter::once(rewrite)))
+        }
+        RedisCommand::Fence { pause } => {
+            let commands = std::iter::once(pause_writes(*pause)).chain(kill_clients());
+            transaction(out, commands)
+        }
+        RedisCommand::PauseWrites { pause } => {
+            encode_owned(out, &pause_writes(*pause));
+            (Expect::Ok, 1)
+        }
+        RedisCommand::UnpauseWrites => {
+            encode(out, &[b"CLIENT", b"UNPAUSE"]);
+            (Expect::Ok, 1)
         }
     }
 }
 
-/// Sentinel's reconfiguration transaction around `replicaof`: `CONFIG REWRITE` (so a restarted
-/// Redis keeps its new role; it fails harmlessly on a Redis started without a config file), and
-/// killing normal and pub/sub clients so they reconnect and ask where the master is now.
-fn encode_transaction(out: &mut Vec<u8>, replicaof: &[&[u8]]) {
+/// Sentinel's reconfiguration around `replicaof`: `CONFIG REWRITE` (so a restarted Redis keeps
+/// its new role; it fails harmlessly on a Redis started without a config file), and killing
+/// normal and pub/sub clients so they reconnect and ask where the master is now.
+fn reconfiguration(replicaof: Vec<Vec<u8>>) -> impl Iterator<Item = Vec<Vec<u8>>> {
+    [replicaof, args(&["CONFIG", "REWRITE"])].into_iter().chain(kill_clients())
+}
+
+/// `CLIENT KILL TYPE normal`, `CLIENT KILL TYPE pubsub` (never this connection: Redis skips
+/// the caller).
+fn kill_clients() -> [Vec<Vec<u8>>; 2] {
+    [args(&["CLIENT", "KILL", "TYPE", "normal"]), args(&["CLIENT", "KILL", "TYPE", "pubsub"])]
+}
+
+/// `CLIENT PAUSE <ms> WRITE`: writes wait, reads go on, until it ends or is lifted.
+fn pause_writes(pause: std::time::Duration) -> Vec<Vec<u8>> {
+    args(&["CLIENT", "PAUSE", &pause.as_millis().to_string(), "WRITE"])
+}
+
+/// `CONFIG SET` of both lease settings.
+fn set_lease(lease: Lease) -> [Vec<Vec<u8>>; 2] {
+    [
+        args(&["CONFIG", "SET", "min-replicas-to-write", &lease.min_replicas.to_string()]),
+        args(&["CONFIG", "SET", "min-replicas-max-lag", &lease.max_lag_s.to_string()]),
+    ]
+}
+
+fn args(words: &[&str]) -> Vec<Vec<u8>> {
+    words.iter().map(|w| w.as_bytes().to_vec()).collect()
+}
+
+/// `commands` between `MULTI` and `EXEC`; the reply takes `MULTI`'s `+OK`, one `+QUEUED` per
+/// command, and `EXEC`'s array.
+fn transaction(
+    out: &mut Vec<u8>,
+    commands: impl IntoIterator<Item = Vec<Vec<u8>>>,
+) -> (Expect, usize) {
     encode(out, &[b"MULTI"]);
-    encode(out, replicaof);
-    encode(out, &[b"CONFIG", b"REWRITE"]);
-    encode(out, &[b"CLIENT", b"KILL", b"TYPE", b"normal"]);
-    encode(out, &[b"CLIENT", b"KILL", b"TYPE", b"pubsub"]);
+    let mut queued = 0;
+    for command in commands {
+        encode_owned(out, &command);
+        queued += 1;
+    }
     encode(out, &[b"EXEC"]);
+    (Expect::Transaction, queued + 2)
+}
+
+fn encode_owned(out: &mut Vec<u8>, command: &[Vec<u8>]) {
+    let words: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+    encode(out, &words);
 }
 
 /// Appends a command as a RESP array of bulk strings.
@@ -317,10 +385,39 @@ fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// The lease in `CONFIG GET min-replicas-*`'s name/value pairs.
+fn decode_lease(items: &[Frame]) -> Reply {
+    let text = |f: &Frame| match f {
+        Frame::Bulk(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Frame::Simple(s) => Some(s.clone()),
+        _ => None,
+    };
+    let mut lease = (None, None);
+    for pair in items.chunks(2) {
+        let [name, value] = pair else { continue };
+        let value = text(value).and_then(|v| v.parse::<u32>().ok());
+        match text(name).as_deref() {
+            Some("min-replicas-to-write") => lease.0 = value,
+            Some("min-replicas-max-lag") => lease.1 = value,
+            _ => {}
+        }
+    }
+    match lease {
+        (Some(min_replicas), Some(max_lag_s)) => Reply::Lease(Lease { min_replicas, max_lag_s }),
+        _ => Reply::Error(format!("CONFIG GET min-replicas-* answered {items:?}")),
+    }
+}
+
 /// What the engine needs from a request's last frame (`error`: a transaction's first error).
 fn decode(kind: Expect, last: Frame, error: Option<String>) -> Reply {
     match (kind, last) {
-        (Expect::Pong | Expect::Info, Frame::Error(e)) => Reply::Error(e),
+        (Expect::Pong | Expect::Info | Expect::Ok | Expect::Lease, Frame::Error(e)) => {
+            Reply::Error(e)
+        }
+        (Expect::Ok, Frame::Simple(_)) => Reply::Done,
+        (Expect::Ok, other) => Reply::Error(format!("unexpected reply {other:?}")),
+        (Expect::Lease, Frame::Array(items)) => decode_lease(&items),
+        (Expect::Lease, other) => Reply::Error(format!("unexpected CONFIG GET reply {other:?}")),
         (Expect::Pong, Frame::Simple(s)) if s.eq_ignore_ascii_case("PONG") => Reply::Pong,
         (Expect::Pong, other) => Reply::Error(format!("unexpected PING reply {other:?}")),
         (Expect::Info, Frame::Bulk(bytes)) => match parse_info(&String::from_utf8_lossy(&bytes)) {

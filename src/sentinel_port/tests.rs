@@ -88,6 +88,8 @@ fn peer_report(slot: u16, node: Option<NodeId>, fresh: bool, at: Instant) -> Pee
             sdown: slot == 0,
             voted_epoch: 7,
             failover: None,
+            down_replicas: Vec::new(),
+            maintenance: crate::engine::gossip::Maintenance::default(),
         }),
     }
 }
@@ -146,6 +148,8 @@ fn fixture(at: Instant) -> View {
         sdown: true,
         voted_epoch: 9,
         failover: Some(FailoverReport { epoch: 9, elected: true }),
+        down_replicas: Vec::new(),
+        maintenance: crate::engine::gossip::Maintenance::default(),
     });
     let cache = MasterView {
         name: "cache".into(),

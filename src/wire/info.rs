@@ -84,6 +84,7 @@ struct Fields<'a> {
     master_repl_offset: Option<&'a str>,
     master_replid: Option<&'a str>,
     master_replid2: Option<&'a str>,
+    min_slaves_good_slaves: Option<&'a str>,
     loading: Option<&'a str>,
     replicas: Vec<ListedReplica>,
 }
@@ -105,6 +106,7 @@ impl<'a> Fields<'a> {
             "master_repl_offset" => &mut self.master_repl_offset,
             "master_replid" => &mut self.master_replid,
             "master_replid2" => &mut self.master_replid2,
+            "min_slaves_good_slaves" => &mut self.min_slaves_good_slaves,
             "loading" => &mut self.loading,
             _ => {
                 if is_replica_key(key) {
@@ -140,6 +142,7 @@ impl<'a> Fields<'a> {
             master_repl_offset: parse_u64(self.master_repl_offset),
             replid: replication_id(self.master_replid),
             replid2: replication_id(self.master_replid2),
+            good_replicas: self.min_slaves_good_slaves.and_then(|v| v.parse().ok()),
             replicas: self.replicas,
             loading: self.loading == Some("1"),
             raw: Arc::from(text),
@@ -583,6 +586,7 @@ mod tests {
                         master_repl_offset,
                         replid: replid.filter(|id| id.bytes().any(|b| b != b'0')),
                         replid2,
+                        good_replicas: None,
                         replicas,
                         loading,
                         raw: Arc::from(""),

@@ -167,6 +167,7 @@ fn initial_state(conf: &SentinelConf, new_node_id: NodeId) -> DurableState {
                 // Learned from the instances' INFO once the node runs.
                 history: None,
                 priorities: BTreeMap::new(),
+                maintenance: crate::engine::gossip::Maintenance::default(),
                 monitored_quorum: None,
                 settings: BTreeMap::new(),
             };

@@ -128,6 +128,7 @@ fn candidates_with_an_older_configuration_are_refused() {
             replicas: Vec::new(),
             history: None,
             priorities: std::collections::BTreeMap::new(),
+            maintenance: crate::engine::gossip::Maintenance::default(),
             monitored_quorum: None,
             settings: std::collections::BTreeMap::new(),
         },

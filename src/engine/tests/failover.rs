@@ -52,6 +52,7 @@ fn a_failover_follows_sentinels_sequence() {
             "+promoted-slave slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
             "+failover-state-reconf-slaves master mymaster 127.0.0.1 6379",
             "-odown master mymaster 127.0.0.1 6379",
+            "+failover-loss master mymaster 127.0.0.1 6379 #bytes 0",
             "+slave-reconf-sent slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379",
             "+slave-reconf-inprog slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379",
             "+slave-reconf-done slave 127.0.0.1:6381 127.0.0.1 6381 @ mymaster 127.0.0.1 6379",
@@ -445,6 +446,7 @@ fn a_replica_promoted_by_an_abandoned_failover_is_the_next_leaders_choice() {
             "+promoted-slave slave 127.0.0.1:6380 127.0.0.1 6380 @ mymaster 127.0.0.1 6379",
             "+failover-state-reconf-slaves master mymaster 127.0.0.1 6379",
             "-odown master mymaster 127.0.0.1 6379",
+            "+failover-loss master mymaster 127.0.0.1 6379 #bytes 0",
             "+failover-end master mymaster 127.0.0.1 6379",
             "+switch-master mymaster 127.0.0.1 6379 127.0.0.1 6380",
             "+slave slave 127.0.0.1:6379 127.0.0.1 6379 @ mymaster 127.0.0.1 6380",
@@ -582,7 +584,10 @@ fn a_manual_failover_in_tilt_waits_for_tilt_to_end() {
     assert!(out.contains(&Output::Answer { ticket: Ticket(1), answer: AdminAnswer::Ok }));
     let sent_promotion = |out: &[Output]| {
         out.iter().any(|o| {
-            matches!(o, Output::Send { command: crate::engine::io::RedisCommand::Promote, .. })
+            matches!(
+                o,
+                Output::Send { command: crate::engine::io::RedisCommand::Promote { .. }, .. }
+            )
         })
     };
     assert!(!sent_promotion(&out), "{out:?}");

@@ -24,6 +24,8 @@ pub(crate) fn settings(peers: &[&str], quorum: u32) -> Settings {
     let mut master = MasterSettings::new("mymaster", addr("127.0.0.1:6379"), quorum);
     master.down_after = Duration::from_millis(1000);
     master.failover_timeout = Duration::from_millis(10_000);
+    // Sentinel's behaviour, so that sequences compare with Sentinel's; fencing has its own tests.
+    master.fencing = crate::engine::fence::Fencing::Off;
     Settings {
         node: NodeSettings::new(
             addr("127.0.0.1:26380"),
@@ -55,6 +57,10 @@ pub(crate) struct Fake {
     pub replid2: Option<String>,
     /// Acknowledges `REPLICAOF` but never changes role (a stuck or misbehaving server).
     pub ignores_replicaof: bool,
+    /// `min-replicas-to-write` / `min-replicas-max-lag`.
+    pub lease: crate::engine::fence::Lease,
+    /// Writes paused (`CLIENT PAUSE ... WRITE`), until lifted.
+    pub paused: bool,
 }
 
 impl Fake {
@@ -69,6 +75,8 @@ impl Fake {
             replid: HISTORY.into(),
             replid2: None,
             ignores_replicaof: false,
+            lease: crate::engine::fence::Lease::NONE,
+            paused: false,
         }
     }
 
@@ -189,10 +197,31 @@ impl Harness {
                 let reply = match command {
                     RedisCommand::Ping => Reply::Pong,
                     RedisCommand::Info => Reply::Info(Box::new(self.info_of(&addr))),
-                    RedisCommand::Promote => {
+                    RedisCommand::Promote { lease, writes } => {
                         if !fake.ignores_replicaof && fake.master_of.is_some() {
                             fake.promote();
                         }
+                        if let Some(lease) = lease {
+                            fake.lease = *lease;
+                        }
+                        match writes {
+                            crate::engine::io::PromotedWrites::Untouched => {}
+                            crate::engine::io::PromotedWrites::Released => fake.paused = false,
+                            crate::engine::io::PromotedWrites::Paused(_) => fake.paused = true,
+                        }
+                        Reply::Done
+                    }
+                    RedisCommand::ReadLease => Reply::Lease(fake.lease),
+                    RedisCommand::SetLease(lease) => {
+                        fake.lease = *lease;
+                        Reply::Done
+                    }
+                    RedisCommand::Fence { .. } | RedisCommand::PauseWrites { .. } => {
+                        fake.paused = true;
+                        Reply::Done
+                    }
+                    RedisCommand::UnpauseWrites => {
+                        fake.paused = false;
                         Reply::Done
                     }
                     RedisCommand::ReplicaOf { master } => {
@@ -407,6 +436,8 @@ pub(crate) fn report(
         sdown,
         voted_epoch,
         failover: None,
+        down_replicas: Vec::new(),
+        maintenance: crate::engine::gossip::Maintenance::default(),
     }
 }
 

@@ -1,0 +1,647 @@
+//! Fencing: keeping an old master from acknowledging writes that a failover will throw away.
+//!
+//! Replication is asynchronous, so a master that is cut off from the nodes but not from its
+//! clients goes on acknowledging writes; once another instance is promoted, every one of them
+//! is lost at the resync (Jepsen's finding for Sentinel). Only a fence *inside* the isolated
+//! master can stop that, since nothing else may reach it. Picket keeps three:
+//!
+//! * **The lease** (every mode but `off`). Each master runs with `min-replicas-to-write K` and
+//!   `min-replicas-max-lag 1`, `K` a majority of the replicas that follow it: a master that loses
+//!   a majority of its replicas refuses writes within [`Lease::expiry`] of their last
+//!   acknowledgement (replicas acknowledge every second; the master counts them every second).
+//!   A replica that is really gone (a quorum of the nodes that see the master up see it down)
+//!   stops counting, so a master with dead replicas stays writable; the change is announced
+//!   (`+fence-lease`). A promoted replica starts with no lease (it has no replicas yet) and gets
+//!   its own once its replicas follow it.
+//! * **The pause** (every mode but `off`). A leader that still reaches the old master pauses its
+//!   writes (`CLIENT PAUSE ... WRITE`) and disconnects its clients before promoting, and a node
+//!   that has lost the majority of its peers pauses the masters it still reaches (in `bounded`
+//!   mode, only those that have lost the replicas of their lease too), renewing the pause while
+//!   the isolation lasts.
+//! * **The wait** (`strict` only). The promoted replica is paused too, in the transaction that
+//!   promotes it, and released only once the old master surely refuses writes: it was paused or
+//!   demoted, or the replicas of its lease stopped acknowledging it more than [`Lease::expiry`]
+//!   ago ([`fenced_at`]). There is then never a moment with two masters accepting writes, at the
+//!   cost of writes blocking for that long after a failover.
+//!
+//! Writes a master acknowledged before its fence closed and did not replicate are lost in every
+//! mode: replication is asynchronous. `bounded` (the default) promotes at full speed and states,
+//! for every failover, how long the old master may still accept writes (`+fence-window`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::engine::addr::Addr;
+use crate::engine::election::votes_needed;
+use crate::engine::event::{Detail, Event, EventKind, Subject};
+use crate::engine::failover::{Phase, Reconf};
+use crate::engine::gossip::MasterReport;
+use crate::engine::group::Group;
+use crate::engine::io::RedisCommand;
+use crate::engine::node::Node;
+use crate::engine::peers::Peers;
+use crate::engine::report::ReportedRole;
+use crate::engine::time::Instant;
+use crate::engine::timing::{INFO_PERIOD, STRICT_PAUSE};
+
+/// How a master is fenced (see the module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fencing {
+    /// No lease, no pause: Sentinel's behaviour.
+    Off,
+    /// The lease and the pause; promotion at full speed.
+    #[default]
+    Bounded,
+    /// The lease, the pause, and the wait: never two writable masters.
+    Strict,
+}
+
+impl Fencing {
+    /// The configuration's word for it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Bounded => "bounded",
+            Self::Strict => "strict",
+        }
+    }
+
+    /// Parses the configuration's word.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "off" => Some(Self::Off),
+            "bounded" => Some(Self::Bounded),
+            "strict" => Some(Self::Strict),
+            _ => None,
+        }
+    }
+}
+
+/// `min-replicas-max-lag`, in seconds: the smallest Redis accepts that is not "off".
+pub const LEASE_MAX_LAG_S: u32 = 1;
+
+/// The lease a master runs under: Redis's `min-replicas-to-write` and `min-replicas-max-lag`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// `min-replicas-to-write` (0: no lease).
+    pub min_replicas: u32,
+    /// `min-replicas-max-lag`, seconds.
+    pub max_lag_s: u32,
+}
+
+impl Lease {
+    /// No lease: the master accepts writes whatever its replicas do.
+    pub const NONE: Self = Self { min_replicas: 0, max_lag_s: LEASE_MAX_LAG_S };
+
+    /// The lease for a master followed by `replicas` replicas that count: a majority of them.
+    #[must_use]
+    pub fn majority_of(replicas: usize) -> Self {
+        let min_replicas = if replicas == 0 { 0 } else { replicas / 2 + 1 };
+        Self { min_replicas: u32::try_from(min_replicas).unwrap_or(u32::MAX), ..Self::NONE }
+    }
+
+    /// How long after the last acknowledgement of the replica that kept its lease a master
+    /// surely refuses writes: a replica is good while its last acknowledgement is at most
+    /// `max_lag` whole seconds old (up to one more second by Redis's one-second clock), and the
+    /// master recounts its good replicas once a second.
+    #[must_use]
+    pub fn expiry(self) -> Duration {
+        Duration::from_secs(u64::from(self.max_lag_s) + 2)
+    }
+}
+
+/// When an old master running under `lease` surely refuses writes, given when each of its
+/// replicas last acknowledged it: `Some(t)` if it stopped at `t` at the latest, `None` if it may
+/// still be acknowledging (or nothing is known). `None` if that time is not known: a replica
+/// still acknowledging would keep the lease, or there is no lease at all.
+#[must_use]
+pub fn fenced_at(lease: Lease, acks: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
+    let needed = usize::try_from(lease.min_replicas).unwrap_or(usize::MAX);
+    if needed == 0 {
+        return None;
+    }
+    let mut acks: Vec<Option<Instant>> = acks.into_iter().collect();
+    if acks.len() < needed {
+        // Fewer replicas than the lease needs: it refuses writes already.
+        return Some(Instant::ZERO);
+    }
+    // Latest first, `None` (may still acknowledge) before any time.
+    acks.sort_by(|a, b| match (a, b) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Less,
+        (Some(_), None) => std::cmp::Ordering::Greater,
+        (Some(x), Some(y)) => y.cmp(x),
+    });
+    // The lease holds while `needed` replicas acknowledged recently: it lapses after the one
+    // that acknowledged `needed`-th most recently.
+    acks[needed - 1].map(|last| last + lease.expiry())
+}
+
+impl Group {
+    /// The replicas this node sees subjectively down, while it sees the master up (reported to
+    /// peers; a quorum of such reports relaxes the lease).
+    #[must_use]
+    pub fn replicas_seen_down(&self, node: &Node) -> Vec<Addr> {
+        if node.in_tilt() || self.master_sdown() {
+            return Vec::new();
+        }
+        self.instances
+            .iter()
+            .filter(|(addr, i)| **addr != self.master && i.sdown_since.is_some())
+            .map(|(addr, _)| addr.clone())
+            .collect()
+    }
+
+    /// The replicas that count for the master's lease: every instance of the group known besides
+    /// the master (the list is persisted, so a restarted node counts the same ones), unless as
+    /// many nodes as a failover needs (a majority, and the quorum) see the master up and that
+    /// instance down: it is really gone, and a master with dead replicas must stay writable.
+    /// Nothing else lowers the count, so a node cut off with the master (a minority), seeing its
+    /// replicas leave for a new master elsewhere, keeps the lease.
+    fn lease_replicas(&self, node: &Node, peers: &Peers, now: Instant) -> usize {
+        let needed = votes_needed(node.settings.voters(), self.settings.quorum);
+        let mine = self.replicas_seen_down(node);
+        let reports: Vec<&MasterReport> = peers
+            .fresh_reports(&self.settings.name, now)
+            .map(|(_, _, r)| r)
+            .filter(|r| r.addr == self.master && !r.sdown)
+            .collect();
+        self.instances
+            .keys()
+            .filter(|addr| **addr != self.master)
+            .filter(|addr| {
+                let seen_down = usize::from(mine.contains(addr))
+                    + reports.iter().filter(|r| r.down_replicas.contains(addr)).count();
+                seen_down < needed
+            })
+            .count()
+    }
+
+    /// The lease the master should run under, if the group is fenced.
+    #[must_use]
+    pub fn lease_target(&self, node: &Node, peers: &Peers, now: Instant) -> Option<Lease> {
+        (self.settings.fencing != Fencing::Off)
+            .then(|| Lease::majority_of(self.lease_replicas(node, peers, now)))
+    }
+
+    /// Sets the master's lease when it differs from the target. Only outside failovers (a
+    /// failover sets the new master's own), and at most once per grace while the master's
+    /// answer to `CONFIG GET` has not caught up, so that nodes briefly disagreeing do not
+    /// flood it.
+    pub(crate) fn maintain_lease(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
+        let Some(target) = self.lease_target(node, peers, now) else { return };
+        if self.failover.is_some() || !self.master_serving(now) {
+            return;
+        }
+        let grace = self.timing.enforce_grace;
+        let replicas = self.lease_replicas(node, peers, now);
+        let subject = self.master_subject();
+        let Some(master) = self.instances.get_mut(&self.master) else { return };
+        let observed = master.lease;
+        let recently = master.fence_sent_at.is_some_and(|at| now.saturating_since(at) < grace);
+        if observed == Some(target) || recently {
+            return;
+        }
+        if observed.is_none() {
+            // A new master: read its lease now rather than with its next INFO.
+            master.fence_sent_at = Some(now);
+            master.send(node, now, RedisCommand::ReadLease);
+            return;
+        }
+        master.fence_sent_at = Some(now);
+        master.send(node, now, RedisCommand::SetLease(target));
+        master.send(node, now, RedisCommand::ReadLease);
+        node.emit(Event {
+            kind: EventKind::FenceLease,
+            subject: Some(subject),
+            detail: Detail::Lease { min_replicas: target.min_replicas, replicas },
+        });
+    }
+
+    /// Whether the master answers as a master right now.
+    fn master_serving(&self, now: Instant) -> bool {
+        self.master_instance().is_some_and(|m| {
+            m.up_link().is_some()
+                && m.sdown_since.is_none()
+                && matches!(m.reported_role(), Some(ReportedRole::Master))
+                && m.info_at.is_some_and(|at| now.saturating_since(at) < INFO_PERIOD * 3)
+        })
+    }
+
+    /// A node that has lost the majority of its peers cannot know whether the others are
+    /// failing the master over: it pauses the master's writes itself while the isolation lasts
+    /// (renewing the pause), and lifts the pause when its peers are back. In `bounded` mode it
+    /// does so only once the master has lost the replicas of its lease too (the other side may
+    /// have promoted one): a node cut off alone from healthy peers then costs no writes.
+    pub(crate) fn fence_if_isolated(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
+        let fencing = self.settings.fencing;
+        let isolated = fencing != Fencing::Off
+            && !peers.is_empty()
+            && peers.heard_within(now, node.settings.contact_window()) + 1
+                < node.settings.majority();
+        let lost_replicas = self.master_instance().is_some_and(|m| {
+            let needed = m.lease.map_or(0, |l| l.min_replicas);
+            let good = m.info.as_ref().and_then(|i| i.good_replicas).unwrap_or(u32::MAX);
+            needed > 0 && good < needed
+        });
+        let fence = isolated && (fencing == Fencing::Strict || lost_replicas);
+        let subject = self.master_subject();
+        let renew = isolation_pause(node) / 2;
+        let Some(master) = self.instances.get_mut(&self.master) else { return };
+        if fence {
+            let due = master.fence_sent_at.is_none_or(|at| now.saturating_since(at) >= renew);
+            if due
+                && master.send(
+                    node,
+                    now,
+                    RedisCommand::PauseWrites { pause: isolation_pause(node) },
+                )
+            {
+                master.fence_sent_at = Some(now);
+                if !self.isolation_fence {
+                    self.isolation_fence = true;
+                    node.emit_about(EventKind::FenceIsolated, subject);
+                }
+            }
+        } else if self.isolation_fence
+            && !isolated
+            && master.send(node, now, RedisCommand::UnpauseWrites)
+        {
+            self.isolation_fence = false;
+            node.emit_about(EventKind::FenceIsolatedCleared, subject);
+        }
+    }
+}
+
+/// How long one pause of an isolated node lasts: three heartbeats, renewed every half of it,
+/// so that a node that dies or stalls stops fencing within that time.
+fn isolation_pause(node: &Node) -> Duration {
+    (node.settings.heartbeat * 3).max(Duration::from_millis(500))
+}
+
+/// A failover's side of fencing: pausing the old master before the promotion, a planned
+/// switchover's wait for the replica to catch up, and strict mode's wait.
+impl Group {
+    /// Records the master being replaced and, if fencing is on and this node reaches it, pauses
+    /// its writes and disconnects its clients (with an INFO right behind, whose offset a
+    /// switchover waits for). Returns whether the pause was sent.
+    pub(crate) fn fence_old_master(&mut self, node: &mut Node, now: Instant) -> bool {
+        let fencing = self.settings.fencing;
+        let pause = self.timing.failover_timeout;
+        let old = self.master.clone();
+        let Some(master) = self.instances.get_mut(&old) else { return false };
+        let lease = master.lease;
+        let sent = fencing != Fencing::Off && master.send(node, now, RedisCommand::Fence { pause });
+        if sent {
+            master.send(node, now, RedisCommand::Info);
+        }
+        if let Some(failover) = &mut self.failover {
+            failover.fence.old_master = Some(old);
+            failover.fence.old_lease = lease;
+        }
+        sent
+    }
+
+    /// The old master acknowledged its pause.
+    pub(crate) fn on_old_master_fenced(&mut self, addr: &Addr, now: Instant) {
+        if let Some(failover) = &mut self.failover
+            && failover.fence.old_master.as_ref() == Some(addr)
+        {
+            failover.fence.old_paused_at.get_or_insert(now);
+        }
+    }
+
+    /// Lifts the pause this failover put on the old master (it is given up).
+    pub(crate) fn release_old_master(&mut self, node: &mut Node, now: Instant) {
+        let Some(failover) = &self.failover else { return };
+        let Some(old) = failover.fence.old_master.clone() else { return };
+        if failover.fence.old_paused_at.is_some()
+            && let Some(instance) = self.instances.get_mut(&old)
+        {
+            instance.send(node, now, RedisCommand::UnpauseWrites);
+        }
+    }
+
+    /// A switchover's wait: promote once the replica has reached the paused master's offset,
+    /// or at once if the old master is gone; give up after `switchover_timeout`.
+    pub(crate) fn step_drain(
+        &mut self,
+        node: &mut Node,
+        replica: &Addr,
+        target: Option<u64>,
+        now: Instant,
+    ) {
+        let Some(failover) = &self.failover else { return };
+        if now.saturating_since(failover.phase_since) >= self.timing.switchover_timeout {
+            self.abort(node, EventKind::AbortSwitchoverTimeout, now);
+            return;
+        }
+        let old_gone = self.master_instance().is_none_or(|m| m.up_link().is_none());
+        let offset = self.instances.get(replica).and_then(|i| match i.reported_role() {
+            Some(ReportedRole::Replica(link)) => Some(link.repl_offset),
+            _ => None,
+        });
+        let caught_up = target.zip(offset).is_some_and(|(target, offset)| offset >= target);
+        if old_gone || caught_up {
+            self.promote_chosen(node, replica.clone(), now);
+        }
+    }
+
+    /// An INFO during a switchover's wait: the paused old master's offset is the target.
+    pub(crate) fn on_drain_info(&mut self, addr: &Addr, now: Instant) {
+        let offset = self.instances.get(addr).and_then(|i| match i.reported_role() {
+            Some(ReportedRole::Master) => i.info.as_ref().map(|r| r.master_repl_offset),
+            _ => None,
+        });
+        let Some(failover) = &mut self.failover else { return };
+        let paused = failover.fence.old_paused_at.is_some_and(|at| at <= now);
+        if let Phase::Drain { target, .. } = &mut failover.phase
+            && paused
+            && failover.fence.old_master.as_ref() == Some(addr)
+            && target.is_none()
+        {
+            *target = offset;
+        }
+    }
+
+    /// The old master's last known offset (its own INFO, or the furthest replica, whichever is
+    /// ahead) and `replica`'s, for the loss this promotion may cause.
+    pub(crate) fn loss_offsets(&self, replica: &Addr) -> Option<(u64, u64)> {
+        let promoted = self.instances.get(replica)?.replication_offset()?;
+        let known = self.instances.values().filter_map(|i| i.replication_offset()).max()?;
+        Some((known, promoted))
+    }
+
+    /// The promotion shows: the loss it may have caused, and in bounded mode how long the old
+    /// master may still accept writes.
+    pub(crate) fn on_promotion_seen(&mut self, node: &mut Node, now: Instant) {
+        let Some(failover) = &mut self.failover else { return };
+        failover.fence.promoted_at = Some(now);
+        let offsets = failover.fence.offsets;
+        // Named by the old master, as `+failover-end` is.
+        let old = failover.fence.old_master.clone().unwrap_or_else(|| self.master.clone());
+        let subject = Subject::Master { name: self.settings.name.clone(), addr: old };
+        if let Some((known, promoted)) = offsets {
+            node.emit(Event {
+                kind: EventKind::FailoverLoss,
+                subject: Some(subject.clone()),
+                detail: Detail::Loss { bytes: known.saturating_sub(promoted) },
+            });
+        }
+        if self.settings.fencing == Fencing::Bounded {
+            let ms = self
+                .old_master_fenced_at()
+                .map(|at| u64::try_from(at.saturating_since(now).as_millis()).unwrap_or(u64::MAX));
+            node.emit(Event {
+                kind: EventKind::FenceWindow,
+                subject: Some(subject),
+                detail: Detail::Window { ms },
+            });
+        }
+    }
+
+    /// How many replicas may be repointed at once so that enough leave the old master for its
+    /// lease to lapse: those already on their way, plus every replica beyond `K - 1` that may
+    /// still acknowledge it.
+    pub(crate) fn detach_needed(&self, replicas: &BTreeMap<Addr, Reconf>) -> usize {
+        let Some(failover) = &self.failover else { return 0 };
+        let needed = failover.fence.old_lease.map_or(0, |l| l.min_replicas);
+        if self.settings.fencing == Fencing::Off || needed == 0 {
+            return 0;
+        }
+        let old = failover.fence.old_master.as_ref();
+        let in_flight = replicas
+            .values()
+            .filter(|r| matches!(r, Reconf::Sent(_) | Reconf::InProgress(_)))
+            .count();
+        // Replicas sent their REPLICAOF but still following the old master count too (one that
+        // ignored it, say): more are repointed until enough have left.
+        let acking = replicas
+            .keys()
+            .filter(|addr| Some(*addr) != old && self.ack_stopped_at(addr).is_none())
+            .count();
+        in_flight + acking.saturating_sub(usize::try_from(needed - 1).unwrap_or(usize::MAX))
+    }
+
+    /// When the replica at `addr` stopped acknowledging the old master, at the latest, if it
+    /// surely did (see [`fenced_at`]).
+    fn ack_stopped_at(&self, addr: &Addr) -> Option<Instant> {
+        let fence = &self.failover.as_ref()?.fence;
+        if let Some(at) = fence.detached.get(addr) {
+            return Some(*at);
+        }
+        let old = fence.old_master.as_ref()?;
+        let instance = self.instances.get(addr)?;
+        let (info, at) = (instance.info.as_ref()?, instance.info_at?);
+        match &info.role {
+            ReportedRole::Replica(link)
+                if link.master.as_ref().is_some_and(|m| {
+                    m == old || self.instances.get(old).is_some_and(|o| o.is_at(m))
+                }) =>
+            {
+                // Redis rounds the down time down to whole seconds: `at - down` is no earlier
+                // than the real moment.
+                (!link.link_up).then(|| at - link.link_down_for.unwrap_or_default())
+            }
+            // Following another master, or a master itself: not acknowledging the old one.
+            _ => Some(at),
+        }
+    }
+
+    /// When the old master of the failover under way surely refuses writes, if that is known:
+    /// it acknowledged a pause, it reports being a replica, or the replicas of its lease
+    /// stopped acknowledging it long enough ago.
+    #[must_use]
+    pub fn old_master_fenced_at(&self) -> Option<Instant> {
+        let fence = &self.failover.as_ref()?.fence;
+        if let Some(at) = fence.old_paused_at {
+            return Some(at);
+        }
+        let old = fence.old_master.as_ref()?;
+        let old_instance = self.instances.get(old)?;
+        if matches!(old_instance.reported_role(), Some(ReportedRole::Replica(_)))
+            && let Some(promoted) = fence.promoted_at
+            && old_instance.info_at.is_some_and(|at| at >= promoted)
+        {
+            return old_instance.info_at;
+        }
+        let lease = fence.old_lease?;
+        let acks = self.instances.keys().filter(|addr| *addr != old).map(|addr| {
+            if *addr == self.master { fence.promoted_at } else { self.ack_stopped_at(addr) }
+        });
+        fenced_at(lease, acks)
+    }
+
+    /// Pauses the old master's writes (and disconnects its clients) whenever it answers as a
+    /// master during the failover: it was unreachable when the failover started, and is back
+    /// from a crash or a partition. Renewed at half the pause until it is demoted.
+    pub(crate) fn fence_returning_old_master(&mut self, node: &mut Node, now: Instant) {
+        if self.settings.fencing == Fencing::Off {
+            return;
+        }
+        let Some(old) = self.failover.as_ref().and_then(|f| f.fence.old_master.clone()) else {
+            return;
+        };
+        let pause = self.timing.failover_timeout;
+        let Some(instance) = self.instances.get_mut(&old) else { return };
+        let answers_as_master = instance.up_link().is_some()
+            && matches!(instance.reported_role(), Some(ReportedRole::Master));
+        let recently =
+            instance.fence_sent_at.is_some_and(|at| now.saturating_since(at) < pause / 2);
+        if answers_as_master && !recently && instance.send(node, now, RedisCommand::Fence { pause })
+        {
+            instance.fence_sent_at = Some(now);
+        }
+    }
+
+    /// The lease a promoted replica starts with, if fencing is on: a majority of the other
+    /// replicas that are not down, which the failover repoints at it at once. A new master is
+    /// then never without a fence, even if it is cut off or dies before its lease would be
+    /// raised; it accepts writes once those replicas follow it (a partial resynchronisation,
+    /// normally milliseconds).
+    pub(crate) fn promoted_lease(&self) -> Option<Lease> {
+        if self.settings.fencing == Fencing::Off {
+            return None;
+        }
+        let chosen = self.failover.as_ref().and_then(|f| f.promoted(&self.master));
+        let followers = self
+            .instances
+            .iter()
+            .filter(|(addr, i)| {
+                **addr != self.master && Some(*addr) != chosen.as_ref() && i.sdown_since.is_none()
+            })
+            .count();
+        Some(Lease::majority_of(followers))
+    }
+
+    /// Pauses the writes of an instance that reports `role:master` but is not the master (an
+    /// old master back from a crash or a partition), at once rather than after the grace its
+    /// demotion waits for. Only when no failover can be under way anywhere that could have
+    /// promoted it: this node leads none, its peers are heard, in sync, lead none, and none has
+    /// voted in an election whose outcome this node has not adopted.
+    pub(crate) fn fence_unexpected_masters(
+        &mut self,
+        node: &mut Node,
+        peers: &Peers,
+        now: Instant,
+    ) {
+        if self.settings.fencing == Fencing::Off || self.failover.is_some() {
+            return;
+        }
+        let fresh: Vec<_> =
+            peers.iter().filter(|(_, p)| p.is_fresh(now, peers.timeout())).collect();
+        let quiet = fresh.len() + 1 >= node.settings.majority()
+            && fresh.iter().all(|(_, p)| p.in_sync())
+            && peers.fresh_reports(&self.settings.name, now).all(|(_, _, r)| {
+                r.failover.is_none()
+                    && r.voted_epoch <= self.config_epoch
+                    && r.config_epoch <= self.config_epoch
+            });
+        if !quiet {
+            return;
+        }
+        let pause = self.timing.failover_timeout;
+        let master = self.master.clone();
+        for (addr, instance) in &mut self.instances {
+            let unexpected = *addr != master
+                && instance.up_link().is_some()
+                && matches!(instance.reported_role(), Some(ReportedRole::Master));
+            // Renewed at half its length until it is demoted.
+            let recently =
+                instance.fence_sent_at.is_some_and(|at| now.saturating_since(at) < pause / 2);
+            if unexpected
+                && !recently
+                && instance.send(node, now, RedisCommand::PauseWrites { pause })
+            {
+                instance.fence_sent_at = Some(now);
+            }
+        }
+    }
+
+    /// Strict mode: whether this failover paused the new master's writes.
+    pub(crate) fn holds_strict_pause(&self) -> bool {
+        self.settings.fencing == Fencing::Strict
+            && self.failover.as_ref().is_some_and(|f| f.fence.pause_sent_at.is_some())
+    }
+
+    /// Strict mode: renews the new master's pause at half its length.
+    pub(crate) fn renew_strict_pause(&mut self, node: &mut Node, now: Instant) {
+        let due = self
+            .failover
+            .as_ref()
+            .and_then(|f| f.fence.pause_sent_at)
+            .is_some_and(|at| now.saturating_since(at) >= STRICT_PAUSE / 2);
+        if !due || !self.holds_strict_pause() {
+            return;
+        }
+        let Some(master) = self.instances.get_mut(&self.master) else { return };
+        if master.send(node, now, RedisCommand::PauseWrites { pause: STRICT_PAUSE })
+            && let Some(failover) = &mut self.failover
+        {
+            failover.fence.pause_sent_at = Some(now);
+        }
+    }
+
+    /// Strict mode's wait: the new master's writes are released once the old master surely
+    /// refuses them. An old master that answers again meanwhile (it was cut off, or restarted)
+    /// is paused at once: that fences it.
+    pub(crate) fn step_release(&mut self, node: &mut Node, now: Instant) {
+        let Some(Phase::Release { old_master }) = self.failover.as_ref().map(|f| f.phase.clone())
+        else {
+            return;
+        };
+        self.fence_returning_old_master(node, now);
+        if self.old_master_fenced_at().is_some_and(|at| at <= now) {
+            let released = self
+                .instances
+                .get_mut(&self.master)
+                .is_some_and(|m| m.send(node, now, RedisCommand::UnpauseWrites));
+            if released {
+                self.end(node, &old_master, now);
+                return;
+            }
+        }
+        self.renew_strict_pause(node, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Option<Instant> {
+        Some(Instant::from_millis(ms))
+    }
+
+    #[test]
+    fn a_lease_is_a_majority_of_the_replicas() {
+        let k = |n| Lease::majority_of(n).min_replicas;
+        assert_eq!([k(0), k(1), k(2), k(3), k(4), k(5)], [0, 1, 2, 2, 3, 3]);
+        assert_eq!(Lease::majority_of(2).expiry(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn an_old_master_is_fenced_once_a_majority_of_its_replicas_stopped_acknowledging() {
+        let lease = Lease::majority_of(3);
+        // Two of three stopped (at 1 s and 4 s), one may still acknowledge: the lease (2) holds
+        // until three seconds after the second most recent acknowledgement.
+        assert_eq!(fenced_at(lease, [at(1000), None, at(4000)]), at(4000 + 3000));
+        // Two may still acknowledge: the lease holds.
+        assert_eq!(fenced_at(lease, [None, None, at(4000)]), None);
+        // No lease: nothing ever fences it.
+        assert_eq!(fenced_at(Lease::NONE, [at(1000)]), None);
+        // Fewer replicas than the lease needs: fenced already.
+        assert_eq!(fenced_at(lease, [None]), Some(Instant::ZERO));
+    }
+
+    #[test]
+    fn modes_parse_and_print() {
+        for mode in [Fencing::Off, Fencing::Bounded, Fencing::Strict] {
+            assert_eq!(Fencing::parse(mode.as_str()), Some(mode));
+        }
+        assert_eq!(Fencing::parse("maybe"), None);
+        assert_eq!(Fencing::default(), Fencing::Bounded);
+    }
+}
