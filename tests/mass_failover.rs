@@ -1,8 +1,12 @@
-//! Many masters failing at once (issue 11): thirty masters with one replica each, supervised by
-//! three real pickets, all SIGKILLed in one `kill` call, as when a host that carried many masters
-//! dies. Every group must end up writable on its promoted replica, with every node answering that
-//! replica's address. Once without and once with a CPU hog beside it: a loaded machine is where a
-//! leader that yields after its promotion went out (and so strands the group) showed up.
+//! Many masters failing at once (issue 11): forty-five masters with one replica each, supervised
+//! by three real pickets, all SIGKILLed in one `kill` call, as when a host that carried many
+//! masters dies. Every group must end up writable on its promoted replica, with every node
+//! answering that replica's address. Once without and once with a CPU hog beside it: a loaded
+//! machine is where a leader that yielded after its promotion went out (and so stranded the
+//! group) showed up.
+//!
+//! The race that strands a group is not hit every time: with that bug back in the engine, about
+//! one trial in three left a group behind, so each scenario runs [`TRIALS`] fresh trials.
 //!
 //! Nothing here asserts a speed: the waits are generous, and the time from the kill to the last
 //! group is printed (`scripts/bench --only mass` measures it against Sentinel).
@@ -14,6 +18,7 @@ mod resp;
 mod support;
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::thread::sleep;
@@ -24,30 +29,36 @@ use resp::{Resp, get, items, pairs, text};
 use support::{Cluster, ClusterOptions, Group, Redis, free_port, wait_for};
 
 /// Masters killed together (each with one replica). `free_port` gives a test binary 100 ports;
-/// one scenario takes 2 per group and 3 for the nodes.
-const GROUPS: usize = 30;
+/// one trial takes 2 per group and 3 for the nodes.
+const GROUPS: usize = 45;
+/// Fresh clusters per scenario.
+const TRIALS: usize = 3;
 /// Bound on every wait: far above what a failover takes, even on two loaded cores.
 const LONG: Duration = Duration::from_secs(60);
 
-/// Each scenario runs 60 Redis servers and three nodes; one at a time, so that two busy cores are
-/// not shared by both (and so the second reuses the ports the first released).
+/// Each trial runs 90 Redis servers and three nodes; one at a time, so that two busy cores are
+/// not shared by two trials (and so each trial reuses the ports the one before released).
 static ONE_CLUSTER_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 #[test]
-fn thirty_masters_killed_at_once_are_all_failed_over() {
-    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    mass_failover(false);
+fn many_masters_killed_at_once_are_all_failed_over() {
+    for trial in 1..=TRIALS {
+        let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+        mass_failover(trial, false);
+    }
 }
 
 #[test]
-fn thirty_masters_killed_at_once_are_all_failed_over_on_a_loaded_cpu() {
-    let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    mass_failover(true);
+fn many_masters_killed_at_once_are_all_failed_over_on_a_loaded_cpu() {
+    for trial in 1..=TRIALS {
+        let _one = ONE_CLUSTER_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+        mass_failover(trial, true);
+    }
 }
 
-/// The scenario: start, wait until ready, kill every master in one call (with a CPU hog running
-/// if `loaded`), wait until every group is failed over.
-fn mass_failover(loaded: bool) {
+/// One trial: start, wait until ready, kill every master in one call (with a CPU hog running if
+/// `loaded`), wait until every group is failed over.
+fn mass_failover(trial: usize, loaded: bool) {
     let cluster = Cluster::start(3, groups(), &ClusterOptions::default());
     wait_ready(&cluster);
     let _hog = loaded.then(CpuHog::start);
@@ -62,8 +73,8 @@ fn mass_failover(loaded: bool) {
     let mut times: Vec<&Duration> = done.values().collect();
     times.sort();
     println!(
-        "{GROUPS} masters killed at once{}: last group failed over {last:?} after the kill \
-         (median {:?})",
+        "trial {trial}/{TRIALS}: {GROUPS} masters killed at once{}: last group failed over \
+         {last:?} after the kill (median {:?})",
         if loaded { " with a CPU hog" } else { "" },
         times[times.len() / 2]
     );
@@ -170,15 +181,17 @@ fn master_addr(node: &mut Resp, name: &str) -> String {
 fn describe(group: &Group, nodes: &mut [Resp]) -> String {
     let replica = &group.replicas[0];
     let mut out = format!("{}: replica {} role {:?}", group.name, replica.addr(), replica.role());
-    for node in nodes {
+    for (i, node) in nodes.iter_mut().enumerate() {
         let master = pairs(&node.call(&["SENTINEL", "MASTER", &group.name]));
-        out.push_str(&format!(
-            "; a node: {}:{} flags {} config-epoch {}",
+        let _ = write!(
+            out,
+            "; node {}: {}:{} flags {} config-epoch {}",
+            i + 1,
             get(&master, "ip"),
             get(&master, "port"),
             get(&master, "flags"),
             get(&master, "config-epoch")
-        ));
+        );
     }
     out
 }
