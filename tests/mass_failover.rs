@@ -206,10 +206,9 @@ struct CpuHog {
 impl CpuHog {
     fn start() -> Self {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
-        let script = format!(
-            "while kill -0 {} 2>/dev/null; do i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; done",
-            std::process::id()
-        );
+        // Spins, and every 100,000 turns checks that this process still lives.
+        let spin = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done";
+        let script = format!("while kill -0 {} 2>/dev/null; do {spin}; done", std::process::id());
         let loops = (0..cores)
             .map(|_| {
                 Command::new("sh")
