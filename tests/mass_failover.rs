@@ -121,7 +121,7 @@ fn wait_ready(cluster: &Cluster) {
     }
 }
 
-/// SIGKILLs every master with one `kill` call, then reaps them.
+/// SIGKILLs every master with one `kill` call (their guards reap them when the cluster goes).
 fn kill_all_masters(cluster: &Cluster) {
     let pids: Vec<String> = cluster.groups.iter().map(|g| g.master.pid().to_string()).collect();
     let status = Command::new("kill").arg("-KILL").args(&pids).status().expect("kill runs");
