@@ -219,7 +219,7 @@ fn poll(
 }
 
 /// One `SET` on `addr`, reusing the connection while the address stays the same.
-fn try_set(client: &mut Option<(String, Conn)>, addr: &str) -> Result<()> {
+pub fn try_set(client: &mut Option<(String, Conn)>, addr: &str) -> Result<()> {
     if client.as_ref().is_none_or(|(a, _)| a != addr) {
         let sock: SocketAddr = addr.parse().with_context(|| format!("address {addr}"))?;
         *client = Some((addr.to_owned(), Conn::open_addr(&sock, Duration::from_millis(500))?));
@@ -298,6 +298,18 @@ pub fn run(plan: &Plan) -> Section {
 
 /// One trial on a fresh topology.
 fn one_trial(kind: Kind, fault: Fault, plan: &Plan) -> Result<Timings> {
+    single_master_trial(kind, fault, plan, |_| Ok(()))
+}
+
+/// A trial on a fresh topology of one master with two replicas and three supervisors of `kind`:
+/// once all are ready, `prepare` may change the supervisors (stop one, say), then `fault` hits
+/// the master and the failover is timed across the supervisors `prepare` left.
+pub fn single_master_trial(
+    kind: Kind,
+    fault: Fault,
+    plan: &Plan,
+    prepare: impl FnOnce(&mut Vec<Supervisor>) -> Result<()>,
+) -> Result<Timings> {
     let group = Group::start(2)?;
     let spec = MasterSpec {
         name: "bench".to_owned(),
@@ -306,11 +318,12 @@ fn one_trial(kind: Kind, fault: Fault, plan: &Plan) -> Result<Timings> {
         down_after_ms: 1000,
         failover_timeout_ms: 10_000,
     };
-    let sups = topology::start_supervisors(kind, 3, slice::from_ref(&spec), &plan.picket)?;
+    let mut sups = topology::start_supervisors(kind, 3, slice::from_ref(&spec), &plan.picket)?;
     let ready =
         Readiness { masters: slice::from_ref(&spec), replicated: &[("bench", 2)], others: 2 };
     let timings =
         topology::wait_ready(&sups, &ready, Duration::from_secs(120), Duration::from_millis(50))
+            .and_then(|()| prepare(&mut sups))
             .and_then(|()| {
                 measure(
                     &sups,

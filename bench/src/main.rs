@@ -9,6 +9,7 @@
 mod failover;
 mod http;
 mod idle;
+mod mass;
 mod procs;
 mod report;
 mod resp;
@@ -33,10 +34,11 @@ use crate::report::{Machine, Report, Section};
 #[derive(Debug, Parser)]
 #[command(name = "picket-bench", version)]
 struct Args {
-    /// Run only this suite; repeatable. Default: all four.
+    /// Run only this suite; repeatable. Default: all five.
     #[arg(long, value_enum)]
     only: Vec<Suite>,
-    /// Failover trials per fault (SIGKILL, SIGSTOP) and supervisor. Default 20, or 1 with --quick.
+    /// Failover trials per fault (SIGKILL, SIGSTOP) and supervisor, and mass trials per load and
+    /// supervisor. Default 20 failover and 5 mass trials, or 1 of each with --quick.
     #[arg(long)]
     trials: Option<usize>,
     /// A smoke run: one trial, short windows, 100 masters instead of 1,000.
@@ -56,6 +58,9 @@ struct Args {
 enum Suite {
     /// Failover time after SIGKILL and SIGSTOP of the master.
     Failover,
+    /// 50 masters SIGKILLed at once (quiet and with a CPU hog), and a failover with one of the
+    /// three supervisors down.
+    Mass,
     /// Queries per second on the Sentinel port (and Picket's HTTP API).
     Throughput,
     /// CPU and memory of one idle supervisor with 1, 100 and 1,000 masters.
@@ -68,6 +73,7 @@ impl Suite {
     fn name(self) -> &'static str {
         match self {
             Self::Failover => "failover",
+            Self::Mass => "mass",
             Self::Throughput => "throughput",
             Self::Idle => "idle",
             Self::Scale => "scale",
@@ -79,6 +85,8 @@ impl Suite {
 pub struct Plan {
     /// Failover trials per fault and kind.
     pub trials: usize,
+    /// Mass suite trials per load and kind (each starts 100 Redis servers, so fewer by default).
+    pub mass_trials: usize,
     /// Smoke run: fewer rounds, shorter windows, smaller topologies.
     pub quick: bool,
     /// The picket binary.
@@ -102,7 +110,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<bool> {
     let _session = procs::Session::start()?;
     let mut suites = if args.only.is_empty() {
-        vec![Suite::Failover, Suite::Throughput, Suite::Idle, Suite::Scale]
+        vec![Suite::Failover, Suite::Mass, Suite::Throughput, Suite::Idle, Suite::Scale]
     } else {
         args.only.clone()
     };
@@ -114,6 +122,7 @@ fn run(args: &Args) -> Result<bool> {
     };
     let plan = Plan {
         trials: args.trials.unwrap_or(if args.quick { 1 } else { 20 }),
+        mass_trials: args.trials.unwrap_or(if args.quick { 1 } else { 5 }),
         quick: args.quick,
         picket,
     };
@@ -134,12 +143,13 @@ fn run(args: &Args) -> Result<bool> {
     };
     report.suites.insert(
         "options",
-        json!({"trials": plan.trials, "quick": plan.quick, "suites": suites.iter().map(|s| s.name()).collect::<Vec<_>>()}),
+        json!({"trials": plan.trials, "mass_trials": plan.mass_trials, "quick": plan.quick, "suites": suites.iter().map(|s| s.name()).collect::<Vec<_>>()}),
     );
     for suite in suites {
         eprintln!("==> {}", suite.name());
         let result = match suite {
             Suite::Failover => Ok(failover::run(&plan)),
+            Suite::Mass => Ok(mass::run(&plan)),
             Suite::Throughput => throughput::run(&plan),
             Suite::Idle => idle::run(&plan),
             Suite::Scale => scale::run(&plan),

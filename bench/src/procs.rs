@@ -1,5 +1,6 @@
 //! Child processes that cannot outlive the benchmark, and the launchers of the three programs it
-//! runs: `redis-server`, `redis-sentinel` and `picket`.
+//! runs (`redis-server`, `redis-sentinel` and `picket`) and of the CPU hog some trials run beside
+//! them.
 //!
 //! A benchmark that leaves 1,000 Redis servers or a stopped master behind ruins the next run and
 //! whatever else shares the machine, so every child is covered three times over:
@@ -430,6 +431,21 @@ pub fn picket(
     // Picket's default log level, stated so an inherited RUST_LOG cannot change the cost.
     command.arg("run").arg("--config").arg(&path).env("RUST_LOG", "info");
     Proc::spawn(format!("picket {index} (port {})", ports.listen), command, &dir.join("picket.log"))
+}
+
+/// Starts a CPU hog: one busy loop per core this process may use, each a `sh` process of its
+/// own (in its own process group, like every child), so the supervisors compete for the cores
+/// as on a loaded machine. Dropping the returned guards stops it.
+pub fn cpu_hog() -> Result<Vec<Proc>> {
+    let cores = thread::available_parallelism().map_or(1, usize::from);
+    (0..cores)
+        .map(|i| {
+            let dir = scratch(&format!("hog-{i}"))?;
+            let mut command = Command::new("sh");
+            command.args(["-c", "while :; do :; done"]);
+            Proc::spawn(format!("busy loop {}", i + 1), command, &dir.join("output"))
+        })
+        .collect()
 }
 
 /// Runs a short-lived tool (redis-benchmark, wrk, a version query) under a guard and returns its

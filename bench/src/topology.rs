@@ -78,6 +78,21 @@ impl Redis {
         Ok(Self { port, proc: procs::redis_server(port, replica_of, lean)? })
     }
 
+    /// Waits until it is a replica whose link to its master is up.
+    fn wait_synced(&self, timeout: Duration) -> Result<()> {
+        wait_for(&format!("{} to sync", self.proc.name()), timeout, || {
+            let mut conn = match Conn::open(self.port, Duration::from_secs(1)) {
+                Ok(c) => c,
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+            let info = conn.call(&["INFO", "replication"]).ok().and_then(|v| v.text());
+            Ok(match info {
+                Some(text) if text.contains("master_link_status:up") => Ok(()),
+                other => Err(format!("INFO replication: {other:?}")),
+            })
+        })
+    }
+
     /// Waits until it answers PING.
     pub fn wait_up(&self, timeout: Duration) -> Result<()> {
         wait_for(&format!("{} to answer PING", self.proc.name()), timeout, || {
@@ -107,25 +122,33 @@ pub struct Group {
 impl Group {
     /// Starts a master and `replicas` replicas and waits until every replica's link is up.
     pub fn start(replicas: usize) -> Result<Self> {
-        let master = Redis::spawn(None, false)?;
-        master.wait_up(Duration::from_secs(30))?;
-        let replicas: Vec<Redis> =
-            (0..replicas).map(|_| Redis::spawn(Some(master.port), false)).collect::<Result<_>>()?;
-        for r in &replicas {
-            r.wait_up(Duration::from_secs(30))?;
-            wait_for(&format!("{} to sync", r.proc.name()), Duration::from_secs(60), || {
-                let mut conn = match Conn::open(r.port, Duration::from_secs(1)) {
-                    Ok(c) => c,
-                    Err(e) => return Ok(Err(e.to_string())),
-                };
-                let info = conn.call(&["INFO", "replication"]).ok().and_then(|v| v.text());
-                Ok(match info {
-                    Some(text) if text.contains("master_link_status:up") => Ok(()),
-                    other => Err(format!("INFO replication: {other:?}")),
-                })
-            })?;
+        let mut groups = Self::start_many(1, replicas)?;
+        Ok(groups.remove(0))
+    }
+
+    /// Starts `count` groups of a master and `replicas` replicas at once: every master is spawned
+    /// before any is waited for, then every replica, so start-ups and initial syncs overlap.
+    /// Returns once every replica's link is up.
+    pub fn start_many(count: usize, replicas: usize) -> Result<Vec<Self>> {
+        let masters: Vec<Redis> =
+            (0..count).map(|_| Redis::spawn(None, false)).collect::<Result<_>>()?;
+        for m in &masters {
+            m.wait_up(Duration::from_secs(30))?;
         }
-        Ok(Self { master, replicas })
+        let groups: Vec<Self> = masters
+            .into_iter()
+            .map(|master| {
+                let replicas = (0..replicas)
+                    .map(|_| Redis::spawn(Some(master.port), false))
+                    .collect::<Result<_>>()?;
+                Ok(Self { master, replicas })
+            })
+            .collect::<Result<_>>()?;
+        for r in groups.iter().flat_map(|g| &g.replicas) {
+            r.wait_up(Duration::from_secs(30))?;
+            r.wait_synced(Duration::from_secs(60))?;
+        }
+        Ok(groups)
     }
 }
 
