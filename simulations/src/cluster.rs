@@ -955,6 +955,7 @@ impl Simulation {
                 let local = self.nodes[i].clock.local_ms(self.now);
                 let result = self.checker.on_event(i, id, local, &event);
                 self.check(result);
+                self.note_fence_window(&event);
                 self.trace.line(self.now, &Who(format!("n{i}")), || event.to_string());
             }
             Output::Answer { ticket, answer } => {
@@ -1316,13 +1317,13 @@ impl Simulation {
                 Some(Reply::Done)
             }
             RedisCommand::Fence { pause } => {
-                self.redis[r].paused_until = now + duration_us(pause);
+                self.redis[r].pause_writes(now + duration_us(pause));
                 self.trace.line(now, &Who(self.redis_label(r)), || "fenced".to_owned());
                 self.kill_clients(r, conn);
                 Some(Reply::Done)
             }
             RedisCommand::PauseWrites { pause } => {
-                self.redis[r].paused_until = now + duration_us(pause);
+                self.redis[r].pause_writes(now + duration_us(pause));
                 Some(Reply::Done)
             }
             RedisCommand::UnpauseWrites => {
@@ -1396,10 +1397,12 @@ impl Simulation {
         let label = self.redis_label(r);
         let now = self.now;
         let redis = &mut self.redis[r];
+        // Reconfigured by a node: whatever a failover said of it as an old master is over.
+        redis.promised_fenced_by = None;
         match change.writes {
             PromotedWrites::Untouched => {}
             PromotedWrites::Released => redis.paused_until = 0,
-            PromotedWrites::Paused(pause) => redis.paused_until = now + duration_us(pause),
+            PromotedWrites::Paused(pause) => redis.pause_writes(now + duration_us(pause)),
         }
         if let Some(lease) = change.lease {
             redis.set_lease(lease);

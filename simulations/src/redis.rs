@@ -137,6 +137,9 @@ pub struct Redis {
     /// has reconfigured it since: no fence can hold it, and the checker does not count the
     /// second writable master it makes (a node pauses it as soon as it sees it).
     pub came_back_unfenced: bool,
+    /// A failover said (`+fence-window`) that, as the old master, it accepts no write after this
+    /// instant (µs), until its role next changes.
+    pub promised_fenced_by: Option<u64>,
 }
 
 impl Redis {
@@ -173,6 +176,7 @@ impl Redis {
             paused_until: 0,
             acks: BTreeMap::new(),
             came_back_unfenced: false,
+            promised_fenced_by: None,
         }
     }
 
@@ -189,6 +193,12 @@ impl Redis {
         let window = u64::try_from(self.lease.expiry().as_micros()).unwrap_or(u64::MAX);
         needed == 0
             || self.acks.values().filter(|at| now.saturating_sub(**at) <= window).count() >= needed
+    }
+
+    /// `CLIENT PAUSE ... WRITE` until `until` (µs): like Redis, a pause never shortens one
+    /// already in force (only `CLIENT UNPAUSE` lifts it early).
+    pub fn pause_writes(&mut self, until: u64) {
+        self.paused_until = self.paused_until.max(until);
     }
 
     /// Whether it is serving.
@@ -233,6 +243,7 @@ impl Redis {
         self.role = role;
         self.saved_lease = self.lease;
         self.came_back_unfenced = false;
+        self.promised_fenced_by = None;
         self.acks.clear();
     }
 

@@ -14,11 +14,15 @@
 //!
 //! An instance that came back from a restart as a master without a lease (its configuration was
 //! lost, or its lease had been relaxed to nothing because its replicas were gone), and was not
-//! reconfigured since, is not counted: no fence holds it until a node sees it and pauses it.
+//! reconfigured since, is not counted: no fence holds it until a node sees it and pauses it. In
+//! `bounded` mode neither is a master running without a lease: a quorum of nodes relaxed it
+//! because its replicas were down (or it was promoted with none), the trade the README states
+//! (such a master stays writable; the failover says `+fence-window ... unknown`). `strict`
+//! mode makes no such exception.
 
 use std::time::Duration;
 
-use picket::engine::{Fencing, Lease};
+use picket::engine::{Detail, Event, EventKind, Fencing, Lease, Subject};
 
 use crate::checker::Violation;
 use crate::cluster::{Failure, Simulation, duration_us};
@@ -27,14 +31,53 @@ use crate::cluster::{Failure, Simulation, duration_us};
 const DETACH_SLACK: Duration = Duration::from_secs(2);
 
 impl Simulation {
+    /// Records what a `+fence-window` promises: the old master it names accepts no write once
+    /// the window (and the slack for detaching its replicas) has passed.
+    pub(crate) fn note_fence_window(&mut self, event: &Event) {
+        let (EventKind::FenceWindow, Detail::Window { ms: Some(ms) }) =
+            (&event.kind, &event.detail)
+        else {
+            return;
+        };
+        let Some(Subject::Master { addr, .. }) = &event.subject else { return };
+        let Some(r) = self.redis_at(addr) else { return };
+        let by = self.now + duration_us(Duration::from_millis(*ms) + DETACH_SLACK);
+        let promised = self.redis[r].promised_fenced_by.get_or_insert(by);
+        *promised = (*promised).min(by);
+    }
+
     /// Checks group `g` at the current instant.
     pub(crate) fn check_split_brain(&mut self, g: usize) {
         let now = self.now;
+        // Whatever the exemptions below, an old master a failover said would be fenced by now
+        // must not accept writes beside another master.
+        let all: Vec<usize> = self.groups[g]
+            .members
+            .iter()
+            .copied()
+            .filter(|&r| self.redis[r].writable(now))
+            .collect();
+        let broken =
+            all.iter().find(|&&r| self.redis[r].promised_fenced_by.is_some_and(|by| now > by));
+        if let Some(&r) = broken.filter(|_| all.len() >= 2) {
+            let label = self.redis_label(r);
+            self.fail(Failure::Safety(Violation {
+                rule: "fence-window-kept",
+                detail: format!(
+                    "group {}: {label} still accepts writes beside another master past the \
+                     window +fence-window stated",
+                    self.groups[g].name
+                ),
+            }));
+            return;
+        }
+        let bounded = self.options.groups[g].fencing == Fencing::Bounded;
         let writable: Vec<usize> = self.groups[g]
             .members
             .iter()
             .copied()
             .filter(|&r| self.redis[r].writable(now) && !self.redis[r].came_back_unfenced)
+            .filter(|&r| !(bounded && self.redis[r].lease.min_replicas == 0))
             .collect();
         if writable.len() < 2 {
             self.split_since[g] = None;

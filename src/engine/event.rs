@@ -110,6 +110,8 @@ event_kinds! {
     FailoverHeld => "+failover-held", Warning;
     Maintenance => "+maintenance", Warning;
     MaintenanceCleared => "-maintenance", Warning;
+    Stall => "+stall", Warning;
+    StallCleared => "-stall", Notice;
 }
 
 impl fmt::Display for EventKind {
@@ -271,6 +273,16 @@ pub enum Detail {
         /// `maintenance` or `min-interval`.
         reason: &'static str,
     },
+    /// `+stall`: how long the process did not run (a gap between inputs shorter than TILT's).
+    Stall {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// `-stall`: how long re-reading the world took after the stall.
+    Reread {
+        /// Milliseconds.
+        ms: u64,
+    },
     /// `±tilt`: Sentinel's fixed text.
     Tilt {
         /// Whether TILT was entered (else exited).
@@ -349,6 +361,8 @@ impl Event {
             Detail::Window { ms: None } => write!(out, " #window-ms unknown"),
             Detail::Loss { bytes } => write!(out, " #bytes {bytes}"),
             Detail::Held { reason } => write!(out, " #{reason}"),
+            Detail::Stall { ms } => write!(out, "#stalled-ms {ms}"),
+            Detail::Reread { ms } => write!(out, "#reread-ms {ms}"),
             Detail::Tilt { entered: true } => write!(out, "#tilt mode entered"),
             Detail::Tilt { entered: false } => write!(out, "#tilt mode exited"),
         };

@@ -311,8 +311,9 @@ impl Group {
             detail: Detail::Vote { leader: node.id, epoch, master: self.settings.name.clone() },
         });
         self.ask_votes(node, peers, &BTreeSet::new());
-        // In TILT nothing advances (an operator's failover started in TILT waits for it to end).
-        if !node.in_tilt() {
+        // In TILT nothing advances (an operator's failover started in TILT, or during a stall's
+        // re-read, waits for it to end).
+        if node.may_act() {
             self.step_failover(node, peers, now);
         }
     }
@@ -393,8 +394,8 @@ impl Group {
             }
             Phase::WaitPromotion { replica, sent_at } => {
                 self.fence_returning_old_master(node, now);
-                // The promotion may have been reported while this node was in TILT, when INFO
-                // replies do not advance the failover.
+                // The promotion may have been reported while this node could not act (TILT, a
+                // stall's re-read), when INFO replies do not advance the failover.
                 let promoted = self
                     .instances
                     .get(&replica)
@@ -722,6 +723,7 @@ impl Group {
         self.config_epoch = epoch;
         node.out.mark_urgent();
         node.lazy_dirty = true;
+        self.pause_new_master(node, now);
         node.emit_about(EventKind::PromotedReplica, self.replica_subject(&replica, &old_master));
         node.emit_about(
             EventKind::StateReconfReplicas,

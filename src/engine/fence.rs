@@ -232,7 +232,8 @@ impl Group {
 
     /// A node that has lost the majority of its peers cannot know whether the others are
     /// failing the master over: it pauses the master's writes itself while the isolation lasts
-    /// (renewing the pause), and lifts the pause when its peers are back. In `bounded` mode it
+    /// (renewing the pause), and stops renewing it when its peers are back: the last pause runs
+    /// out within [`isolation_pause`]. In `bounded` mode it
     /// does so only once the master has lost the replicas of its lease too (the other side may
     /// have promoted one): a node cut off alone from healthy peers then costs no writes.
     pub(crate) fn fence_if_isolated(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
@@ -265,10 +266,9 @@ impl Group {
                     node.emit_about(EventKind::FenceIsolated, subject);
                 }
             }
-        } else if self.isolation_fence
-            && !isolated
-            && master.send(node, now, RedisCommand::UnpauseWrites)
-        {
+        } else if self.isolation_fence && !isolated {
+            // No `CLIENT UNPAUSE`: it would lift every pause, a failover's among them (a node
+            // back from a stall or a partition knows nothing of those). The last pause expires.
             self.isolation_fence = false;
             node.emit_about(EventKind::FenceIsolatedCleared, subject);
         }
@@ -573,7 +573,17 @@ impl Group {
             .as_ref()
             .and_then(|f| f.fence.pause_sent_at)
             .is_some_and(|at| now.saturating_since(at) >= STRICT_PAUSE / 2);
-        if !due || !self.holds_strict_pause() {
+        if due {
+            self.pause_new_master(node, now);
+        }
+    }
+
+    /// Strict mode: pauses the new master's writes on their own once its promotion shows. The
+    /// promotion's transaction carries a pause, but a role seen in INFO does not prove that the
+    /// transaction ran: the instance may have come back as a master by itself while the
+    /// transaction waits, or runs late. Redis keeps the longer of two pauses.
+    pub(crate) fn pause_new_master(&mut self, node: &mut Node, now: Instant) {
+        if !self.holds_strict_pause() {
             return;
         }
         let Some(master) = self.instances.get_mut(&self.master) else { return };

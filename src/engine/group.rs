@@ -313,10 +313,11 @@ impl Group {
     }
 
     /// Runs everything due for the group at `now`: the acting half (SDOWN, ODOWN, failover,
-    /// corrections) unless in TILT, then the monitoring half, last, so that periods the acting
-    /// half just changed (faster INFO once the master is down) apply at once.
+    /// corrections, fencing) when the node may act (not in TILT, not re-reading after a stall),
+    /// then the monitoring half, last, so that periods the acting half just changed (faster
+    /// INFO once the master is down) apply at once.
     pub fn evaluate(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
-        if !node.in_tilt() {
+        if node.may_act() {
             self.update_sdown(node, now);
             self.update_odown(node, peers, now);
             self.update_leader_watch(node, peers, now);
@@ -425,10 +426,11 @@ impl Group {
         if read_lease && let Some(instance) = self.instances.get_mut(addr) {
             instance.send(node, now, RedisCommand::ReadLease);
         }
-        // In TILT the failover does not advance (Sentinel's acting half is off): following its
-        // progress here would send REPLICAOF from a node whose view of time is broken. The INFO
-        // is kept; the first evaluation after TILT picks the progress up.
-        if !node.in_tilt() {
+        // In TILT, or while re-reading after a stall, the failover does not advance (Sentinel's
+        // acting half is off): following its progress here would send REPLICAOF from a node
+        // whose view of time is broken or stale. The INFO is kept; the first evaluation once
+        // the node may act picks the progress up.
+        if node.may_act() {
             self.on_failover_info(node, addr, now);
         }
     }
@@ -810,7 +812,7 @@ impl Group {
                 consider(instance.last_corrected_at.map(|t| t + grace));
             }
         }
-        if node.in_tilt() {
+        if !node.may_act() {
             return next;
         }
         if self.odown_since.is_some() && self.failover.is_none() {

@@ -101,6 +101,8 @@ pub struct Instance {
     pub info: Option<InfoReport>,
     /// When it arrived.
     pub info_at: Option<Instant>,
+    /// When it was asked for.
+    pub info_asked_at: Option<Instant>,
     /// The `replica-priority` it last reported. Redis prints it only while the instance is a
     /// replica, so a replica promoted since keeps the value it had (as Sentinel keeps it).
     pub replica_priority: Option<u32>,
@@ -139,6 +141,7 @@ impl Instance {
             info_in_flight: false,
             info: None,
             info_at: None,
+            info_asked_at: None,
             replica_priority: None,
             lease: None,
             fence_sent_at: None,
@@ -270,6 +273,15 @@ impl Instance {
             | RedisCommand::PauseWrites { .. }
             | RedisCommand::UnpauseWrites => RequestKind::Admin,
         };
+        if matches!(
+            command,
+            RedisCommand::SetLease(_) | RedisCommand::Promote { lease: Some(_), .. }
+        ) {
+            // The lease it runs under is unknown until read back: the old reading must not
+            // stand for it (it would hide a lease lowered by a promotion from its raise, and
+            // from the fence window of the next failover).
+            self.lease = None;
+        }
         let request = node.request_id();
         self.pending.insert(request, (kind, now));
         match kind {
@@ -359,6 +371,7 @@ impl Instance {
             }
             (RequestKind::Info, Reply::Info(report)) => {
                 self.info_in_flight = false;
+                self.info_asked_at = Some(sent_at);
                 Digest::Info(report)
             }
             (RequestKind::Info, _) => {
@@ -392,6 +405,23 @@ impl Instance {
             }
         };
         [sdown, link].into_iter().flatten().min()
+    }
+
+    /// The process stalled for `gap` until `now`: its silence clocks skip the gap (it was not
+    /// listening), and a fresh INFO is due at once (replies already on their way answer
+    /// requests made before the stall).
+    pub fn on_stall(&mut self, now: Instant, gap: Duration) {
+        self.last_ok_reply_at = (self.last_ok_reply_at + gap).min(now);
+        self.ping_in_flight_since = self.ping_in_flight_since.map(|at| (at + gap).min(now));
+        self.info_in_flight = false;
+        self.last_info_request_at = None;
+    }
+
+    /// Whether what the node knows of the instance was read after `since`: an INFO asked after
+    /// it has been answered. An instance without a connection has nothing to read.
+    #[must_use]
+    pub fn informed_since(&self, since: Instant) -> bool {
+        self.up_link().is_none() || self.info_asked_at.is_some_and(|at| at >= since)
     }
 
     /// Whether the instance may be failing: its link is not up, or its PING is late (unanswered
@@ -530,5 +560,67 @@ mod tests {
         assert!(is_acceptable_ping_reply(&Reply::Error("MASTERDOWN Link down".into())));
         assert!(!is_acceptable_ping_reply(&Reply::Error("NOAUTH Authentication required.".into())));
         assert!(!is_acceptable_ping_reply(&Reply::Error("BUSY script".into())));
+    }
+
+    #[test]
+    fn a_lease_sent_is_unknown_until_read_back() {
+        use crate::engine::fence::Lease;
+        use crate::engine::io::PromotedWrites;
+        let (mut node, mut i, t, m) = setup();
+        let now = Instant::from_millis(5);
+        i.poll_connect(&mut node, now, &t, &m, 0);
+        i.link_up(LinkId(1), None, now);
+        let read = Lease::majority_of(1);
+        // A promotion lowers the lease (no replica was up): the old reading must not stand.
+        i.lease = Some(read);
+        i.send(
+            &mut node,
+            now,
+            RedisCommand::Promote {
+                lease: Some(Lease::majority_of(0)),
+                writes: PromotedWrites::Released,
+            },
+        );
+        assert_eq!(i.lease, None);
+        i.lease = Some(read);
+        i.send(&mut node, now, RedisCommand::SetLease(Lease::majority_of(2)));
+        assert_eq!(i.lease, None);
+        // Other commands leave the reading alone.
+        i.lease = Some(read);
+        i.send(&mut node, now, RedisCommand::ReplicaOf { master: i.addr.clone() });
+        i.send(&mut node, now, RedisCommand::PauseWrites { pause: Duration::from_secs(1) });
+        assert_eq!(i.lease, Some(read));
+    }
+
+    #[test]
+    fn a_stall_is_not_silence_and_asks_for_fresh_info() {
+        let (mut node, mut i, t, m) = setup();
+        let now = Instant::from_millis(5);
+        i.poll_connect(&mut node, now, &t, &m, 0);
+        i.link_up(LinkId(1), None, now);
+        i.poll_probes(&mut node, now, &t, Duration::from_secs(10));
+        drain(&mut node);
+        assert!(!i.informed_since(now));
+        // 900 ms of silence before a 500 ms stall: not down (1 s), since 500 ms were not heard.
+        let resumed = Instant::from_millis(1405);
+        i.on_stall(resumed, Duration::from_millis(500));
+        assert!(!i.unresponsive(resumed, &t));
+        assert!(i.unresponsive(Instant::from_millis(1506), &t));
+        // The INFO in flight was asked before the stall: a fresh one goes out at once, and only
+        // its answer counts as read after the stall.
+        i.poll_probes(&mut node, resumed, &t, Duration::from_secs(10));
+        let asked: Vec<_> = drain(&mut node)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send { request, command: RedisCommand::Info, .. } => Some(request),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(asked.len(), 1);
+        let report = Box::new(InfoReport::master("r"));
+        i.take_reply(LinkId(1), RequestId(2), Reply::Info(report.clone()), resumed);
+        assert!(!i.informed_since(resumed), "the answer to the INFO asked before the stall");
+        i.take_reply(LinkId(1), asked[0], Reply::Info(report), resumed);
+        assert!(i.informed_since(resumed));
     }
 }

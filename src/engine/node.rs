@@ -97,6 +97,10 @@ pub struct Node {
     pub awaiting_vote_floor: bool,
     /// Since when the node is in TILT, if it is.
     pub tilt_since: Option<Instant>,
+    /// Since when the node re-reads the world after a stall, if it does (see
+    /// [`NodeSettings::stall_gap`]): until it has fresh INFO and has listened to its peers,
+    /// it acts on nothing.
+    pub rereading_since: Option<Instant>,
     /// The seeded RNG: the engine's only source of randomness.
     pub rng: ChaCha8Rng,
     /// Outputs waiting to be polled.
@@ -120,6 +124,7 @@ impl Node {
             vote_floor: 0,
             awaiting_vote_floor: false,
             tilt_since: None,
+            rereading_since: None,
             rng,
             out: Outbox::default(),
             next_link: 0,
@@ -147,6 +152,13 @@ impl Node {
     #[must_use]
     pub const fn in_tilt(&self) -> bool {
         self.tilt_since.is_some()
+    }
+
+    /// Whether the node may act (judge SDOWN and ODOWN, start or advance a failover, correct or
+    /// fence instances): not in TILT, and not re-reading the world after a stall.
+    #[must_use]
+    pub const fn may_act(&self) -> bool {
+        self.tilt_since.is_none() && self.rereading_since.is_none()
     }
 
     /// A fresh link id.

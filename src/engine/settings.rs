@@ -69,6 +69,16 @@ impl NodeSettings {
         self.voters() / 2 + 1
     }
 
+    /// A gap between two inputs longer than this (but shorter than the TILT trigger) means the
+    /// process stalled briefly: two heartbeats went unsent. What the node knew before is stale
+    /// (INFO, peer reports) and the silence it did not listen to proves nothing, so it re-reads
+    /// the world before it acts again. The contact window: it is also how long peers get to be
+    /// heard once the node listens again.
+    #[must_use]
+    pub fn stall_gap(&self) -> Duration {
+        self.contact_window()
+    }
+
     /// A peer counts as reachable for starting an election only if heard within this window:
     /// three heartbeats. A node cut off from its peers at the moment the master goes down sees
     /// SDOWN after `down_after`, while its peers' reports stay valid for `peer_timeout`; without

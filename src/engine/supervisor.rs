@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,7 +22,7 @@ use crate::engine::restore;
 use crate::engine::settings::{MasterSettings, Settings};
 use crate::engine::time::Instant;
 use crate::engine::timers::{Timer, Timers};
-use crate::engine::timing::LAZY_PERSIST_DELAY;
+use crate::engine::timing::{LAZY_PERSIST_DELAY, REREAD_LIMIT};
 use crate::engine::view::{self, MasterView, Stats, View};
 
 /// Sentinel's answer for an unknown master name.
@@ -194,6 +195,7 @@ impl Supervisor {
             Input::Admin { ticket, command } => self.on_admin(now, ticket, command),
         }
         self.run_timers(now);
+        self.poll_reread(now);
         self.finish(now);
     }
 
@@ -264,15 +266,19 @@ impl Supervisor {
     }
 
     /// Checks the clock: a gap longer than the TILT trigger means the process stalled; time going
-    /// backwards means the clock is broken. Both enter TILT. Returns the instant to use.
+    /// backwards means the clock is broken. Both enter TILT. A shorter gap past the stall gap
+    /// starts a re-read of the world. Returns the instant to use.
     fn advance_clock(&mut self, now: Instant) -> Instant {
         let trigger = self.node.settings.tilt_trigger;
         let now = if now < self.last_now {
             self.enter_tilt(self.last_now);
             self.last_now
         } else {
-            if now.saturating_since(self.last_now) > trigger {
+            let gap = now.saturating_since(self.last_now);
+            if gap > trigger {
                 self.enter_tilt(now);
+            } else if gap > self.node.settings.stall_gap() {
+                self.start_reread(now, gap);
             }
             now
         };
@@ -292,6 +298,62 @@ impl Supervisor {
         }
         // Every further anomaly restarts the period, as in Sentinel.
         self.timers.set(Timer::TiltEnd, Some(now + self.node.settings.tilt_period));
+    }
+
+    /// The process did not run for `gap`: what the node knew is stale and the silence it did
+    /// not hear proves nothing. Silence clocks skip the gap, every connected instance is asked
+    /// for INFO at once, and the node acts on nothing until [`Self::reread_done`].
+    fn start_reread(&mut self, now: Instant, gap: Duration) {
+        for group in self.groups.values_mut() {
+            for instance in group.instances.values_mut() {
+                instance.on_stall(now, gap);
+            }
+        }
+        let slots: Vec<PeerId> = self.peers.ids().collect();
+        for slot in slots {
+            if let Some(peer) = self.peers.get_mut(slot) {
+                peer.last_heard_at = peer.last_heard_at.map(|at| (at + gap).min(now));
+            }
+            self.timers.set(Timer::PeerExpiry(slot), self.peers.expiry(slot));
+        }
+        if self.node.rereading_since.is_none() {
+            self.node.emit(Event {
+                kind: EventKind::Stall,
+                subject: None,
+                detail: Detail::Stall { ms: u64::try_from(gap.as_millis()).unwrap_or(u64::MAX) },
+            });
+        }
+        self.node.rereading_since = Some(now);
+        self.timers.set(Timer::RereadEnd, Some(now + self.node.settings.stall_gap()));
+        self.touched.extend(self.groups.keys().copied());
+    }
+
+    /// Whether the re-read started at `since` is complete: the peers had a contact window to
+    /// be heard, and every connected instance answered an INFO asked after the stall (or
+    /// [`REREAD_LIMIT`] passed).
+    fn reread_done(&self, since: Instant, now: Instant) -> bool {
+        let listened = now >= since + self.node.settings.stall_gap();
+        let informed = now >= since + REREAD_LIMIT
+            || self.groups.values().all(|g| g.instances.values().all(|i| i.informed_since(since)));
+        listened && informed
+    }
+
+    /// Ends the re-read if it is complete (checked after every input while it lasts).
+    fn poll_reread(&mut self, now: Instant) {
+        let Some(since) = self.node.rereading_since else { return };
+        if self.reread_done(since, now) {
+            self.node.rereading_since = None;
+            self.timers.set(Timer::RereadEnd, None);
+            let ms = u64::try_from(now.saturating_since(since).as_millis()).unwrap_or(u64::MAX);
+            self.node.emit(Event {
+                kind: EventKind::StallCleared,
+                subject: None,
+                detail: Detail::Reread { ms },
+            });
+            self.touched.extend(self.groups.keys().copied());
+        } else if now >= since + self.node.settings.stall_gap() {
+            self.timers.set(Timer::RereadEnd, Some(since + REREAD_LIMIT));
+        }
     }
 
     fn run_timers(&mut self, now: Instant) {
@@ -318,6 +380,7 @@ impl Supervisor {
                     });
                     self.touched.extend(self.groups.keys().copied());
                 }
+                Timer::RereadEnd => {}
                 Timer::LazyPersist => {
                     if self.node.lazy_dirty {
                         self.node.out.mark_urgent();

@@ -17,6 +17,8 @@ pub enum Timer {
     Heartbeat,
     /// Leave TILT.
     TiltEnd,
+    /// Check whether the re-reading after a stall is over.
+    RereadEnd,
     /// Write lazily persisted changes.
     LazyPersist,
     /// A peer's reports expire.

@@ -35,6 +35,9 @@ pub const REPLICA_RECONF_TIMEOUT: Duration = ms(10_000);
 /// at half that while the old master's fence is still open. If the leader dies, writes resume by
 /// themselves within it.
 pub const STRICT_PAUSE: Duration = ms(5000);
+/// After a stall, the longest the node waits for fresh INFO from the instances it is connected
+/// to before it acts again (one that does not answer is then judged by its silence).
+pub const REREAD_LIMIT: Duration = ms(1000);
 /// How long a lazily persisted change (a discovered replica) may wait before it is written.
 pub const LAZY_PERSIST_DELAY: Duration = ms(1000);
 

@@ -6,6 +6,10 @@
 //! engine input tagged with the link and request ids the engine chose. A hung instance simply
 //! never answers: the engine's timers notice, not this module.
 //!
+//! A command that waited in its queue longer than the engine's stall gap is not written: the
+//! process stalled after the engine decided it, on what it knew before the stall. It is answered
+//! with an error instead, as a command that failed (see [`crate::engine::NodeSettings::stall_gap`]).
+//!
 //! Links of masters with a TLS profile connect over TLS with that profile's current
 //! configuration (see [`crate::tls`]). A TLS failure is logged as a warning the first time it
 //! happens for an instance (and again when its cause changes), not at every reconnection.
@@ -19,7 +23,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::engine::{Addr, Credentials, Input, LinkId, RedisCommand, RequestId, TlsProfile};
+use crate::clock::Clock;
+use crate::engine::{
+    Addr, Credentials, Input, Instant, LinkId, RedisCommand, Reply, RequestId, TlsProfile,
+};
 use crate::hub::TlsStats;
 use crate::tls::RedisTls;
 use conn::{InstanceConnection, LinkTls};
@@ -52,10 +59,16 @@ pub struct Links {
     shared: Arc<Shared>,
 }
 
+/// A command waiting to be written, with when it was queued.
+type Queued = (RequestId, RedisCommand, Instant);
+
 /// What every link task shares.
 #[derive(Debug)]
 struct Shared {
     stats: Arc<TlsStats>,
+    /// Commands queued longer than this are not written.
+    stale_after: Duration,
+    clock: Clock,
     /// The last TLS failure reported for each instance, until a link to it comes up.
     complaints: Mutex<BTreeMap<Addr, String>>,
 }
@@ -82,15 +95,23 @@ impl Shared {
 
 #[derive(Debug)]
 struct OpenLink {
-    commands: mpsc::Sender<(RequestId, RedisCommand)>,
+    commands: mpsc::Sender<Queued>,
     task: JoinHandle<()>,
 }
 
 impl Links {
-    /// Links that report to `inputs`, securing those with a TLS profile with `tls`.
+    /// Links that report to `inputs`, securing those with a TLS profile with `tls`, and dropping
+    /// commands queued longer than `stale_after`.
     #[must_use]
-    pub fn new(inputs: mpsc::Sender<Input>, tls: RedisTls, stats: Arc<TlsStats>) -> Self {
-        let shared = Arc::new(Shared { stats, complaints: Mutex::new(BTreeMap::new()) });
+    pub fn new(
+        inputs: mpsc::Sender<Input>,
+        tls: RedisTls,
+        stats: Arc<TlsStats>,
+        stale_after: Duration,
+        clock: Clock,
+    ) -> Self {
+        let complaints = Mutex::new(BTreeMap::new());
+        let shared = Arc::new(Shared { stats, stale_after, clock, complaints });
         Self { inputs, open: BTreeMap::new(), tls: Arc::new(tls), shared }
     }
 
@@ -116,7 +137,7 @@ impl Links {
     /// has been (or is being) told the link is down.
     pub fn send(&mut self, id: LinkId, request: RequestId, command: RedisCommand) {
         let Some(link) = self.open.get(&id) else { return };
-        if link.commands.try_send((request, command)).is_err() {
+        if link.commands.try_send((request, command, self.shared.clock.now())).is_err() {
             tracing::warn!(?id, "link command queue full; dropping command");
         }
         // Forget finished tasks so the map only holds live links.
@@ -138,7 +159,7 @@ async fn run_link(
     spec: ConnectSpec,
     tls: Option<Result<LinkTls, String>>,
     shared: Arc<Shared>,
-    mut queue: mpsc::Receiver<(RequestId, RedisCommand)>,
+    mut queue: mpsc::Receiver<Queued>,
     inputs: mpsc::Sender<Input>,
 ) {
     let tls = match tls.transpose() {
@@ -182,11 +203,25 @@ async fn run_link(
     loop {
         let input = tokio::select! {
             command = queue.recv() => {
-                let Some((request, command)) = command else { return };
-                conn.queue(request, &command);
+                let Some(first) = command else { return };
                 // Whatever else is already waiting goes out in the same write.
-                while let Ok((request, command)) = queue.try_recv() {
-                    conn.queue(request, &command);
+                let mut batch = vec![first];
+                while let Ok(next) = queue.try_recv() {
+                    batch.push(next);
+                }
+                for (request, command, queued_at) in batch {
+                    let waited = shared.clock.now().saturating_since(queued_at);
+                    if waited <= shared.stale_after {
+                        conn.queue(request, &command);
+                        continue;
+                    }
+                    let reply = Reply::Error(format!(
+                        "ERR picket: not sent, queued for {} ms (the process stalled)",
+                        waited.as_millis()
+                    ));
+                    if inputs.send(Input::Replied { link: id, request, reply }).await.is_err() {
+                        return;
+                    }
                 }
                 match conn.flush().await {
                     Ok(()) => continue,

@@ -73,7 +73,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let seed = getrandom::u64().map_err(|e| RuntimeError::Entropy(e.to_string()))?;
     let session = getrandom::u64().map_err(|e| RuntimeError::Entropy(e.to_string()))?;
     let fresh = restored.is_none();
-    let mut engine = Supervisor::new(config.engine_settings(), restored, seed, clock.now());
+    let settings = config.engine_settings();
+    let stale_after = settings.node.stall_gap();
+    let mut engine = Supervisor::new(settings, restored, seed, clock.now());
     tracing::info!(
         node_id = %engine.id(),
         seed,
@@ -141,7 +143,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let driver = Driver {
         clock,
         state_dir,
-        links: Links::new(inputs_tx, tls.redis, tls_stats),
+        links: Links::new(inputs_tx, tls.redis, tls_stats, stale_after, clock),
         peers,
         events,
         next_event_id: 0,

@@ -7,12 +7,13 @@
 #![allow(dead_code, unreachable_pub)] // each test binary uses a different part of this module
 #![allow(clippy::disallowed_methods)] // tests wait on real processes, in real time
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -64,21 +65,27 @@ pub fn redis_py_installed() -> bool {
     Command::new("python3").args(["-c", "import redis"]).status().is_ok_and(|s| s.success())
 }
 
-/// A port free on every loopback address the tests use. Ports come from a per-process range
-/// (so parallel tests in one binary never collide) and are checked by binding.
+/// A port free on every loopback address the tests use, never handed out twice in one process
+/// (a port given to a process that has not started yet still binds). Each process starts in its
+/// own block of the range, so parallel test binaries rarely meet, and binding checks the rest.
 pub fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 20_000 + u16::try_from(std::process::id() % 400).unwrap() * 100;
-    loop {
-        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % 100;
-        let port = base + offset;
-        let free = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
-            .iter()
-            .all(|ip| TcpListener::bind((*ip, port)).is_ok());
-        if free {
-            return port;
-        }
-    }
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 40_000;
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let start = (std::process::id() % 400) * 100;
+    (0..SPAN)
+        .map(|i| u16::try_from(FIRST + (start + i) % SPAN).unwrap())
+        .find(|port| {
+            !given.contains(port)
+                && ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+                    .iter()
+                    .all(|ip| TcpListener::bind((*ip, *port)).is_ok())
+        })
+        .inspect(|port| {
+            given.insert(*port);
+        })
+        .expect("no free port left between 20000 and 60000")
 }
 
 fn signal(pid: u32, sig: &str) {

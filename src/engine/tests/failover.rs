@@ -218,6 +218,72 @@ fn a_stall_enters_tilt_which_observes_but_never_acts() {
     );
 }
 
+/// A node that sees replica 6381 following a stray master (7000), driven in steps of 50 ms with
+/// both peers fresh, until `until` returns true or `to` (ms) is reached.
+fn wrong_master_until(h: &mut Harness, to: u64, until: impl Fn(&Harness) -> bool) {
+    let config = [report("127.0.0.1:6379", 0, false, 0)];
+    while h.now.as_millis() < to && !until(h) {
+        let next = h.now.as_millis() + 50;
+        h.advance_with_peers(next, &config);
+    }
+}
+
+fn wrong_master() -> Harness {
+    let mut redis = Harness::group();
+    redis.insert(addr("127.0.0.1:7000"), Fake::master("stray"));
+    let mut h = Harness::new(settings(PEERS, 2), Some(known_node(9)), redis);
+    h.advance_with_peers(500, &[report("127.0.0.1:6379", 0, false, 0)]);
+    h.redis.get_mut(&addr("127.0.0.1:6381")).unwrap().master_of = Some(addr("127.0.0.1:7000"));
+    h
+}
+
+#[test]
+fn after_a_short_stall_nothing_is_decided_on_what_was_known_before() {
+    let corrected =
+        |h: &Harness| h.redis[&addr("127.0.0.1:6381")].master_of == Some(addr("127.0.0.1:6379"));
+    // Undisturbed, the node repoints 6381 at some instant `fix`.
+    let mut twin = wrong_master();
+    wrong_master_until(&mut twin, 30_000, corrected);
+    let fix = twin.now.as_millis();
+    assert!(corrected(&twin) && fix > 1000, "the correction at {fix} ms");
+    // The same node stalls for 1.2 s (less than TILT's 2 s) across that instant; meanwhile the
+    // peers fail over to 6381, which the node learns only after the stall.
+    let mut h = wrong_master();
+    wrong_master_until(&mut h, fix - 200, |_| false);
+    assert!(!corrected(&h));
+    h.take();
+    h.redis.get_mut(&addr("127.0.0.1:6381")).unwrap().promote();
+    for replica in ["127.0.0.1:6379", "127.0.0.1:6380"] {
+        h.redis.get_mut(&addr(replica)).unwrap().master_of = Some(addr("127.0.0.1:6381"));
+    }
+    h.now = crate::engine::time::Instant::from_millis(fix + 1000);
+    h.handle(Input::Tick);
+    let new_config = [report("127.0.0.1:6381", 1, false, 1)];
+    h.advance_with_peers(fix + 3000, &new_config);
+    let events = h.events();
+    // What it knew before (6381 a misconfigured replica) is not acted on: 6381 stays master.
+    assert_eq!(h.redis[&addr("127.0.0.1:6381")].master_of, None, "{events:?}");
+    assert_eq!(events[0], "+stall #stalled-ms 1200");
+    assert!(events.contains(&"-stall #reread-ms 300".to_owned()), "{events:?}");
+    assert!(
+        events.contains(&"+switch-master mymaster 127.0.0.1 6379 127.0.0.1 6381".to_owned()),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_short_stall_is_not_silence() {
+    let mut h = Harness::new(settings(PEERS, 2), Some(known_node(9)), Harness::group());
+    h.advance_with_peers(1000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    h.take();
+    // 1.5 s without running (down_after is 1 s): nobody was heard, nobody was listened to.
+    h.now = crate::engine::time::Instant::from_millis(2500);
+    h.handle(Input::Tick);
+    h.advance_with_peers(4000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    let events = h.events();
+    assert_eq!(events, ["+stall #stalled-ms 1500", "-stall #reread-ms 300"]);
+}
+
 #[test]
 fn time_going_backwards_is_a_clock_fault_too() {
     let mut h = Harness::new(settings(PEERS, 2), Some(known_node(9)), Harness::group());
