@@ -280,6 +280,10 @@ impl Redis {
         self.saved_role = self.role.clone();
         self.lease = if keep_config { self.saved_lease } else { Lease::NONE };
         self.came_back_unfenced = self.role == Role::Master && self.lease.min_replicas == 0;
+        if self.came_back_unfenced {
+            // What a failover promised of it rested on a fence this restart threw away.
+            self.promised_fenced_by = None;
+        }
         self.paused_until = 0;
         self.acks.clear();
         self.link = ReplLink::Down { since: None };

@@ -33,7 +33,16 @@ const DETACH_SLACK: Duration = Duration::from_secs(2);
 impl Simulation {
     /// Records what a `+fence-window` promises: the old master it names accepts no write once
     /// the window (and the slack for detaching its replicas) has passed.
+    /// A promotion of that instance ends the promise: it is the master a failover chose.
     pub(crate) fn note_fence_window(&mut self, event: &Event) {
+        if let (EventKind::PromotedReplica, Some(Subject::Replica { addr, .. })) =
+            (&event.kind, &event.subject)
+        {
+            if let Some(r) = self.redis_at(addr) {
+                self.redis[r].promised_fenced_by = None;
+            }
+            return;
+        }
         let (EventKind::FenceWindow, Detail::Window { ms: Some(ms) }) =
             (&event.kind, &event.detail)
         else {

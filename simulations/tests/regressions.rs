@@ -69,6 +69,21 @@ const SEEDS: &[(u64, &str)] = &[
     // Engine: with one node, SENTINEL FAILOVER during TILT elected it on the spot and sent the
     // promotion.
     (326, "REPLICAOF NO ONE sent in TILT by an operator's failover"),
+    // Engine, fencing: a node that lost its peers lifted its isolation pause with a global
+    // CLIENT UNPAUSE, which also lifted a strict failover's pause on the same instance ("the
+    // isolation fence never sends CLIENT UNPAUSE").
+    (8_001_176, "fencing: an isolated node's UNPAUSE lifted a failover's pause"),
+    // Engine, fencing: in strict mode a promotion seen by role:master before its paused
+    // transaction ran left the new master writable beside the old one ("pause a newly
+    // promoted master as soon as promotion shows").
+    (8_101_209, "fencing: strict promotion seen by role before its paused transaction ran"),
+    // Engine, fencing: a lease reading taken before a promotion lowered the lease hid the
+    // lowering, so the next failover stated a fence window the old master did not keep
+    // ("a lease sent is unknown until read back"). All three fail fence-window-kept with the
+    // fix reverted.
+    (8_000_727, "fencing: a stale lease reading gave a false fence window"),
+    (8_000_757, "fencing: a stale lease reading gave a false fence window"),
+    (8_001_834, "fencing: a stale lease reading gave a false fence window"),
     // Simulator: every node lost its disk in turn and with them the address of an old master
     // that then came back as a second master no supervisor could see.
     (5_002_628, "simulator: disk loss forgot an instance"),
