@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::election::Authorisation;
 use crate::engine::gossip::MasterReport;
 use crate::engine::selection::Ineligible;
 use crate::engine::view::{InstanceView, MasterView, PeerReportView};
@@ -66,6 +67,9 @@ struct MasterJson<'a> {
     peers: Vec<PeerJson<'a>>,
     /// Fresh peers reporting the same address under the same config epoch.
     peers_agreeing: usize,
+    /// Whether a failover can be authorised now (`SENTINEL CKQUORUM`, computed by the engine):
+    /// usable voters, quorum, votes needed, and why not (`blocked`).
+    authorisation: Authorisation,
     settings: SettingsJson,
 }
 
@@ -161,7 +165,7 @@ fn node_json(view: &View) -> NodeJson<'_> {
     }
 }
 
-fn master_json(m: &MasterView, now: Instant) -> MasterJson<'_> {
+fn master_json<'a>(view: &View, m: &'a MasterView, now: Instant) -> MasterJson<'a> {
     let failover = failover_json(m, now);
     let status = if failover.is_some() { "failover-in-progress" } else { m.status.as_str() };
     // The master's INFO lists each replica's lag in seconds.
@@ -195,6 +199,7 @@ fn master_json(m: &MasterView, now: Instant) -> MasterJson<'_> {
         replicas_healthy: m.replicas.iter().filter(|r| healthy_replica(r)).count(),
         peers: m.peers.iter().map(|p| peer_json(m, p, now)).collect(),
         peers_agreeing: agreeing_peers(m),
+        authorisation: view.authorisation(m),
         settings: SettingsJson {
             down_after_ms: millis(m.down_after),
             failover_timeout_ms: millis(m.failover_timeout),
@@ -285,7 +290,7 @@ pub(super) async fn masters(
     let now = state.hub.clock.now();
     let body = MastersJson {
         node: node_json(&view),
-        masters: view.masters.iter().map(|m| master_json(m, now)).collect(),
+        masters: view.masters.iter().map(|m| master_json(&view, m, now)).collect(),
     };
     Ok(Json(body).into_response())
 }
@@ -300,7 +305,7 @@ pub(super) async fn master(
     let Path(name) = name.map_err(|r| rejected(r, "bad_path"))?;
     let view = state.hub.view();
     let m = view.master(&name).ok_or_else(|| ApiError::no_such_master(&name))?;
-    Ok(Json(master_json(m, state.hub.clock.now())).into_response())
+    Ok(Json(master_json(&view, m, state.hub.clock.now())).into_response())
 }
 
 /// The query of the role checks.
