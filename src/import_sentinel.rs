@@ -108,7 +108,7 @@ pub(crate) fn run(args: &ImportArgs) -> Result<(), String> {
     fs::write(&config_path, &imported.toml)
         .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
     persist::prepare(&state_dir).map_err(|e| e.to_string())?;
-    persist::store(&state_dir, &imported.state).map_err(|e| e.to_string())?;
+    persist::store(&state_dir, &imported.state, None).map_err(|e| e.to_string())?;
     // What `picket check` does with the written files, secrets included.
     let mut check =
         picket::config::parse(&imported.toml, &config_path).map_err(|e| e.to_string())?;

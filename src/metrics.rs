@@ -292,16 +292,11 @@ fn compat_labels(m: &MasterView) -> Labels {
     vec![("master_name", m.name.clone()), ("master_address", m.addr.to_string())]
 }
 
-/// A replica that could take over: answering, linked to its master, and following it.
+/// A replica that could take over: one the engine's replica selection would promote now
+/// ([`crate::engine::selection::eligibility`], exposed in the view).
 #[must_use]
-pub fn healthy_replica(master: &MasterView, replica: &InstanceView) -> bool {
-    replica.sdown_since.is_none()
-        && replica.link_up
-        && replica.role == Some("slave")
-        && replica
-            .replica_link
-            .as_ref()
-            .is_some_and(|l| l.link_up && l.master.as_ref() == Some(&master.addr))
+pub const fn healthy_replica(replica: &InstanceView) -> bool {
+    replica.ineligible.is_none()
 }
 
 /// Fresh peers whose latest report names the same master address under the same config epoch.
@@ -383,9 +378,9 @@ fn master_metrics(s: &mut Scrape, src: &Sources<'_>) {
     );
     s.gauge(
         "picket_master_replicas_healthy",
-        "Replicas that answer, follow the current master and have their replication link up",
+        "Replicas that a failover could promote now (the engine's eligibility rule)",
         masters.iter().map(|m| {
-            (master_label(m), count(m.replicas.iter().filter(|r| healthy_replica(m, r)).count()))
+            (master_label(m), count(m.replicas.iter().filter(|r| healthy_replica(r)).count()))
         }),
     );
     s.gauge(
@@ -495,22 +490,14 @@ fn sentinel_compat_metrics(s: &mut Scrape, src: &Sources<'_>) {
             (compat_labels(m), now.saturating_since(m.master.last_ok_reply_at).as_secs_f64())
         }),
     );
-    let usable = 1 + view.fresh_peers();
     s.gauge(
         "redis_sentinel_master_ckquorum_status",
         "Master ckquorum status",
         masters.iter().map(|m| {
-            let quorum = usize::try_from(m.quorum).unwrap_or(usize::MAX);
-            // SENTINEL CKQUORUM's answers.
-            let (ok, message) = if usable < quorum {
-                (0, "Not enough available Sentinels to reach the specified quorum for this master")
-            } else if usable < view.majority {
-                (0, "Not enough available Sentinels to reach the majority and authorize a failover")
-            } else {
-                (1, "Quorum and failover authorization can be reached")
-            };
-            let code = if ok == 1 { "OK" } else { "NOQUORUM" };
-            let message = format!("{code} {usable} usable Sentinels. {message}");
+            // SENTINEL CKQUORUM's answer: the engine's authorisation of a failover.
+            let authorisation = view.authorisation(m);
+            let ok = i64::from(authorisation.granted());
+            let message = authorisation.to_string();
             (vec![("master_name", m.name.clone()), ("message", message)], ok)
         }),
     );

@@ -146,3 +146,36 @@ fn a_corrupt_state_file_stops_the_node_instead_of_resetting_it() {
         "current_epoch = \"garbage\"\n"
     );
 }
+
+#[test]
+fn an_impossible_state_file_stops_the_node_naming_the_file_and_the_field() {
+    let group = Group::start("session", 0, None);
+    let mut picket = lone(&group);
+    wait_for("started", Duration::from_secs(30), || picket.saw("+monitor"));
+    picket.kill();
+    let path = picket.dir().join("state/state.toml");
+    // An older file (no checksum line) with a config epoch above the current epoch.
+    let text = fs::read_to_string(&path).unwrap();
+    let impossible: String = text
+        .lines()
+        .filter(|l| !l.starts_with("# sha256 "))
+        .map(|l| match l {
+            l if l.starts_with("current_epoch = ") => "current_epoch = 0".to_owned(),
+            l if l.starts_with("config_epoch = ") => "config_epoch = 1".to_owned(),
+            l => l.to_owned(),
+        })
+        .map(|l| l + "\n")
+        .collect();
+    assert!(impossible.contains("config_epoch = 1"), "{impossible}");
+    fs::write(&path, &impossible).unwrap();
+    picket.restart();
+    wait_for("exit", Duration::from_secs(30), || picket.exit_code().is_some());
+    assert_eq!(picket.exit_code(), Some(1));
+    let expected = format!(
+        "state file {} is corrupt: impossible state: masters.session.config_epoch = 1 is above \
+         current_epoch = 0",
+        path.display()
+    );
+    assert!(picket.log().contains(&expected), "{}", picket.log());
+    assert_eq!(fs::read_to_string(&path).unwrap(), impossible, "the file is left as it was");
+}

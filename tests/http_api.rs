@@ -63,6 +63,13 @@ fn discovery_role_checks_long_poll_and_metrics() {
     assert_eq!(r["replication"]["link"], "up");
     assert!(r["offset"].is_u64() && r["lag_bytes"].is_u64(), "{r}");
     assert_eq!(session["replicas_healthy"], 1);
+    assert_eq!(r["ineligible"], Value::Null, "{r}");
+    assert_eq!(session["master"]["ineligible"], "current_master");
+    // A lone node with quorum 1: the engine authorises a failover (CKQUORUM's OK).
+    let authorisation = &session["authorisation"];
+    assert_eq!(authorisation["usable_voters"], 1, "{authorisation}");
+    assert_eq!(authorisation["votes_needed"], 1, "{authorisation}");
+    assert_eq!(authorisation["blocked"], Value::Null, "{authorisation}");
 
     let all = get(&http, "/v1/masters").json();
     assert_eq!(all["masters"].as_array().map(Vec::len), Some(1));
@@ -109,6 +116,10 @@ fn discovery_role_checks_long_poll_and_metrics() {
         })
     });
     wait_for("the replica no longer healthy", LONG, || check("is-replica", &replica).status == 503);
+    // The reason is the engine's own rule, typed: the replica is subjectively down.
+    wait_for("is-replica gives the engine's reason", LONG, || {
+        check("is-replica", &replica).json()["reason"] == "sdown"
+    });
 
     // Metrics: redis_exporter's names for existing dashboards, Picket's own, and valid text.
     // The view behind /metrics is published after the event that the feed already showed.

@@ -3,7 +3,7 @@
 //! master's auth-pass, the TLS private key), put through authentications, a SENTINEL SET of
 //! the password, a failover and a certificate reload, and then every log line, `picket check`,
 //! `/metrics`, every HTTP API route, `SENTINEL CONFIG GET`, `SENTINEL MASTER`, `INFO` and
-//! `CLIENT LIST` are searched for each secret.
+//! `CLIENT LIST` and the state files are searched for each secret.
 
 #![allow(clippy::disallowed_methods)] // waits on real processes in real time
 
@@ -12,6 +12,7 @@ mod resp;
 mod support;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use picket::wire::resp::Frame;
@@ -152,6 +153,14 @@ fn no_secret_appears_in_logs_check_metrics_the_api_or_sentinel_replies() {
         let log = picket.log();
         assert!(log.contains("\"level\":\"DEBUG\""), "the debug log is on");
         seen.push((format!("log of {}", picket.spec.ip), log));
+        // The state file: private, and the password set above is sealed, never in clear.
+        let state = picket.dir().join("state/state.toml");
+        let mode = fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", state.display());
+        seen.push((
+            format!("state file of {}", picket.spec.ip),
+            fs::read_to_string(&state).unwrap(),
+        ));
     }
 
     // The places searched hold what they should (a search of empty answers proves nothing).
@@ -161,6 +170,9 @@ fn no_secret_appears_in_logs_check_metrics_the_api_or_sentinel_replies() {
     assert!(find("/v1/masters/session").contains("\"name\":\"session\""));
     assert!(find("/metrics").contains("picket_tls_certificate_info"));
     assert!(find("picket check").contains("requirepass = \"<redacted>\""));
+    let state = find(&format!("state file of {}", first.spec.ip));
+    assert!(state.contains("[masters.session.settings.auth-pass]"), "{state}");
+    assert!(state.contains("value = \"sealed:v1:"), "{state}");
     let secrets = [
         PEER_SECRET,
         REQUIREPASS,
@@ -177,6 +189,11 @@ fn no_secret_appears_in_logs_check_metrics_the_api_or_sentinel_replies() {
     }
     // The password change was announced, redacted.
     assert!(first.saw("+set master session"), "{}", first.log());
+    // The sealed password opens again after a restart (with the same peer secret).
+    let mut first = pickets.into_iter().next().unwrap();
+    first.restart();
+    wait_for("restarted", CLUSTER_WAIT, || first.count("+monitor") == 2);
+    assert!(!first.log().contains("cannot be decrypted"), "{}", first.log());
 }
 
 /// Every string of a reply, as text (bulk strings are bytes in `Frame`'s `Debug`).

@@ -217,6 +217,10 @@ impl Checker {
 
     /// Node `node` wrote `state` to its disk.
     pub fn on_persist(&mut self, node: usize, state: &DurableState) -> Result<(), Violation> {
+        // What the state file's loader refuses, the engine must never write.
+        if let Err(e) = state.check() {
+            return violation("durable-state-consistent", format!("node {node}: {e}"));
+        }
         self.epochs_never_decrease(state)?;
         for (name, master) in &state.masters {
             if let Some(candidate) = master.voted_for {

@@ -36,6 +36,90 @@ pub struct DurableState {
     pub removed: BTreeMap<String, Addr>,
 }
 
+/// A state that cannot have been written by a correct node: loading it would let the node
+/// vote twice or adopt a configuration from the future. `Display` names the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Inconsistency {
+    /// A master's config epoch is above the node's current epoch.
+    #[error(
+        "masters.{master}.config_epoch = {config_epoch} is above current_epoch = {current_epoch}"
+    )]
+    ConfigEpochAhead {
+        /// The master.
+        master: String,
+        /// Its config epoch.
+        config_epoch: u64,
+        /// The node's current epoch.
+        current_epoch: u64,
+    },
+    /// A vote in an epoch above the node's current epoch.
+    #[error(
+        "masters.{master}.voted_epoch = {voted_epoch} is above current_epoch = {current_epoch}"
+    )]
+    VoteAhead {
+        /// The master.
+        master: String,
+        /// The epoch of the vote.
+        voted_epoch: u64,
+        /// The node's current epoch.
+        current_epoch: u64,
+    },
+    /// A vote for a candidate recorded in epoch 0, where no election happens.
+    #[error("masters.{master}.voted_for is set but voted_epoch = 0")]
+    VoteWithoutEpoch {
+        /// The master.
+        master: String,
+    },
+    /// The vote floor is above the node's current epoch.
+    #[error("vote_floor = {vote_floor} is above current_epoch = {current_epoch}")]
+    VoteFloorAhead {
+        /// The vote floor.
+        vote_floor: u64,
+        /// The node's current epoch.
+        current_epoch: u64,
+    },
+}
+
+impl DurableState {
+    /// Checks the invariants every state the engine persists keeps: epochs are ordered (no
+    /// config epoch, vote or vote floor above the current epoch) and a vote has an epoch.
+    ///
+    /// # Errors
+    /// The first [`Inconsistency`] found, naming the field.
+    pub fn check(&self) -> Result<(), Inconsistency> {
+        let current_epoch = self.current_epoch;
+        if self.vote_floor > current_epoch {
+            return Err(Inconsistency::VoteFloorAhead {
+                vote_floor: self.vote_floor,
+                current_epoch,
+            });
+        }
+        for (name, m) in &self.masters {
+            let master = || name.clone();
+            if m.config_epoch > current_epoch {
+                let config_epoch = m.config_epoch;
+                return Err(Inconsistency::ConfigEpochAhead {
+                    master: master(),
+                    config_epoch,
+                    current_epoch,
+                });
+            }
+            if m.voted_epoch > current_epoch {
+                let voted_epoch = m.voted_epoch;
+                return Err(Inconsistency::VoteAhead {
+                    master: master(),
+                    voted_epoch,
+                    current_epoch,
+                });
+            }
+            if m.voted_for.is_some() && m.voted_epoch == 0 {
+                return Err(Inconsistency::VoteWithoutEpoch { master: master() });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a node persists about one master.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

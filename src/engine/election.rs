@@ -30,6 +30,89 @@ pub fn votes_needed(voters: usize, quorum: u32) -> usize {
     majority.max(usize::try_from(quorum).unwrap_or(usize::MAX))
 }
 
+/// Whether a failover of one master can be authorised now, and if not why: the one rule behind
+/// `SENTINEL FAILOVER`'s `NOQUORUM`, `SENTINEL CKQUORUM`, the HTTP API and the metrics, so that
+/// no reader can say "OK" while the engine would refuse.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, serde::Serialize)]
+pub struct Authorisation {
+    /// Voters this node can count on now: itself and the peers heard within the contact window.
+    pub usable_voters: usize,
+    /// The master's quorum (voters that must agree it is down).
+    pub quorum: usize,
+    /// Votes a leader needs ([`votes_needed`]).
+    pub votes_needed: usize,
+    /// Why it cannot be authorised now; `None` if it can.
+    pub blocked: Option<Unauthorised>,
+}
+
+/// Why a failover cannot be authorised now, the first reason that applies.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unauthorised {
+    /// This node lost its state and has not learned its vote floor: it could not vote for itself.
+    AwaitingVoteFloor,
+    /// Fewer usable voters than the master's quorum: they cannot agree it is down.
+    NoQuorum,
+    /// Fewer usable voters than the votes a leader needs (a majority, or the quorum if higher).
+    NoMajority,
+}
+
+impl Authorisation {
+    /// Computes the authorisation from the voters (this node and its peers), the master's
+    /// quorum, the peers heard within the contact window and whether the vote floor is known.
+    #[must_use]
+    pub fn new(voters: usize, quorum: u32, peers_heard: usize, awaiting_vote_floor: bool) -> Self {
+        let usable_voters = peers_heard + 1;
+        let needed = votes_needed(voters, quorum);
+        let quorum = usize::try_from(quorum).unwrap_or(usize::MAX);
+        let blocked = if awaiting_vote_floor {
+            Some(Unauthorised::AwaitingVoteFloor)
+        } else if usable_voters < quorum {
+            Some(Unauthorised::NoQuorum)
+        } else if usable_voters < needed {
+            Some(Unauthorised::NoMajority)
+        } else {
+            None
+        };
+        Self { usable_voters, quorum, votes_needed: needed, blocked }
+    }
+
+    /// Whether a failover can be authorised now.
+    #[must_use]
+    pub const fn granted(&self) -> bool {
+        self.blocked.is_none()
+    }
+}
+
+/// `SENTINEL CKQUORUM`'s answer, Sentinel's texts: `OK 3 usable Sentinels. ...` or
+/// `NOQUORUM 1 usable Sentinels. ...`.
+impl std::fmt::Display for Authorisation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const QUORUM: &str =
+            "Not enough available Sentinels to reach the specified quorum for this master";
+        const MAJORITY: &str =
+            "Not enough available Sentinels to reach the majority and authorize a failover";
+        let usable = self.usable_voters;
+        match self.blocked {
+            None => write!(
+                f,
+                "OK {usable} usable Sentinels. Quorum and failover authorization can be reached"
+            ),
+            Some(Unauthorised::NoQuorum) => {
+                write!(f, "NOQUORUM {usable} usable Sentinels. {QUORUM}. {MAJORITY}")
+            }
+            Some(Unauthorised::NoMajority) => {
+                write!(f, "NOQUORUM {usable} usable Sentinels. {MAJORITY}")
+            }
+            Some(Unauthorised::AwaitingVoteFloor) => write!(
+                f,
+                "NOQUORUM {usable} usable Sentinels. This node lost its state and has not yet \
+                 learned which epochs it may vote in"
+            ),
+        }
+    }
+}
+
 /// A voter's last vote for one master.
 #[derive(Clone, Copy, Debug, Default, Eq, PartialEq)]
 pub struct Ballot {

@@ -64,7 +64,7 @@ use crate::engine::io::{Output, PromotedWrites, RedisCommand};
 use crate::engine::node::Node;
 use crate::engine::peers::Peers;
 use crate::engine::report::ReportedRole;
-use crate::engine::selection::{self, Candidate, Limits};
+use crate::engine::selection::{self, Candidate, Ineligible, Limits};
 use crate::engine::time::Instant;
 use crate::engine::timing::{INFO_PERIOD, MasterTiming, STRICT_PAUSE};
 
@@ -553,6 +553,23 @@ impl Group {
     pub fn select_replica(&self, now: Instant) -> Option<Addr> {
         self.with_candidates(now, |candidates, limits| {
             selection::select(candidates, limits).cloned()
+        })
+    }
+
+    /// Why the instance at `addr` cannot be promoted now, by [`selection`]'s rules (the very
+    /// ones [`Self::select_replica`] applies); `Ok` if it can.
+    ///
+    /// # Errors
+    /// The reason it cannot.
+    pub fn eligibility(&self, addr: &Addr, now: Instant) -> Result<(), Ineligible> {
+        if *addr == self.master {
+            return Err(Ineligible::CurrentMaster);
+        }
+        self.with_candidates(now, |candidates, limits| {
+            candidates
+                .iter()
+                .find(|c| c.addr == addr)
+                .map_or(Err(Ineligible::NotAReplica), |c| selection::eligibility(c, limits))
         })
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::engine::addr::Addr;
 use crate::engine::admin::SetOption;
 use crate::engine::durable::DurableState;
+use crate::engine::election::Unauthorised;
 use crate::engine::event::Event;
 use crate::engine::fence::Lease;
 use crate::engine::gossip::PeerMessage;
@@ -198,8 +199,78 @@ pub enum AdminAnswer {
     Ok,
     /// Done, affecting this many masters (`SENTINEL RESET`).
     Count(u64),
-    /// Refused, with Redis's error text (code first: `INPROG Failover already in progress`).
-    Refused(String),
+    /// Refused: why, typed (its `Display` is Redis's error text, code first).
+    Refused(AdminRefusal),
+}
+
+/// Why the engine refused an [`AdminCommand`]. Readers (the Sentinel port, the HTTP API) map the
+/// variant, never the text; `Display` gives Sentinel's error text, code first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminRefusal {
+    /// No master of that name is supervised.
+    NoSuchMaster,
+    /// A failover of the master is already under way (`INPROG`).
+    InProgress,
+    /// No replica can be promoted (`NOGOODSLAVE`).
+    NoGoodReplica,
+    /// A failover cannot be authorised now (`NOQUORUM`), and why.
+    NoQuorum(Unauthorised),
+    /// `SENTINEL MONITOR` of a name already supervised.
+    DuplicateName,
+    /// A quorum of 0.
+    QuorumZero,
+    /// A quorum larger than the number of voters.
+    QuorumAboveVoters {
+        /// This node and its peers.
+        voters: usize,
+    },
+    /// `SENTINEL MONITOR` of an address another master group already holds.
+    AlreadyMonitored {
+        /// The address.
+        addr: Addr,
+        /// The group holding it.
+        by: String,
+    },
+}
+
+impl AdminRefusal {
+    /// Sentinel's error code (the first word of the text).
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::InProgress => "INPROG",
+            Self::NoGoodReplica => "NOGOODSLAVE",
+            Self::NoQuorum(_) => "NOQUORUM",
+            _ => "ERR",
+        }
+    }
+}
+
+impl std::fmt::Display for AdminRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = self.code();
+        match self {
+            Self::NoSuchMaster => write!(f, "{code} No such master with that name"),
+            Self::InProgress => write!(f, "{code} Failover already in progress"),
+            Self::NoGoodReplica => write!(f, "{code} No suitable replica to promote"),
+            Self::NoQuorum(Unauthorised::AwaitingVoteFloor) => write!(
+                f,
+                "{code} This node lost its state and has not yet learned which epochs it may vote in"
+            ),
+            Self::NoQuorum(_) => {
+                write!(f, "{code} Not enough reachable voters to authorize a failover")
+            }
+            Self::DuplicateName => write!(f, "{code} Duplicate master name."),
+            Self::QuorumZero => write!(f, "{code} Quorum must be 1 or greater."),
+            Self::QuorumAboveVoters { voters } => write!(
+                f,
+                "{code} Quorum must be at most the number of voters ({voters}: this node and its peers)"
+            ),
+            Self::AlreadyMonitored { addr, by } => {
+                write!(f, "{code} {addr} is already monitored as part of '{by}'")
+            }
+        }
+    }
 }
 
 /// Something for the shell to do.

@@ -44,12 +44,14 @@ pub mod view;
 
 pub use addr::{Addr, AddrError};
 pub use admin::SetOption;
-pub use durable::{DurableMaster, DurableState, SettingChange};
+pub use durable::{DurableMaster, DurableState, Inconsistency, SettingChange};
 pub use event::{Detail, Event, EventKind, Level, Subject};
 pub use fence::{Fencing, Lease};
 pub use gossip::{Body, MasterReport, PeerMessage, Sender, StateVersion};
 pub use ids::{LinkId, NodeId, PeerId, RequestId, Ticket};
-pub use io::{AdminAnswer, AdminCommand, Input, Output, PromotedWrites, RedisCommand, Reply};
+pub use io::{
+    AdminAnswer, AdminCommand, AdminRefusal, Input, Output, PromotedWrites, RedisCommand, Reply,
+};
 pub use report::{InfoReport, ListedReplica, ReplicaLink, ReportedRole};
 pub use settings::{Credentials, MasterSettings, NodeSettings, Settings, TlsProfile};
 pub use supervisor::Supervisor;

@@ -148,6 +148,29 @@ impl Node {
         }
     }
 
+    /// Peers heard within the contact window: the voters besides itself this node can count on
+    /// now (for [`crate::engine::election::Authorisation`]).
+    #[must_use]
+    pub fn peers_in_contact(&self, peers: &crate::engine::peers::Peers, now: Instant) -> usize {
+        peers.heard_within(now, self.settings.contact_window())
+    }
+
+    /// Whether a failover of a master with this `quorum` can be authorised now.
+    #[must_use]
+    pub fn authorisation(
+        &self,
+        peers: &crate::engine::peers::Peers,
+        quorum: u32,
+        now: Instant,
+    ) -> crate::engine::election::Authorisation {
+        crate::engine::election::Authorisation::new(
+            self.settings.voters(),
+            quorum,
+            self.peers_in_contact(peers, now),
+            self.awaiting_vote_floor,
+        )
+    }
+
     /// Whether the node is in TILT.
     #[must_use]
     pub const fn in_tilt(&self) -> bool {

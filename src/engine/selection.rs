@@ -76,16 +76,79 @@ impl Limits {
     }
 }
 
-/// Whether `c` may be promoted at all.
+/// Why an instance cannot be promoted now: the first of [`eligibility`]'s rules it fails, or
+/// why it is not a candidate at all. The one rule behind the failover's choice, `/is-replica`,
+/// the metrics and `why`.
+#[derive(Clone, Copy, Debug, Eq, PartialEq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ineligible {
+    /// It is the current master.
+    CurrentMaster,
+    /// No INFO from it yet, or it reports `role:master` without holding the master's data.
+    NotAReplica,
+    /// Subjectively down.
+    Sdown,
+    /// This node's link to it is not connected.
+    LinkDown,
+    /// `replica-priority 0`: never promote.
+    PriorityZero,
+    /// No acceptable PING reply recently enough.
+    NoRecentReply,
+    /// No INFO recently enough.
+    StaleInfo,
+    /// Its replication link has been down too long: its data is too old.
+    ReplicationLinkDown,
+    /// Further behind the master than `max_lag_on_failover_bytes`.
+    TooFarBehind,
+}
+
+impl Ineligible {
+    /// The reason's name, as the HTTP API and metrics show it (`priority_zero`, ...).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::CurrentMaster => "current_master",
+            Self::NotAReplica => "not_a_replica",
+            Self::Sdown => "sdown",
+            Self::LinkDown => "link_down",
+            Self::PriorityZero => "priority_zero",
+            Self::NoRecentReply => "no_recent_reply",
+            Self::StaleInfo => "stale_info",
+            Self::ReplicationLinkDown => "replication_link_down",
+            Self::TooFarBehind => "too_far_behind",
+        }
+    }
+}
+
+/// Whether `c` may be promoted at all: `Ok`, or the first rule it fails.
+///
+/// # Errors
+/// The [`Ineligible`] reason.
+pub fn eligibility(c: &Candidate<'_>, limits: &Limits) -> Result<(), Ineligible> {
+    let age = |at: Instant| limits.now.saturating_since(at);
+    if c.sdown {
+        Err(Ineligible::Sdown)
+    } else if !c.link_up {
+        Err(Ineligible::LinkDown)
+    } else if c.priority == 0 {
+        Err(Ineligible::PriorityZero)
+    } else if age(c.last_ok_reply_at) > limits.max_reply_age {
+        Err(Ineligible::NoRecentReply)
+    } else if c.info_at.is_none_or(|at| age(at) > limits.max_info_age) {
+        Err(Ineligible::StaleInfo)
+    } else if c.link_down_for.is_some_and(|d| d > limits.max_link_down) {
+        Err(Ineligible::ReplicationLinkDown)
+    } else if limits.min_offset.is_some_and(|min| c.repl_offset < min) {
+        Err(Ineligible::TooFarBehind)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `c` may be promoted at all (see [`eligibility`]).
 #[must_use]
 pub fn is_eligible(c: &Candidate<'_>, limits: &Limits) -> bool {
-    !c.sdown
-        && c.link_up
-        && c.priority != 0
-        && limits.now.saturating_since(c.last_ok_reply_at) <= limits.max_reply_age
-        && c.info_at.is_some_and(|at| limits.now.saturating_since(at) <= limits.max_info_age)
-        && c.link_down_for.is_none_or(|d| d <= limits.max_link_down)
-        && limits.min_offset.is_none_or(|min| c.repl_offset >= min)
+    eligibility(c, limits).is_ok()
 }
 
 /// The promotion order: better candidates sort first.
@@ -165,18 +228,32 @@ mod tests {
         let l = limits();
         let ok = healthy(&a);
         assert!(is_eligible(&ok, &l));
-        for bad in [
-            Candidate { sdown: true, ..ok.clone() },
-            Candidate { link_up: false, ..ok.clone() },
-            Candidate { priority: 0, ..ok.clone() },
-            Candidate { last_ok_reply_at: Instant::from_millis(9_000), ..ok.clone() },
-            Candidate { info_at: None, ..ok.clone() },
-            Candidate { info_at: Some(Instant::from_millis(9_000)), ..ok.clone() },
-            Candidate { link_down_for: Some(Duration::from_secs(12)), ..ok.clone() },
+        for (bad, why) in [
+            (Candidate { sdown: true, ..ok.clone() }, Ineligible::Sdown),
+            (Candidate { link_up: false, ..ok.clone() }, Ineligible::LinkDown),
+            (Candidate { priority: 0, ..ok.clone() }, Ineligible::PriorityZero),
+            (
+                Candidate { last_ok_reply_at: Instant::from_millis(9_000), ..ok.clone() },
+                Ineligible::NoRecentReply,
+            ),
+            (Candidate { info_at: None, ..ok.clone() }, Ineligible::StaleInfo),
+            (
+                Candidate { info_at: Some(Instant::from_millis(9_000)), ..ok.clone() },
+                Ineligible::StaleInfo,
+            ),
+            (
+                Candidate { link_down_for: Some(Duration::from_secs(12)), ..ok.clone() },
+                Ineligible::ReplicationLinkDown,
+            ),
+            (Candidate { repl_offset: 10, ..ok.clone() }, Ineligible::TooFarBehind),
         ] {
-            assert!(!is_eligible(&bad, &l), "{bad:?}");
+            let l = Limits { min_offset: Some(500), ..l };
+            assert_eq!(eligibility(&bad, &l), Err(why), "{bad:?}");
             assert_eq!(select(&[bad], &l), None);
         }
+        // The first rule that fails is the reason given.
+        let both = Candidate { sdown: true, priority: 0, ..ok };
+        assert_eq!(eligibility(&both, &l), Err(Ineligible::Sdown));
     }
 
     #[test]

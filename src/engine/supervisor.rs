@@ -15,7 +15,7 @@ use crate::engine::event::{Detail, Event, EventKind};
 use crate::engine::gossip::{Body, Maintenance, MasterReport, PeerMessage, StateVersion};
 use crate::engine::group::{Group, LeaderWatch};
 use crate::engine::ids::{NodeId, PeerId, Ticket};
-use crate::engine::io::{AdminAnswer, AdminCommand, Input, Output, Reply};
+use crate::engine::io::{AdminAnswer, AdminCommand, AdminRefusal, Input, Output, Reply};
 use crate::engine::node::Node;
 use crate::engine::peers::Peers;
 use crate::engine::restore;
@@ -24,9 +24,6 @@ use crate::engine::time::Instant;
 use crate::engine::timers::{Timer, Timers};
 use crate::engine::timing::{LAZY_PERSIST_DELAY, REREAD_LIMIT};
 use crate::engine::view::{self, MasterView, Stats, View};
-
-/// Sentinel's answer for an unknown master name.
-const NO_SUCH_MASTER: &str = "ERR No such master with that name";
 
 /// The deterministic state machine that supervises every configured master.
 ///
@@ -735,21 +732,19 @@ impl Supervisor {
     }
 
     fn manual_failover(&mut self, now: Instant, master: &str) -> AdminAnswer {
-        let refuse = |text: &str| AdminAnswer::Refused(text.to_owned());
         let Some(group) = self.by_name.get(master).and_then(|i| self.groups.get_mut(i)) else {
-            return refuse(NO_SUCH_MASTER);
+            return AdminAnswer::Refused(AdminRefusal::NoSuchMaster);
         };
         let index = group.index;
         if group.failover.is_some() {
-            return refuse("INPROG Failover already in progress");
+            return AdminAnswer::Refused(AdminRefusal::InProgress);
         }
         if group.select_replica(now).is_none() {
-            return refuse("NOGOODSLAVE No suitable replica to promote");
+            return AdminAnswer::Refused(AdminRefusal::NoGoodReplica);
         }
-        let needed = election::votes_needed(self.node.settings.voters(), group.settings.quorum);
-        let reachable = self.peers.heard_within(now, self.node.settings.contact_window());
-        if self.node.awaiting_vote_floor || reachable + 1 < needed {
-            return refuse("NOQUORUM Not enough reachable voters to authorize a failover");
+        let authorisation = self.node.authorisation(&self.peers, group.settings.quorum, now);
+        if let Some(why) = authorisation.blocked {
+            return AdminAnswer::Refused(AdminRefusal::NoQuorum(why));
         }
         group.start_failover(&mut self.node, &self.peers, now, true);
         self.touched.insert(index);
@@ -762,7 +757,7 @@ impl Supervisor {
         let targets: Vec<usize> = match master {
             Some(name) => match self.by_name.get(name) {
                 Some(&index) => vec![index],
-                None => return AdminAnswer::Refused(NO_SUCH_MASTER.to_owned()),
+                None => return AdminAnswer::Refused(AdminRefusal::NoSuchMaster),
             },
             None => self.groups.keys().copied().collect(),
         };
@@ -782,24 +777,19 @@ impl Supervisor {
     }
 
     fn monitor(&mut self, now: Instant, name: String, addr: Addr, quorum: u32) -> AdminAnswer {
-        let refuse = |text: String| AdminAnswer::Refused(text);
+        let refuse = AdminAnswer::Refused;
         if self.by_name.contains_key(&name) {
-            return refuse("ERR Duplicate master name.".to_owned());
+            return refuse(AdminRefusal::DuplicateName);
         }
         if quorum == 0 {
-            return refuse("ERR Quorum must be 1 or greater.".to_owned());
+            return refuse(AdminRefusal::QuorumZero);
         }
         let voters = self.node.settings.voters();
         if usize::try_from(quorum).unwrap_or(usize::MAX) > voters {
-            return refuse(format!(
-                "ERR Quorum must be at most the number of voters ({voters}: this node and its peers)"
-            ));
+            return refuse(AdminRefusal::QuorumAboveVoters { voters });
         }
         if let Some(other) = self.groups.values().find(|g| g.instances.contains_key(&addr)) {
-            return refuse(format!(
-                "ERR {addr} is already monitored as part of '{}'",
-                other.name()
-            ));
+            return refuse(AdminRefusal::AlreadyMonitored { addr, by: other.name().to_owned() });
         }
         let index = self.next_group;
         self.next_group += 1;
@@ -820,10 +810,10 @@ impl Supervisor {
 
     fn remove(&mut self, now: Instant, name: &str) -> AdminAnswer {
         let Some(index) = self.by_name.remove(name) else {
-            return AdminAnswer::Refused(NO_SUCH_MASTER.to_owned());
+            return AdminAnswer::Refused(AdminRefusal::NoSuchMaster);
         };
         let Some(mut group) = self.groups.remove(&index) else {
-            return AdminAnswer::Refused(NO_SUCH_MASTER.to_owned());
+            return AdminAnswer::Refused(AdminRefusal::NoSuchMaster);
         };
         group.close_links(&mut self.node, now, |_| true);
         if group.monitored_quorum.is_none() {
@@ -843,14 +833,12 @@ impl Supervisor {
 
     fn set(&mut self, master: &str, option: &SetOption) -> AdminAnswer {
         let Some(group) = self.by_name.get(master).and_then(|i| self.groups.get_mut(i)) else {
-            return AdminAnswer::Refused(NO_SUCH_MASTER.to_owned());
+            return AdminAnswer::Refused(AdminRefusal::NoSuchMaster);
         };
         if let SetOption::Quorum(quorum) = option {
             let voters = self.node.settings.voters();
             if usize::try_from(*quorum).unwrap_or(usize::MAX) > voters {
-                return AdminAnswer::Refused(format!(
-                    "ERR Quorum must be at most the number of voters ({voters}: this node and its peers)"
-                ));
+                return AdminAnswer::Refused(AdminRefusal::QuorumAboveVoters { voters });
             }
         }
         let name = option.name();

@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::engine::addr::Addr;
+use crate::engine::election::Authorisation;
 use crate::engine::failover::Phase;
 use crate::engine::gossip::MasterReport;
 use crate::engine::group::Group;
@@ -20,6 +21,7 @@ use crate::engine::instance::Instance;
 use crate::engine::node::Node;
 use crate::engine::peers::Peers;
 use crate::engine::report::{ReplicaLink, ReportedRole};
+use crate::engine::selection::Ineligible;
 use crate::engine::time::Instant;
 
 /// Counters of notable inputs, for metrics.
@@ -56,6 +58,8 @@ pub struct View {
     pub majority: usize,
     /// Whether the node still has to learn its vote floor before it may vote.
     pub awaiting_vote_floor: bool,
+    /// Peers heard within the contact window (see [`View::authorisation`]).
+    pub peers_in_contact: usize,
     /// Every master, in configuration order.
     pub masters: Vec<Arc<MasterView>>,
     /// Every configured peer.
@@ -69,6 +73,18 @@ impl View {
     #[must_use]
     pub fn master(&self, name: &str) -> Option<&MasterView> {
         self.masters.iter().map(AsRef::as_ref).find(|m| m.name == name)
+    }
+
+    /// Whether a failover of `master` can be authorised now, by the rule `SENTINEL FAILOVER`
+    /// applies (as of [`View::at`]): what `CKQUORUM`, the HTTP API and metrics render.
+    #[must_use]
+    pub fn authorisation(&self, master: &MasterView) -> Authorisation {
+        Authorisation::new(
+            self.voters,
+            master.quorum,
+            self.peers_in_contact,
+            self.awaiting_vote_floor,
+        )
     }
 
     /// How many peers have fresh reports.
@@ -223,6 +239,9 @@ pub struct InstanceView {
     pub promoted: bool,
     /// Restarted, and no `PONG` since (with `reboot_down_after` set).
     pub rebooted: bool,
+    /// Why the failover's replica selection would not promote it now (`None`: it would be
+    /// eligible): the engine's own rule, for `/is-replica`, metrics and `why`.
+    pub ineligible: Option<Ineligible>,
 }
 
 /// A peer's report about one master.
@@ -259,6 +278,7 @@ pub(crate) fn node(
         voters: node.settings.voters(),
         majority: node.settings.majority(),
         awaiting_vote_floor: node.awaiting_vote_floor,
+        peers_in_contact: node.peers_in_contact(peers, now),
         masters: masters.to_vec(),
         peers: peers
             .iter()
@@ -313,6 +333,7 @@ pub(crate) fn master(group: &Group, peers: &Peers, now: Instant) -> MasterView {
         reconf: group.reconf_state(addr).and_then(|r| r.flag()),
         promoted: promoted.as_ref() == Some(addr),
         rebooted: i.rebooted_at.is_some(),
+        ineligible: group.eligibility(addr, now).err(),
     };
     let master = group
         .master_instance()

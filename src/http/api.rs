@@ -11,9 +11,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::election::Authorisation;
 use crate::engine::gossip::MasterReport;
+use crate::engine::selection::Ineligible;
 use crate::engine::view::{InstanceView, MasterView, PeerReportView};
-use crate::engine::{Addr, AdminAnswer, AdminCommand, Instant, MasterStatus, NodeId, View};
+use crate::engine::{
+    Addr, AdminAnswer, AdminCommand, AdminRefusal, Instant, MasterStatus, NodeId, View,
+};
 use crate::metrics::{agreeing_peers, healthy_replica};
 use crate::wire::info::parse_info;
 
@@ -63,6 +67,9 @@ struct MasterJson<'a> {
     peers: Vec<PeerJson<'a>>,
     /// Fresh peers reporting the same address under the same config epoch.
     peers_agreeing: usize,
+    /// Whether a failover can be authorised now (`SENTINEL CKQUORUM`, computed by the engine):
+    /// usable voters, quorum, votes needed, and why not (`blocked`).
+    authorisation: Authorisation,
     settings: SettingsJson,
 }
 
@@ -104,8 +111,10 @@ struct InstanceJson<'a> {
     lag_seconds: Option<u64>,
     /// Replicas: their replication link as they report it.
     replication: Option<ReplicationJson<'a>>,
-    /// Replicas: answering, following the current master, link up.
+    /// Replicas: whether a failover could promote it now (the engine's eligibility rule).
     healthy: Option<bool>,
+    /// Why a failover could not promote it now (`priority_zero`, `sdown`, ...).
+    ineligible: Option<Ineligible>,
     priority: u32,
     /// Chosen for promotion by this node's failover.
     promoted: bool,
@@ -156,7 +165,7 @@ fn node_json(view: &View) -> NodeJson<'_> {
     }
 }
 
-fn master_json(m: &MasterView, now: Instant) -> MasterJson<'_> {
+fn master_json<'a>(view: &View, m: &'a MasterView, now: Instant) -> MasterJson<'a> {
     let failover = failover_json(m, now);
     let status = if failover.is_some() { "failover-in-progress" } else { m.status.as_str() };
     // The master's INFO lists each replica's lag in seconds.
@@ -179,7 +188,7 @@ fn master_json(m: &MasterView, now: Instant) -> MasterJson<'_> {
             .replicas
             .iter()
             .map(|r| {
-                let mut json = instance_json(r, now, Some(healthy_replica(m, r)));
+                let mut json = instance_json(r, now, Some(healthy_replica(r)));
                 json.lag_bytes = master_offset
                     .filter(|_| r.info_at.is_some())
                     .map(|o| o.saturating_sub(r.repl_offset));
@@ -187,9 +196,10 @@ fn master_json(m: &MasterView, now: Instant) -> MasterJson<'_> {
                 json
             })
             .collect(),
-        replicas_healthy: m.replicas.iter().filter(|r| healthy_replica(m, r)).count(),
+        replicas_healthy: m.replicas.iter().filter(|r| healthy_replica(r)).count(),
         peers: m.peers.iter().map(|p| peer_json(m, p, now)).collect(),
         peers_agreeing: agreeing_peers(m),
+        authorisation: view.authorisation(m),
         settings: SettingsJson {
             down_after_ms: millis(m.down_after),
             failover_timeout_ms: millis(m.failover_timeout),
@@ -249,6 +259,7 @@ fn instance_json(i: &InstanceView, now: Instant, healthy: Option<bool>) -> Insta
             link_down_seconds: l.link_down_for.map(|d| d.as_secs()),
         }),
         healthy,
+        ineligible: i.ineligible,
         priority: i.priority,
         promoted: i.promoted,
         reconfiguration: i.reconf,
@@ -279,7 +290,7 @@ pub(super) async fn masters(
     let now = state.hub.clock.now();
     let body = MastersJson {
         node: node_json(&view),
-        masters: view.masters.iter().map(|m| master_json(m, now)).collect(),
+        masters: view.masters.iter().map(|m| master_json(&view, m, now)).collect(),
     };
     Ok(Json(body).into_response())
 }
@@ -294,7 +305,7 @@ pub(super) async fn master(
     let Path(name) = name.map_err(|r| rejected(r, "bad_path"))?;
     let view = state.hub.view();
     let m = view.master(&name).ok_or_else(|| ApiError::no_such_master(&name))?;
-    Ok(Json(master_json(m, state.hub.clock.now())).into_response())
+    Ok(Json(master_json(&view, m, state.hub.clock.now())).into_response())
 }
 
 /// The query of the role checks.
@@ -337,8 +348,8 @@ fn role_check(
     } else {
         match m.replicas.iter().find(|r| r.addr == addr) {
             None => Some("not_a_known_replica"),
-            Some(r) if !healthy_replica(m, r) => Some("unhealthy"),
-            Some(_) => None,
+            // The engine's own rule: a replica the failover could promote now.
+            Some(r) => r.ineligible.map(Ineligible::as_str),
         }
     };
     let body = RoleJson {
@@ -404,17 +415,19 @@ fn admin_request(
     Ok((name, body.reason))
 }
 
-/// An engine refusal as an HTTP error: the status follows Sentinel's error code.
-fn refused(text: &str) -> ApiError {
-    let code = text.split_whitespace().next().unwrap_or("ERR");
-    let (status, code) = match code {
-        "INPROG" => (StatusCode::CONFLICT, "failover_in_progress"),
-        "NOGOODSLAVE" => (StatusCode::CONFLICT, "no_good_replica"),
-        "NOQUORUM" => (StatusCode::SERVICE_UNAVAILABLE, "no_quorum"),
-        _ if text.contains("No such master") => (StatusCode::NOT_FOUND, "no_such_master"),
-        _ => (StatusCode::CONFLICT, "refused"),
+/// An engine refusal as an HTTP error: the status follows the refusal's kind.
+fn refused(refusal: &AdminRefusal) -> ApiError {
+    let (status, code) = match refusal {
+        AdminRefusal::InProgress => (StatusCode::CONFLICT, "failover_in_progress"),
+        AdminRefusal::NoGoodReplica => (StatusCode::CONFLICT, "no_good_replica"),
+        AdminRefusal::NoQuorum(_) => (StatusCode::SERVICE_UNAVAILABLE, "no_quorum"),
+        AdminRefusal::NoSuchMaster => (StatusCode::NOT_FOUND, "no_such_master"),
+        AdminRefusal::DuplicateName
+        | AdminRefusal::QuorumZero
+        | AdminRefusal::QuorumAboveVoters { .. }
+        | AdminRefusal::AlreadyMonitored { .. } => (StatusCode::CONFLICT, "refused"),
     };
-    ApiError::new(status, code, text)
+    ApiError::new(status, code, refusal.to_string())
 }
 
 /// `POST /v1/masters/{name}/failover`: starts a manual failover (202), which still needs the
@@ -434,7 +447,7 @@ pub(super) async fn failover(
             Json(serde_json::json!({ "master": name, "failover": "started" })),
         )
             .into_response()),
-        Some(AdminAnswer::Refused(text)) => Err(refused(&text)),
+        Some(AdminAnswer::Refused(refusal)) => Err(refused(&refusal)),
         None => Err(ApiError::unavailable()),
     }
 }
@@ -458,7 +471,7 @@ pub(super) async fn reset(
         Some(AdminAnswer::Ok) => {
             Ok(Json(serde_json::json!({ "master": name, "reset": 1 })).into_response())
         }
-        Some(AdminAnswer::Refused(text)) => Err(refused(&text)),
+        Some(AdminAnswer::Refused(refusal)) => Err(refused(&refusal)),
         None => Err(ApiError::unavailable()),
     }
 }
@@ -491,8 +504,10 @@ mod tests {
 
     #[test]
     fn refusals_map_to_statuses() {
-        assert_eq!(refused("INPROG Failover already in progress").status, StatusCode::CONFLICT);
-        assert_eq!(refused("NOQUORUM Not enough").status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(refused("ERR No such master with that name").status, StatusCode::NOT_FOUND);
+        use crate::engine::election::Unauthorised;
+        let no_quorum = refused(&AdminRefusal::NoQuorum(Unauthorised::NoMajority));
+        assert_eq!(no_quorum.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused(&AdminRefusal::InProgress).status, StatusCode::CONFLICT);
+        assert_eq!(refused(&AdminRefusal::NoSuchMaster).status, StatusCode::NOT_FOUND);
     }
 }

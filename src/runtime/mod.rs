@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,7 +68,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let clock = Clock::start();
     let state_dir = config.node.state_dir.clone();
     persist::prepare(&state_dir)?;
-    let restored = persist::load(&state_dir)?;
+    let key = config.node.peer_secret.as_ref().and_then(|s| s.value());
+    let store = persist::Store {
+        dir: state_dir.clone(),
+        key: key.map(|secret| persist::StateKey::from_peer_secret(secret.as_bytes())),
+    };
+    let restored = store.load()?;
     let seed = getrandom::u64().map_err(|e| RuntimeError::Entropy(e.to_string()))?;
     let session = getrandom::u64().map_err(|e| RuntimeError::Entropy(e.to_string()))?;
     let fresh = restored.is_none();
@@ -142,7 +146,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         })?;
     let driver = Driver {
         clock,
-        state_dir,
+        store,
         links: Links::new(inputs_tx, tls.redis, tls_stats, stale_after, clock),
         peers,
         events,
@@ -181,7 +185,7 @@ async fn bind_optional(
 
 struct Driver {
     clock: Clock,
-    state_dir: PathBuf,
+    store: persist::Store,
     links: Links,
     peers: PeerTransport,
     events: broadcast::Sender<Arc<EventRecord>>,
@@ -266,9 +270,8 @@ impl Driver {
             Output::Disconnect { link } => self.links.disconnect(link),
             Output::Send { link, request, command } => self.links.send(link, request, command),
             Output::Persist(state) => {
-                let dir = self.state_dir.clone();
-                let written =
-                    tokio::task::spawn_blocking(move || persist::store(&dir, &state)).await;
+                let store = self.store.clone();
+                let written = tokio::task::spawn_blocking(move || store.store(&state)).await;
                 match written {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {

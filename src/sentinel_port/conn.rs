@@ -315,8 +315,8 @@ impl Conn {
             match tokio::time::timeout(ADMIN_TIMEOUT, self.port.hub.admin(command)).await {
                 Ok(Some(AdminAnswer::Ok)) => {}
                 Ok(Some(AdminAnswer::Count(n))) => count = Some(n),
-                Ok(Some(AdminAnswer::Refused(text))) => {
-                    error = Some(text);
+                Ok(Some(AdminAnswer::Refused(refusal))) => {
+                    error = Some(refusal.to_string());
                     break;
                 }
                 Ok(None) => {

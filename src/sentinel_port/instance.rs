@@ -10,7 +10,7 @@ use std::fmt;
 
 use crate::engine::Instant;
 use crate::engine::time::duration_millis;
-use crate::engine::view::{InstanceView, MasterStatus, MasterView, PeerReportView, View};
+use crate::engine::view::{InstanceView, MasterStatus, MasterView, PeerReportView};
 use crate::wire::resp::ReplyWriter;
 
 /// Sentinel's flags, in the order it prints them.
@@ -298,17 +298,4 @@ pub(super) fn info_line(out: &mut String, index: usize, m: &MasterView) {
         m.replicas.len(),
         announced(m).count() + 1
     );
-}
-
-/// The voters this node can count on for `master` (itself and its fresh peers), for
-/// `SENTINEL CKQUORUM`.
-pub(super) fn usable_voters(view: &View, peer_timeout: std::time::Duration, now: Instant) -> usize {
-    let fresh = view
-        .peers
-        .iter()
-        .filter(|p| {
-            p.fresh && p.last_heard_at.is_some_and(|at| now.saturating_since(at) < peer_timeout)
-        })
-        .count();
-    fresh + 1
 }

@@ -8,6 +8,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::engine::admin::SET_OPTIONS;
+use crate::engine::election::Authorisation;
 use crate::engine::time::duration_millis;
 use crate::engine::timing::{INFO_PERIOD, REPLICA_RECONF_TIMEOUT};
 use crate::engine::{Addr, AdminCommand, Instant, SetOption};
@@ -73,7 +74,7 @@ pub(super) fn run(
             None => w.error(NO_SUCH_MASTER),
         },
         Op::SentinelCkQuorum => match snap.master(args.get(2)) {
-            Some(m) => ckquorum(w, view.majority, m.quorum, usable(port, snap, now)),
+            Some(m) => ckquorum(w, &view.authorisation(m)),
             None => w.error(NO_SUCH_MASTER),
         },
         Op::SentinelMyId => w.bulk_display(&view.node_id),
@@ -115,40 +116,11 @@ pub(super) fn run(
     Step::Next
 }
 
-/// Voters this node can count on now: itself and its fresh peers.
-fn usable(port: &Port, snap: &Snapshot, now: Instant) -> usize {
-    instance::usable_voters(&snap.view, port.options.peer_timeout, now)
-}
-
-/// `SENTINEL CKQUORUM`: whether `quorum` voters can agree the master is down, and whether a
-/// majority of all voters (or `quorum`, if larger) can elect a leader, counting the voters
-/// this node hears from now. Sentinel's texts.
-fn ckquorum(w: &mut ReplyWriter<'_>, majority: usize, quorum: u32, usable: usize) {
-    let quorum = usize::try_from(quorum).unwrap_or(usize::MAX);
-    let no_quorum = usable < quorum;
-    // Picket's leader needs a majority of all voters, or `quorum` votes if that is more.
-    let no_authority = usable < majority.max(quorum);
-    if !no_quorum && !no_authority {
-        w.simple(&format!(
-            "OK {usable} usable Sentinels. Quorum and failover authorization can be reached"
-        ));
-        return;
-    }
-    let mut text = format!("NOQUORUM {usable} usable Sentinels. ");
-    if no_quorum {
-        text.push_str(
-            "Not enough available Sentinels to reach the specified quorum for this master",
-        );
-    }
-    if no_authority {
-        if no_quorum {
-            text.push_str(". ");
-        }
-        text.push_str(
-            "Not enough available Sentinels to reach the majority and authorize a failover",
-        );
-    }
-    w.error(&text);
+/// `SENTINEL CKQUORUM`: the engine's [`crate::engine::election::Authorisation`] of a failover,
+/// the rule `SENTINEL FAILOVER` applies, in Sentinel's texts.
+fn ckquorum(w: &mut ReplyWriter<'_>, authorisation: &Authorisation) {
+    let text = authorisation.to_string();
+    if authorisation.granted() { w.simple(&text) } else { w.error(&text) }
 }
 
 /// `SENTINEL IS-MASTER-DOWN-BY-ADDR ip port epoch runid`: `[down, "*", 0]`. Picket's nodes vote
@@ -462,13 +434,13 @@ mod tests {
     #[test]
     fn ckquorum_texts_are_sentinels() {
         assert_eq!(
-            reply(|w| ckquorum(w, 2, 2, 3)),
+            reply(|w| ckquorum(w, &Authorisation::new(3, 2, 2, false))),
             Frame::Simple(
                 "OK 3 usable Sentinels. Quorum and failover authorization can be reached".into()
             )
         );
         assert_eq!(
-            reply(|w| ckquorum(w, 2, 2, 1)),
+            reply(|w| ckquorum(w, &Authorisation::new(3, 2, 0, false))),
             Frame::Error(
                 "NOQUORUM 1 usable Sentinels. Not enough available Sentinels to reach the \
                  specified quorum for this master. Not enough available Sentinels to reach the \
@@ -477,10 +449,19 @@ mod tests {
             )
         );
         assert_eq!(
-            reply(|w| ckquorum(w, 3, 2, 2)),
+            reply(|w| ckquorum(w, &Authorisation::new(5, 2, 1, false))),
             Frame::Error(
                 "NOQUORUM 2 usable Sentinels. Not enough available Sentinels to reach the \
                  majority and authorize a failover"
+                    .into()
+            )
+        );
+        // The engine's own refusal, which Sentinel does not have: no vote floor yet.
+        assert_eq!(
+            reply(|w| ckquorum(w, &Authorisation::new(3, 2, 2, true))),
+            Frame::Error(
+                "NOQUORUM 3 usable Sentinels. This node lost its state and has not yet learned \
+                 which epochs it may vote in"
                     .into()
             )
         );

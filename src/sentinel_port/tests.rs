@@ -22,8 +22,8 @@ use crate::engine::view::{
     FailoverView, InstanceView, MasterStatus, MasterView, PeerReportView, PeerView, Stats, View,
 };
 use crate::engine::{
-    Addr, AdminAnswer, AdminCommand, Detail, Event, EventKind, Instant, NodeId, PeerId, SetOption,
-    Subject,
+    Addr, AdminAnswer, AdminCommand, AdminRefusal, Detail, Event, EventKind, Instant, NodeId,
+    PeerId, SetOption, Subject,
 };
 use crate::hub::PeerStats;
 use crate::hub::{EVENT_BUFFER, EventRecord, Failpoints, Hub, ServerStats};
@@ -71,6 +71,7 @@ fn healthy(a: &str, role: &'static str, at: Instant) -> InstanceView {
         reconf: None,
         promoted: false,
         rebooted: false,
+        ineligible: None,
     }
 }
 
@@ -188,6 +189,7 @@ fn fixture(at: Instant) -> View {
         voters: 4,
         majority: 3,
         awaiting_vote_floor: false,
+        peers_in_contact: 1,
         masters: vec![Arc::new(session), Arc::new(cache)],
         peers: (0..3)
             .map(|slot| PeerView {
@@ -505,11 +507,11 @@ struct Harness {
 fn scripted(command: &AdminCommand) -> AdminAnswer {
     match command {
         AdminCommand::Failover { master } if master == "cache" => {
-            AdminAnswer::Refused("INPROG Failover already in progress".into())
+            AdminAnswer::Refused(AdminRefusal::InProgress)
         }
         AdminCommand::Reset { pattern } => AdminAnswer::Count(u64::from(pattern == "*") + 1),
         AdminCommand::Monitor { name, .. } if name == "session" => {
-            AdminAnswer::Refused("ERR Duplicate master name.".into())
+            AdminAnswer::Refused(AdminRefusal::DuplicateName)
         }
         _ => AdminAnswer::Ok,
     }

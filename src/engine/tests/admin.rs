@@ -3,7 +3,7 @@
 use super::harness::{Fake, Harness, addr, known_node, render, settings};
 use crate::engine::admin::SetOption;
 use crate::engine::ids::Ticket;
-use crate::engine::io::{AdminAnswer, AdminCommand, Input, Output};
+use crate::engine::io::{AdminAnswer, AdminCommand, AdminRefusal, Input, Output};
 
 fn admin(h: &mut Harness, command: AdminCommand) -> AdminAnswer {
     h.handle(Input::Admin { ticket: Ticket(1), command });
@@ -35,19 +35,20 @@ fn monitor_adds_a_master_and_refuses_duplicates() {
     assert_eq!(out[2], "answer Ok");
     assert!(out.contains(&"connect 127.0.0.1:7000".to_owned()), "{out:?}");
     assert!(h.sup.view().master("extra").is_some());
-    assert_eq!(admin(&mut h, monitor), AdminAnswer::Refused("ERR Duplicate master name.".into()));
+    assert_eq!(admin(&mut h, monitor), AdminAnswer::Refused(AdminRefusal::DuplicateName));
     let zero = AdminCommand::Monitor { name: "z".into(), addr: addr("127.0.0.1:7001"), quorum: 0 };
-    assert_eq!(
-        admin(&mut h, zero),
-        AdminAnswer::Refused("ERR Quorum must be 1 or greater.".into())
-    );
+    assert_eq!(admin(&mut h, zero), AdminAnswer::Refused(AdminRefusal::QuorumZero));
     let big = AdminCommand::Monitor { name: "z".into(), addr: addr("127.0.0.1:7001"), quorum: 2 };
     assert_eq!(
         admin(&mut h, big),
-        AdminAnswer::Refused(
-            "ERR Quorum must be at most the number of voters (1: this node and its peers)".into()
-        )
+        AdminAnswer::Refused(AdminRefusal::QuorumAboveVoters { voters: 1 })
     );
+    assert_eq!(
+        AdminRefusal::QuorumAboveVoters { voters: 1 }.to_string(),
+        "ERR Quorum must be at most the number of voters (1: this node and its peers)"
+    );
+    assert_eq!(AdminRefusal::QuorumZero.to_string(), "ERR Quorum must be 1 or greater.");
+    assert_eq!(AdminRefusal::DuplicateName.to_string(), "ERR Duplicate master name.");
 }
 
 #[test]
@@ -78,10 +79,7 @@ fn set_changes_a_master_and_announces_it() {
         "{events:?}"
     );
     let unknown = AdminCommand::Set { master: "nope".into(), option: SetOption::Quorum(1) };
-    assert_eq!(
-        admin(&mut h, unknown),
-        AdminAnswer::Refused("ERR No such master with that name".into())
-    );
+    assert_eq!(admin(&mut h, unknown), AdminAnswer::Refused(AdminRefusal::NoSuchMaster));
 }
 
 #[test]

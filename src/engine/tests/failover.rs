@@ -6,9 +6,11 @@ use super::harness::{
     Fake, Harness, PEERS, addr, full_state, known_node, master_hung, master_hung_with, report,
     settings, vote_for, vote_request,
 };
+use crate::engine::election::{Authorisation, Unauthorised};
 use crate::engine::gossip::MasterReport;
 use crate::engine::ids::Ticket;
-use crate::engine::io::{AdminAnswer, AdminCommand, Input, Output};
+use crate::engine::io::{AdminAnswer, AdminCommand, AdminRefusal, Input, Output};
+use crate::engine::selection::Ineligible;
 
 fn sdown_reports() -> Vec<MasterReport> {
     vec![report("127.0.0.1:6379", 0, true, 0)]
@@ -449,16 +451,14 @@ fn a_manual_failover_needs_votes_but_no_failure() {
 fn manual_failover_refusals_use_sentinels_errors() {
     let mut h = Harness::new(settings(PEERS, 2), Some(known_node(9)), Harness::group());
     h.advance_to(500);
-    assert_eq!(
-        failover_command(&mut h),
-        AdminAnswer::Refused("NOQUORUM Not enough reachable voters to authorize a failover".into())
-    );
+    let refusal = AdminRefusal::NoQuorum(Unauthorised::NoQuorum);
+    assert_eq!(failover_command(&mut h), AdminAnswer::Refused(refusal.clone()));
+    assert_eq!(refusal.to_string(), "NOQUORUM Not enough reachable voters to authorize a failover");
     h.advance_with_peers(1000, &[report("127.0.0.1:6379", 0, false, 0)]);
     assert_eq!(failover_command(&mut h), AdminAnswer::Ok);
-    assert_eq!(
-        failover_command(&mut h),
-        AdminAnswer::Refused("INPROG Failover already in progress".into())
-    );
+    let refusal = AdminRefusal::InProgress;
+    assert_eq!(failover_command(&mut h), AdminAnswer::Refused(refusal.clone()));
+    assert_eq!(refusal.to_string(), "INPROG Failover already in progress");
 
     let mut redis = Harness::group();
     for port in ["127.0.0.1:6380", "127.0.0.1:6381"] {
@@ -466,16 +466,88 @@ fn manual_failover_refusals_use_sentinels_errors() {
     }
     let mut h = Harness::new(settings(PEERS, 2), Some(known_node(9)), redis);
     h.advance_with_peers(1000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    assert_eq!(failover_command(&mut h), AdminAnswer::Refused(AdminRefusal::NoGoodReplica));
     assert_eq!(
-        failover_command(&mut h),
-        AdminAnswer::Refused("NOGOODSLAVE No suitable replica to promote".into())
+        AdminRefusal::NoGoodReplica.to_string(),
+        "NOGOODSLAVE No suitable replica to promote"
     );
     h.handle(Input::Admin {
         ticket: Ticket(8),
         command: AdminCommand::Failover { master: "nope".into() },
     });
-    assert!(
-        h.rendered().contains(&"answer Refused(\"ERR No such master with that name\")".to_owned())
+    assert!(h.rendered().contains(&"answer Refused(NoSuchMaster)".to_owned()));
+    assert_eq!(AdminRefusal::NoSuchMaster.to_string(), "ERR No such master with that name");
+}
+
+/// `SENTINEL CKQUORUM` (the view's authorisation) and `SENTINEL FAILOVER` apply one rule: at
+/// every step the view says OK exactly when the failover is not refused with `NOQUORUM`.
+#[test]
+fn ckquorum_and_failover_agree() {
+    let mut h = Harness::new(settings(PEERS, 2), Some(known_node(9)), Harness::group());
+    let ckquorum = |h: &mut Harness| {
+        let view = h.sup.view();
+        view.authorisation(view.master("mymaster").unwrap())
+    };
+    h.advance_to(500);
+    let alone = ckquorum(&mut h);
+    assert_eq!(
+        alone,
+        Authorisation {
+            usable_voters: 1,
+            quorum: 2,
+            votes_needed: 2,
+            blocked: Some(Unauthorised::NoQuorum)
+        }
+    );
+    assert_eq!(
+        alone.to_string(),
+        "NOQUORUM 1 usable Sentinels. Not enough available Sentinels to reach the specified \
+         quorum for this master. Not enough available Sentinels to reach the majority and \
+         authorize a failover"
+    );
+    assert_eq!(
+        failover_command(&mut h),
+        AdminAnswer::Refused(AdminRefusal::NoQuorum(Unauthorised::NoQuorum))
+    );
+    h.advance_with_peers(1000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    let heard = ckquorum(&mut h);
+    assert_eq!(heard.blocked, None);
+    assert_eq!(heard.usable_voters, 3);
+    assert_eq!(
+        heard.to_string(),
+        "OK 3 usable Sentinels. Quorum and failover authorization can be reached"
+    );
+    // The peers fall silent: past the contact window (300 ms), well before they count as stale
+    // (1.5 s), both say no on the same clock.
+    h.advance_to(1600);
+    let silent = ckquorum(&mut h);
+    assert_eq!(silent.blocked, Some(Unauthorised::NoQuorum), "{silent}");
+    assert_eq!(
+        failover_command(&mut h),
+        AdminAnswer::Refused(AdminRefusal::NoQuorum(Unauthorised::NoQuorum))
+    );
+    h.advance_with_peers(2500, &[report("127.0.0.1:6379", 0, false, 0)]);
+    assert!(ckquorum(&mut h).granted());
+    assert_eq!(failover_command(&mut h), AdminAnswer::Ok);
+}
+
+/// A node that lost its state may not vote until it learns its vote floor: neither may it
+/// authorise a failover, and `CKQUORUM` says why.
+#[test]
+fn a_node_awaiting_its_vote_floor_is_not_authorised() {
+    let mut h = Harness::new(settings(PEERS, 2), None, Harness::group());
+    h.advance_to(500);
+    let view = h.sup.view();
+    let authorisation = view.authorisation(view.master("mymaster").unwrap());
+    assert_eq!(authorisation.blocked, Some(Unauthorised::AwaitingVoteFloor));
+    assert_eq!(
+        authorisation.to_string(),
+        "NOQUORUM 1 usable Sentinels. This node lost its state and has not yet learned which \
+         epochs it may vote in"
+    );
+    assert_eq!(
+        failover_command(&mut h),
+        AdminAnswer::Refused(AdminRefusal::NoQuorum(Unauthorised::AwaitingVoteFloor))
     );
 }
 
@@ -662,4 +734,42 @@ fn a_manual_failover_in_tilt_waits_for_tilt_to_end() {
     // TILT ends 30 s after it began: the operator's failover goes ahead.
     h.advance_to(34_100);
     assert!(sent_promotion(&h.take()));
+}
+
+/// The view shows each instance's eligibility by the rule the failover's replica selection
+/// applies: what `/is-replica`, metrics and `why` render. When no replica is eligible, a failover
+/// is refused with `NOGOODSLAVE`.
+#[test]
+fn the_view_shows_each_replicas_eligibility_by_the_selection_rule() {
+    let mut redis = Harness::group();
+    redis.get_mut(&addr("127.0.0.1:6380")).unwrap().priority = 0;
+    let mut h = Harness::new(settings(PEERS, 2), Some(known_node(9)), redis);
+    h.advance_with_peers(3000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    let eligibility = |h: &mut Harness| {
+        let view = h.sup.view();
+        let m = view.master("mymaster").unwrap();
+        std::iter::once(&m.master)
+            .chain(&m.replicas)
+            .map(|i| (i.addr.to_string(), i.ineligible))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        eligibility(&mut h),
+        [
+            ("127.0.0.1:6379".to_owned(), Some(Ineligible::CurrentMaster)),
+            ("127.0.0.1:6380".to_owned(), Some(Ineligible::PriorityZero)),
+            ("127.0.0.1:6381".to_owned(), None),
+        ]
+    );
+    h.redis.get_mut(&addr("127.0.0.1:6381")).unwrap().hung = true;
+    h.advance_with_peers(6000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    assert_eq!(
+        eligibility(&mut h),
+        [
+            ("127.0.0.1:6379".to_owned(), Some(Ineligible::CurrentMaster)),
+            ("127.0.0.1:6380".to_owned(), Some(Ineligible::PriorityZero)),
+            ("127.0.0.1:6381".to_owned(), Some(Ineligible::Sdown)),
+        ]
+    );
+    assert_eq!(failover_command(&mut h), AdminAnswer::Refused(AdminRefusal::NoGoodReplica));
 }

@@ -6,3 +6,4 @@ mod election;
 mod failover;
 mod harness;
 mod monitoring;
+mod state;
