@@ -614,6 +614,11 @@ fn traffic_metrics(s: &mut Scrape, src: &Sources<'_>) {
     );
     s.total("picket_http_requests", "HTTP requests served", load(&st.http_requests));
     s.value("picket_http_connections", "HTTP connections open", gauge_of(&st.http_connections));
+    s.total(
+        "picket_http_refused_connections",
+        "HTTP connections refused at the connection limit",
+        load(&st.http_refused_connections),
+    );
     s.value(
         "picket_http_event_watchers",
         "HTTP event streams and long polls open",
