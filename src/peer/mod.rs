@@ -449,7 +449,7 @@ impl Acceptor {
     fn refuse(&self, from: SocketAddr, (kind, reason): Refusal) {
         self.stats.reject(kind);
         if let Some(suppressed) = self.refusals.admit(self.clock.now()) {
-            tracing::warn!(%from, suppressed, "closing gossip connection: {reason}");
+            tracing::warn!(%from, suppressed, "refused a gossip connection: {reason}");
         }
     }
 
