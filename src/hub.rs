@@ -77,8 +77,10 @@ pub struct ServerStats {
     pub http_requests: AtomicU64,
     /// HTTP connections open now.
     pub http_connections: AtomicU64,
-    /// HTTP connections refused because the connection limit was reached.
+    /// HTTP connections refused because every slot held a request in flight.
     pub http_refused_connections: AtomicU64,
+    /// Idle HTTP connections closed to make room for a newer one.
+    pub http_evicted_connections: AtomicU64,
     /// HTTP event watchers (server-sent event streams and long polls) open now.
     pub http_event_watchers: AtomicU64,
     /// Event streams ended because their client read too slowly.

@@ -616,8 +616,13 @@ fn traffic_metrics(s: &mut Scrape, src: &Sources<'_>) {
     s.value("picket_http_connections", "HTTP connections open", gauge_of(&st.http_connections));
     s.total(
         "picket_http_refused_connections",
-        "HTTP connections refused at the connection limit",
+        "HTTP connections refused because every slot held a request in flight",
         load(&st.http_refused_connections),
+    );
+    s.total(
+        "picket_http_evicted_connections",
+        "Idle HTTP connections closed to make room for a newer one",
+        load(&st.http_evicted_connections),
     );
     s.value(
         "picket_http_event_watchers",

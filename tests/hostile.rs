@@ -134,8 +134,9 @@ fn cluster(
     Cluster { groups: vec![group], pickets }
 }
 
-/// Attack 2: more idle Sentinel-port connections than the node has descriptors for. The node
-/// refuses clients past its budget with Redis's error and keeps enough descriptors to persist a
+/// Attack 2: more idle Sentinel-port and HTTP connections than the node has descriptors for.
+/// The Sentinel port refuses clients past its budget with Redis's error, HTTP makes room for
+/// probes by closing idle connections, and the node keeps enough descriptors to persist a
 /// failover.
 #[test]
 fn idle_clients_past_the_descriptor_budget_are_refused_and_failovers_still_persist() {
@@ -181,6 +182,11 @@ fn idle_clients_past_the_descriptor_budget_are_refused_and_failovers_still_persi
         clients.iter().flatten().count() <= budget
     });
     let held = clients.iter().flatten().count();
+    // HTTP's share of the budget is held by idle connections too; probes still get answers, as
+    // each takes the place of the oldest idle connection.
+    let http_idle: Vec<TcpStream> =
+        (0..100).filter_map(|_| TcpStream::connect(node.spec.http_addr()).ok()).collect();
+    thread::sleep(Duration::from_millis(300));
     let descriptors = open_files(node.pid());
     println!(
         "{attempts} idle clients: {held} held, {} refused; the node has {descriptors} files open",
@@ -188,7 +194,12 @@ fn idle_clients_past_the_descriptor_budget_are_refused_and_failovers_still_persi
     );
     assert_eq!(held, budget, "the port holds exactly its budget");
     assert!(descriptors < limit as usize);
-    probe_health("descriptor flood", &node.spec.http_addr(), 10);
+    let worst = probe_health("descriptor flood", &node.spec.http_addr(), 10);
+    assert!(worst < PROBE_BOUND, "probes took up to {worst:?}");
+    let evicted =
+        metric(&metrics(&node.spec.http_addr()), "picket_http_evicted_connections_total", &[]);
+    println!("{} idle HTTP connections: {evicted:?} evicted to answer probes", http_idle.len());
+    assert!(evicted.is_some_and(|n| n > 0.0));
 
     // While every client slot is held, the node still writes its state through a failover.
     let new = sigkill_failover(&mut cluster, &[0, 1, 2], "descriptor flood");
@@ -199,7 +210,7 @@ fn idle_clients_past_the_descriptor_budget_are_refused_and_failovers_still_persi
     check_rss("descriptor flood", node);
 
     // Once the idle clients go, new clients are served again.
-    drop(clients);
+    drop((clients, http_idle));
     wait_for("a new client served", Duration::from_secs(10), || {
         resp::text(&Resp::connect(&node.spec.listen_addr()).call(&["PING"])) == "PONG"
     });

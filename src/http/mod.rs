@@ -30,13 +30,12 @@
 mod api;
 mod events;
 mod history;
+mod slots;
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -50,7 +49,7 @@ use axum::routing::{get, post};
 use rustls::ServerConfig;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::server::TlsStream;
@@ -64,6 +63,7 @@ use self::events::EventLog;
 pub use self::events::{KEEP_ALIVE, LIVE_BUFFER, MAX_POLL_EVENTS, MAX_WAIT};
 use self::history::FailoverHistory;
 pub use self::history::{FAILOVERS_PER_MASTER, MAX_STEPS};
+use self::slots::{Counted, Slots};
 
 /// Largest request body accepted (the POST routes take a small optional JSON object).
 pub const MAX_BODY: usize = 16 * 1024;
@@ -77,7 +77,8 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// longest long poll ([`MAX_WAIT`]). Event streams answer at once and then stream.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(MAX_WAIT.as_secs() + 10);
 /// Most connections open at once, at most: the node's descriptor budget may allow fewer. One
-/// more is answered 503 and closed.
+/// more takes the place of the oldest idle connection, or is answered 503 and closed when none
+/// is idle.
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Largest read buffer of one connection (request line and headers must fit): with
 /// [`MAX_CONNECTIONS`] connections, 64 MiB at worst.
@@ -142,19 +143,23 @@ fn start(
         hub,
     });
     events::spawn_collector(&state);
-    // One limit over both listeners: they serve the same clients.
-    let permits = Arc::new(Semaphore::new(max_connections.max(1)));
+    // One set of slots over both listeners: they serve the same clients. With HTTPS, a quarter
+    // of the budget is kept for handshakes in progress.
+    let handshakes = if secure.is_some() { (max_connections / 4).max(1) } else { 0 };
+    let slots =
+        Slots::new(max_connections.saturating_sub(handshakes), Arc::clone(&state.hub.stats));
     let app = router(Arc::clone(&state));
     if let Some(listener) = plain {
         let stats = Arc::clone(&state.hub.stats);
-        tokio::spawn(serve(listener, app.clone(), Arc::clone(&permits), stats, refuse_plain));
+        tokio::spawn(serve(listener, app.clone(), Arc::clone(&slots), stats, refuse_plain));
     }
     if let Some((listener, config)) = secure {
         let stats = Arc::clone(&state.hub.stats);
-        let inner = TlsListener::start(listener, config, &state.hub, Arc::clone(&permits));
+        let handshakes = Arc::new(Semaphore::new(handshakes));
+        let inner = TlsListener::start(listener, config, &state.hub, handshakes);
         // A TLS client past the limit is closed without an answer: a reply would need a
         // handshake, the very work the limit refuses.
-        tokio::spawn(serve(inner, app, permits, stats, |_| {}));
+        tokio::spawn(serve(inner, app, slots, stats, |_| {}));
     }
 }
 
@@ -167,12 +172,13 @@ fn refuse_plain(stream: &TcpStream) {
 }
 
 /// Accepts connections on `listener` and serves each on a task of its own, with the header,
-/// idle and buffer bounds; past the connection limit a connection is refused (`refuse`) and
-/// closed at once rather than left waiting in the accept queue.
+/// idle and buffer bounds, in one of `slots` (see [`slots`]); when every slot holds a request in
+/// flight the connection is refused (`refuse`) and closed at once rather than left waiting in
+/// the accept queue.
 async fn serve<L>(
     mut listener: L,
     app: Router,
-    permits: Arc<Semaphore>,
+    slots: Arc<Slots>,
     stats: Arc<ServerStats>,
     refuse: fn(&L::Io),
 ) where
@@ -182,14 +188,15 @@ async fn serve<L>(
     loop {
         // axum's accept retries (after a pause) on errors such as running out of files.
         let (io, _addr) = axum::serve::Listener::accept(&mut listener).await;
-        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+        let Some((slot, evicted)) = slots.take() else {
             stats.http_refused_connections.fetch_add(1, Ordering::Relaxed);
             refuse(&io);
             continue;
         };
-        stats.http_connections.fetch_add(1, Ordering::Relaxed);
-        let io = LimitedStream { io, _permit: permit, stats: Arc::clone(&stats) };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let service = Counted {
+            inner: hyper_util::service::TowerToHyperService::new(app.clone()),
+            in_flight: Arc::clone(&slot.in_flight),
+        };
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -197,9 +204,13 @@ async fn serve<L>(
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(MAX_READ_BUFFER);
             let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "HTTP connection ended");
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "HTTP connection ended");
+                },
+                _ = evicted => tracing::debug!("HTTP connection closed to make room for a newer one"),
             }
+            drop(slot);
         });
     }
 }
@@ -547,57 +558,4 @@ fn ms_since(now: crate::engine::Instant, then: crate::engine::Instant) -> u64 {
 
 fn millis(d: Duration) -> u64 {
     crate::engine::time::duration_millis(d)
-}
-
-/// A connection holding one of the listener's slots until it closes.
-struct LimitedStream<S> {
-    io: S,
-    _permit: OwnedSemaphorePermit,
-    stats: Arc<ServerStats>,
-}
-
-impl<S> Drop for LimitedStream<S> {
-    fn drop(&mut self) {
-        self.stats.http_connections.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for LimitedStream<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for LimitedStream<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
 }
