@@ -35,6 +35,15 @@ const PROBE_BOUND: Duration = Duration::from_secs(1);
 /// Resident memory the attacked node must stay under.
 const RSS_CEILING_KIB: u64 = 200 * 1024;
 
+/// The attacks run one at a time: each opens thousands of client connections, whose ephemeral
+/// ports would otherwise take ports another test's cluster was given but has not bound yet (and
+/// each is meant to be measured alone).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One `GET path`, timed: the status line and how long the whole answer took.
 fn timed_get(addr: &str, path: &str) -> (String, Duration) {
     let started = Instant::now();
@@ -140,6 +149,7 @@ fn cluster(
 /// failover.
 #[test]
 fn idle_clients_past_the_descriptor_budget_are_refused_and_failovers_still_persist() {
+    let _one = one_at_a_time();
     let limit = 256;
     let mut cluster = cluster(Some(limit), |_, _, text| text);
     cluster.wait_ready();
@@ -273,6 +283,7 @@ impl Drop for GossipFlood {
 /// through, and the refusals cost a handful of log lines.
 #[test]
 fn strangers_cannot_hold_the_gossip_port_and_a_restarted_peer_gets_back_in() {
+    let _one = one_at_a_time();
     let mut cluster = cluster(None, |_, _, text| text);
     cluster.wait_ready();
     let target: SocketAddr = cluster.pickets[0].spec.gossip_addr().parse().unwrap();
@@ -341,6 +352,7 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 /// connections are closed at the header deadline, and a failover goes through.
 #[test]
 fn idle_and_slowloris_http_connections_neither_starve_probes_nor_stay() {
+    let _one = one_at_a_time();
     let mut cluster = cluster(None, |_, _, text| text);
     cluster.wait_ready();
     let http = cluster.pickets[0].spec.http_addr();
@@ -444,6 +456,7 @@ fn rejected(http: &str, reason: &str) -> f64 {
 /// see it down and fail the master over without it.
 #[test]
 fn replayed_gossip_frames_are_refused_and_keep_no_dead_node_alive() {
+    let _one = one_at_a_time();
     let relay = format!("127.0.0.5:{}", support::free_port());
     // Node 1 is known (and announces itself) at the relay's address.
     let mut cluster = cluster(None, |i, specs, text| {
