@@ -119,15 +119,15 @@ fn logged_number(log: &str, line: &str, key: &str) -> Option<u64> {
 /// files when given. `edit` may change node `i`'s configuration text, given every node's spec.
 fn cluster(
     open_files: Option<u64>,
+    options: &ClusterOptions,
     edit: impl Fn(usize, &[NodeSpec], String) -> String,
 ) -> Cluster {
     let specs = node_specs(3);
     let group = Group::start("session", 1, None);
-    let options = ClusterOptions::default();
     let pickets = {
         let refs = vec![&group];
         let config = |i: usize, spec: &NodeSpec, state: &Path| {
-            edit(i, &specs, config_text(spec, &specs, &refs, state, &options))
+            edit(i, &specs, config_text(spec, &specs, &refs, state, options))
         };
         specs
             .iter()
@@ -151,7 +151,20 @@ fn cluster(
 fn idle_clients_past_the_descriptor_budget_are_refused_and_failovers_still_persist() {
     let _one = one_at_a_time();
     let limit = 256;
-    let mut cluster = cluster(Some(limit), |_, _, text| text);
+    // The Sentinel port also listens with TLS: handshakes in progress hold descriptors too.
+    let pki = support::tls::Pki::new("picket");
+    let node_tls = support::NodeTls {
+        dir: pki.dir().to_owned(),
+        ca_file: pki.ca_file.clone(),
+        client_auth: "none",
+        peers: false,
+        listeners: true,
+    };
+    for ip in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        pki.issue_to(&node_tls.pair(ip), &[ip], support::tls::Validity::Current);
+    }
+    let options = ClusterOptions { node_tls: Some(node_tls), ..ClusterOptions::default() };
+    let mut cluster = cluster(Some(limit), &options, |_, _, text| text);
     cluster.wait_ready();
     let node = &cluster.pickets[0];
     let budget = logged_number(&node.log(), "descriptor budget", "sentinel_clients")
@@ -159,20 +172,23 @@ fn idle_clients_past_the_descriptor_budget_are_refused_and_failovers_still_persi
     println!("open file limit {limit}: Sentinel-port budget {budget} clients");
     assert!(budget > 0 && budget < limit as usize, "budget {budget}");
 
-    let attempts = 400;
-    let addr = node.spec.listen_addr();
-    let mut clients: Vec<Option<TcpStream>> =
-        (0..attempts).map(|_| TcpStream::connect(&addr).ok()).collect();
-    for client in clients.iter().flatten() {
-        client.set_nonblocking(true).unwrap();
-    }
-    // Each connection is either held (nothing to read) or refused with the error and closed.
+    // First connections to the TLS port that never start their handshake (a handshake in
+    // progress holds a descriptor as a client does), then plain clients.
+    let connect_all = |addr: String, n: usize| -> Vec<Option<TcpStream>> {
+        let streams: Vec<_> = (0..n).map(|_| TcpStream::connect(&addr).ok()).collect();
+        streams.iter().flatten().for_each(|s| s.set_nonblocking(true).unwrap());
+        streams
+    };
+    let mut tls_idle = connect_all(node.spec.tls_listen_addr(), 200);
+    let mut clients = connect_all(node.spec.listen_addr(), 400);
+    // Each connection is either held (nothing to read) or refused and closed: a plain client is
+    // told Redis's error first.
     let refused = AtomicUsize::new(0);
-    wait_for("every connection accepted or refused", Duration::from_secs(20), || {
-        for slot in &mut clients {
-            let Some(client) = slot else { continue };
+    let sort_out = |streams: &mut [Option<TcpStream>]| {
+        for slot in streams.iter_mut() {
+            let Some(stream) = slot else { continue };
             let mut buf = [0u8; 64];
-            match client.read(&mut buf) {
+            match stream.read(&mut buf) {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Ok(n) => {
                     let text = String::from_utf8_lossy(&buf[..n]);
@@ -189,9 +205,13 @@ fn idle_clients_past_the_descriptor_budget_are_refused_and_failovers_still_persi
                 }
             }
         }
-        clients.iter().flatten().count() <= budget
-    });
-    let held = clients.iter().flatten().count();
+    };
+    // The node accepts or refuses each at once; a handshake that never starts is held for the
+    // 10 s handshake limit, so a second later each is in its final state.
+    thread::sleep(Duration::from_secs(1));
+    sort_out(&mut tls_idle);
+    sort_out(&mut clients);
+    let (handshaking, held) = (tls_idle.iter().flatten().count(), clients.iter().flatten().count());
     // HTTP's share of the budget is held by idle connections too; probes still get answers, as
     // each takes the place of the oldest idle connection.
     let http_idle: Vec<TcpStream> =
@@ -199,10 +219,12 @@ fn idle_clients_past_the_descriptor_budget_are_refused_and_failovers_still_persi
     thread::sleep(Duration::from_millis(300));
     let descriptors = open_files(node.pid());
     println!(
-        "{attempts} idle clients: {held} held, {} refused; the node has {descriptors} files open",
+        "200 idle TLS and 400 idle plain connections: {handshaking} TLS and {held} plain held, {} \
+         refused; the node has {descriptors} files open",
         refused.load(Ordering::Relaxed)
     );
-    assert_eq!(held, budget, "the port holds exactly its budget");
+    assert_eq!(handshaking + held, budget, "the port holds exactly its budget");
+    assert!(!node.log().contains("Too many open files"), "the node ran out:\n{}", node.log());
     assert!(descriptors < limit as usize);
     let worst = probe_health("descriptor flood", &node.spec.http_addr(), 10);
     assert!(worst < PROBE_BOUND, "probes took up to {worst:?}");
@@ -220,7 +242,7 @@ fn idle_clients_past_the_descriptor_budget_are_refused_and_failovers_still_persi
     check_rss("descriptor flood", node);
 
     // Once the idle clients go, new clients are served again.
-    drop((clients, http_idle));
+    drop((clients, tls_idle, http_idle));
     wait_for("a new client served", Duration::from_secs(10), || {
         resp::text(&Resp::connect(&node.spec.listen_addr()).call(&["PING"])) == "PONG"
     });
@@ -284,7 +306,7 @@ impl Drop for GossipFlood {
 #[test]
 fn strangers_cannot_hold_the_gossip_port_and_a_restarted_peer_gets_back_in() {
     let _one = one_at_a_time();
-    let mut cluster = cluster(None, |_, _, text| text);
+    let mut cluster = cluster(None, &ClusterOptions::default(), |_, _, text| text);
     cluster.wait_ready();
     let target: SocketAddr = cluster.pickets[0].spec.gossip_addr().parse().unwrap();
     let started = Instant::now();
@@ -353,7 +375,7 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 #[test]
 fn idle_and_slowloris_http_connections_neither_starve_probes_nor_stay() {
     let _one = one_at_a_time();
-    let mut cluster = cluster(None, |_, _, text| text);
+    let mut cluster = cluster(None, &ClusterOptions::default(), |_, _, text| text);
     cluster.wait_ready();
     let http = cluster.pickets[0].spec.http_addr();
     let mut idle: Vec<Option<TcpStream>> =
@@ -459,7 +481,7 @@ fn replayed_gossip_frames_are_refused_and_keep_no_dead_node_alive() {
     let _one = one_at_a_time();
     let relay = format!("127.0.0.5:{}", support::free_port());
     // Node 1 is known (and announces itself) at the relay's address.
-    let mut cluster = cluster(None, |i, specs, text| {
+    let mut cluster = cluster(None, &ClusterOptions::default(), |i, specs, text| {
         if i == 1 {
             text.replacen("[node]\n", &format!("[node]\nannounce = \"{relay}\"\n"), 1)
         } else {

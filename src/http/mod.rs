@@ -225,7 +225,7 @@ struct TlsListener {
 
 impl TlsListener {
     /// Accepts on `listener` with `config`'s current configuration; at most `permits`' worth
-    /// of handshakes at once (more are closed), each within [`HEADER_TIMEOUT`].
+    /// of handshakes at once (more are closed).
     fn start(
         listener: TcpListener,
         config: Arc<Reloadable<ServerConfig>>,
@@ -246,15 +246,14 @@ impl TlsListener {
                 };
                 let (config, done, stats) = (config.get(), done.clone(), Arc::clone(&stats));
                 tokio::spawn(async move {
-                    let handshake = tls::accept(config, stream, TlsEndpoint::Http, &stats);
-                    match tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
-                        Ok(Ok(stream)) => {
+                    // `tls::accept` bounds the handshake's time.
+                    match tls::accept(config, stream, TlsEndpoint::Http, &stats).await {
+                        Ok(stream) => {
                             // The connection takes its own slot once served.
                             drop(permit);
                             let _ = done.send((stream, addr)).await;
                         }
-                        Ok(Err(e)) => tracing::info!(client = %addr, "HTTPS: {e}"),
-                        Err(_) => tracing::debug!(client = %addr, "HTTPS: handshake timed out"),
+                        Err(e) => tracing::info!(client = %addr, "HTTPS: {e}"),
                     }
                 });
             }
