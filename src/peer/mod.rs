@@ -607,3 +607,37 @@ type InboundStream = Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream
 const fn closes(e: &FrameError) -> bool {
     matches!(e, FrameError::BadMagic | FrameError::BadMac | FrameError::UnsupportedVersion(_))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> Addr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_newer_connection_from_a_peer_replaces_the_older_and_unlisted_senders_are_capped() {
+        let peer = addr("10.0.0.2:26380");
+        let mut senders = Senders::new(std::slice::from_ref(&peer), 2);
+        let (first, first_closed) = senders.admit(&peer).unwrap();
+        assert!(!*first_closed.borrow());
+        let (second, second_closed) = senders.admit(&peer).unwrap();
+        assert!(*first_closed.borrow(), "the older connection is told to close");
+        assert!(!*second_closed.borrow());
+        // The older one ending does not forget the newer one.
+        senders.remove(&peer, first);
+        assert_eq!(senders.open.len(), 1);
+
+        // One sender that is not a configured peer fits under the cap; a second does not, but a
+        // configured peer (or the first unlisted one) always gets back in.
+        let stranger = addr("10.0.0.9:26380");
+        let (unlisted, _) = senders.admit(&stranger).unwrap();
+        assert!(senders.admit(&addr("10.0.0.10:26380")).is_none());
+        assert!(senders.admit(&peer).is_some());
+        assert!(senders.admit(&stranger).is_some());
+        senders.remove(&stranger, unlisted);
+        senders.remove(&peer, second);
+        assert_eq!(senders.open.len(), 2, "only the newest connections remain");
+    }
+}
