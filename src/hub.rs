@@ -77,6 +77,10 @@ pub struct ServerStats {
     pub http_requests: AtomicU64,
     /// HTTP connections open now.
     pub http_connections: AtomicU64,
+    /// HTTP connections refused because every slot held a request in flight.
+    pub http_refused_connections: AtomicU64,
+    /// Idle HTTP connections closed to make room for a newer one.
+    pub http_evicted_connections: AtomicU64,
     /// HTTP event watchers (server-sent event streams and long polls) open now.
     pub http_event_watchers: AtomicU64,
     /// Event streams ended because their client read too slowly.
@@ -230,7 +234,10 @@ pub struct PeerStats {
 
 /// Labels of rejected inbound frames, as the gossip frame decoder's `FrameError::kind` names
 /// them, plus `codec` for a length prefix above the limit or a broken stream.
-pub const REJECTION_KINDS: [&str; 9] = [
+///
+/// Refused connections are counted here too: `no_slot` (every slot for its kind of sender was
+/// taken) and `unauthenticated` (no valid frame within the authentication deadline).
+pub const REJECTION_KINDS: [&str; 11] = [
     "too_short",
     "too_large",
     "bad_magic",
@@ -240,6 +247,8 @@ pub const REJECTION_KINDS: [&str; 9] = [
     "replayed",
     "stale",
     "codec",
+    "no_slot",
+    "unauthenticated",
 ];
 
 impl PeerStats {
@@ -252,6 +261,45 @@ impl PeerStats {
     pub fn reject(&self, kind: &str) {
         if let Some(i) = REJECTION_KINDS.iter().position(|k| *k == kind) {
             self.rejected[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Lets a repeated warning through at most once per interval, counting the ones it held back,
+/// so that a flood of refused connections costs one log line per interval instead of one each.
+///
+/// The first occurrence is logged at once; later ones within the interval are only counted, and
+/// the next one logged after the interval says how many were suppressed in between.
+#[derive(Debug)]
+pub struct LogLimiter {
+    interval: std::time::Duration,
+    state: Mutex<LimiterState>,
+}
+
+#[derive(Debug, Default)]
+struct LimiterState {
+    last_logged: Option<crate::engine::Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    /// A limiter letting one line through per `interval`.
+    #[must_use]
+    pub fn new(interval: std::time::Duration) -> Self {
+        Self { interval, state: Mutex::new(LimiterState::default()) }
+    }
+
+    /// `Some(suppressed)` if a line may be logged at `now`, with how many occurrences were held
+    /// back since the last line; `None` if this one is only counted.
+    pub fn admit(&self, now: crate::engine::Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = state.last_logged.is_none_or(|last| now.saturating_since(last) >= self.interval);
+        if due {
+            state.last_logged = Some(now);
+            Some(std::mem::take(&mut state.suppressed))
+        } else {
+            state.suppressed = state.suppressed.saturating_add(1);
+            None
         }
     }
 }
@@ -399,5 +447,26 @@ impl TlsStats {
     /// Every certificate set, by name.
     pub fn certificates(&self) -> BTreeMap<String, CertificateState> {
         self.certificates.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::Instant;
+
+    #[test]
+    fn the_log_limiter_lets_one_line_through_per_interval_with_the_count_held_back() {
+        let limiter = LogLimiter::new(Duration::from_secs(1));
+        let at = Instant::from_millis;
+        assert_eq!(limiter.admit(at(10_000)), Some(0));
+        assert_eq!(limiter.admit(at(10_001)), None);
+        assert_eq!(limiter.admit(at(10_999)), None);
+        assert_eq!(limiter.admit(at(11_000)), Some(2));
+        assert_eq!(limiter.admit(at(11_500)), None);
+        assert_eq!(limiter.admit(at(15_000)), Some(1));
+        assert_eq!(limiter.admit(at(16_000)), Some(0));
     }
 }

@@ -601,6 +601,16 @@ fn traffic_metrics(s: &mut Scrape, src: &Sources<'_>) {
     );
     s.total("picket_http_requests", "HTTP requests served", load(&st.http_requests));
     s.value("picket_http_connections", "HTTP connections open", gauge_of(&st.http_connections));
+    s.total(
+        "picket_http_refused_connections",
+        "HTTP connections refused because every slot held a request in flight",
+        load(&st.http_refused_connections),
+    );
+    s.total(
+        "picket_http_evicted_connections",
+        "Idle HTTP connections closed to make room for a newer one",
+        load(&st.http_evicted_connections),
+    );
     s.value(
         "picket_http_event_watchers",
         "HTTP event streams and long polls open",

@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use picket::engine::{Body, MasterReport, NodeId, PeerMessage, Sender, StateVersion};
-use picket::wire::frame::{FrameHeader, FrameKey, seal};
+use picket::wire::frame::{Channel, FrameHeader, FrameKey, seal};
 use support::{Cluster, ClusterOptions, Group, wait_for};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -49,7 +49,8 @@ fn forged_switch(key: &FrameKey, from: &str, master: &str, fake_addr: &str) -> V
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
     let header = FrameHeader { session: 7, seq: 1, sent_at_unix_ms: u64::try_from(now).unwrap() };
     let mut body = Vec::new();
-    seal(key, &header, &message, &mut body).unwrap();
+    // Bound to a channel the receiver never drew: only the MAC would matter anyway.
+    seal(key, &Channel([0; 16]), &header, &message, &mut body).unwrap();
     let mut framed = u32::try_from(body.len()).unwrap().to_be_bytes().to_vec();
     framed.extend_from_slice(&body);
     framed
@@ -96,8 +97,10 @@ fn garbage_and_unauthenticated_frames_change_nothing() {
     assert!(!node.saw("+config-update-from") && !node.saw("+switch-master"), "{:?}", node.events());
     assert!(!node.saw("+sdown sentinel"), "peers kept in touch: {:?}", node.events());
     assert!(!node.saw("+new-epoch"), "{:?}", node.events());
-    let rejected = node.log().matches("closing gossip connection").count();
-    assert!(rejected >= 2, "bad frames are logged and their connections closed:\n{}", node.log());
+    // Refusals are logged at most once per interval (with the count held back), so the burst
+    // shows as one line.
+    let rejected = node.log().matches("refused a gossip connection").count();
+    assert!(rejected >= 1, "bad frames are logged and their connections closed:\n{}", node.log());
     drop(idle);
     // And it still acts: a real failover goes through with the abused node taking part.
     let mut cluster = cluster;

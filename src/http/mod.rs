@@ -30,13 +30,12 @@
 mod api;
 mod events;
 mod history;
+mod slots;
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -50,7 +49,7 @@ use axum::routing::{get, post};
 use rustls::ServerConfig;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_rustls::server::TlsStream;
@@ -64,24 +63,72 @@ use self::events::EventLog;
 pub use self::events::{KEEP_ALIVE, LIVE_BUFFER, MAX_POLL_EVENTS, MAX_WAIT};
 use self::history::FailoverHistory;
 pub use self::history::{FAILOVERS_PER_MASTER, MAX_STEPS};
+use self::slots::{Counted, Slots};
 
 /// Largest request body accepted (the POST routes take a small optional JSON object).
 pub const MAX_BODY: usize = 16 * 1024;
 /// Time allowed for a request body to arrive.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most connections open at once; further clients wait in the kernel's accept queue.
-pub const MAX_CONNECTIONS: usize = 1024;
+/// Time allowed for a request's headers to arrive, counted from the end of the previous response
+/// on a kept-alive connection (or from the connection's start): a slowloris client, or an idle
+/// connection, is closed after it.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed for a handler to produce its response once the request is read: above the
+/// longest long poll ([`MAX_WAIT`]). Event streams answer at once and then stream.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(MAX_WAIT.as_secs() + 10);
+/// Most connections open at once, at most: the node's descriptor budget may allow fewer. One
+/// more takes the place of the oldest idle connection, or is answered 503 and closed when none
+/// is idle.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Largest read buffer of one connection (request line and headers must fit): with
+/// [`MAX_CONNECTIONS`] connections, 64 MiB at worst.
+const MAX_READ_BUFFER: usize = 16 * 1024;
 /// Most event watchers (event streams and long polls) at once; more are refused with 503.
 pub const MAX_WATCHERS: usize = 256;
 
 /// Starts serving on `plain` (HTTP) and `secure` (HTTPS, with the node's reloadable server
-/// configuration); a node may have either or both. Subscribes to the event broadcast before
-/// returning, so that no event published after this call is missing from the event history.
-pub fn start(
+/// configuration), at most `max_connections` connections at once over both; a node may have
+/// either listener or both.
+///
+/// The server runs on a thread of its own with a single-threaded tokio runtime, as the Sentinel
+/// port does: a flood of HTTP clients never shares a worker with the engine's timers, and
+/// `/healthz` never waits behind the engine. The event history subscribes to the event
+/// broadcast before this returns, so that no event published after this call is missing from
+/// it. The thread ends when the runtime stops publishing views.
+///
+/// # Errors
+/// A listener cannot be moved to the server's runtime, or the runtime or thread cannot be
+/// created.
+pub fn spawn(
     plain: Option<TcpListener>,
     secure: Option<(TcpListener, Arc<Reloadable<ServerConfig>>)>,
     hub: Hub,
     config: &HttpConfig,
+    max_connections: usize,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let context = runtime.enter();
+    let moved = |listener: TcpListener| TcpListener::from_std(listener.into_std()?);
+    let plain = plain.map(moved).transpose()?;
+    let secure = match secure {
+        Some((listener, config)) => Some((moved(listener)?, config)),
+        None => None,
+    };
+    let mut views = hub.view.clone();
+    start(plain, secure, hub, config, max_connections);
+    drop(context);
+    std::thread::Builder::new().name("picket-http".to_owned()).spawn(move || {
+        runtime.block_on(async move { while views.changed().await.is_ok() {} });
+    })
+}
+
+/// Starts the servers' tasks on the current runtime.
+fn start(
+    plain: Option<TcpListener>,
+    secure: Option<(TcpListener, Arc<Reloadable<ServerConfig>>)>,
+    hub: Hub,
+    config: &HttpConfig,
+    max_connections: usize,
 ) {
     let token = |secret: &Option<crate::config::SecretSetting>| {
         secret.as_ref().and_then(|s| s.value()).map(|v| Sha256::digest(v.as_bytes()).into())
@@ -96,27 +143,74 @@ pub fn start(
         hub,
     });
     events::spawn_collector(&state);
-    // One limit over both listeners: they serve the same clients.
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // One set of slots over both listeners: they serve the same clients. With HTTPS, a quarter
+    // of the budget is kept for handshakes in progress.
+    let handshakes = if secure.is_some() { (max_connections / 4).max(1) } else { 0 };
+    let slots =
+        Slots::new(max_connections.saturating_sub(handshakes), Arc::clone(&state.hub.stats));
     let app = router(Arc::clone(&state));
     if let Some(listener) = plain {
         let stats = Arc::clone(&state.hub.stats);
-        let listener = Limited { inner: listener, permits: Arc::clone(&permits), stats };
-        let app = app.clone();
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        });
+        tokio::spawn(serve(listener, app.clone(), Arc::clone(&slots), stats, refuse_plain));
     }
     if let Some((listener, config)) = secure {
         let stats = Arc::clone(&state.hub.stats);
-        let inner = TlsListener::start(listener, config, &state.hub, Arc::clone(&permits));
-        let listener = Limited { inner, permits, stats };
+        let handshakes = Arc::new(Semaphore::new(handshakes));
+        let inner = TlsListener::start(listener, config, &state.hub, handshakes);
+        // A TLS client past the limit is closed without an answer: a reply would need a
+        // handshake, the very work the limit refuses.
+        tokio::spawn(serve(inner, app, slots, stats, |_| {}));
+    }
+}
+
+/// Tells a plain-HTTP client past the connection limit so, best effort and never waited for: the
+/// socket is new, so its buffer has room.
+fn refuse_plain(stream: &TcpStream) {
+    let _ = stream.try_write(
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 78\r\nconnection: close\r\n\r\n{\"error\":{\"code\":\"too_many_connections\",\"message\":\"connection limit reached\"}}",
+    );
+}
+
+/// Accepts connections on `listener` and serves each on a task of its own, with the header,
+/// idle and buffer bounds, in one of `slots` (see [`slots`]); when every slot holds a request in
+/// flight the connection is refused (`refuse`) and closed at once rather than left waiting in
+/// the accept queue.
+async fn serve<L>(
+    mut listener: L,
+    app: Router,
+    slots: Arc<Slots>,
+    stats: Arc<ServerStats>,
+    refuse: fn(&L::Io),
+) where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    L::Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    loop {
+        // axum's accept retries (after a pause) on errors such as running out of files.
+        let (io, _addr) = axum::serve::Listener::accept(&mut listener).await;
+        let Some((slot, evicted)) = slots.take() else {
+            stats.http_refused_connections.fetch_add(1, Ordering::Relaxed);
+            refuse(&io);
+            continue;
+        };
+        let service = Counted {
+            inner: hyper_util::service::TowerToHyperService::new(app.clone()),
+            in_flight: Arc::clone(&slot.in_flight),
+        };
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "HTTPS server stopped");
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(MAX_READ_BUFFER);
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "HTTP connection ended");
+                },
+                _ = evicted => tracing::debug!("HTTP connection closed to make room for a newer one"),
             }
+            drop(slot);
         });
     }
 }
@@ -131,7 +225,7 @@ struct TlsListener {
 
 impl TlsListener {
     /// Accepts on `listener` with `config`'s current configuration; at most `permits`' worth
-    /// of handshakes at once.
+    /// of handshakes at once (more are closed).
     fn start(
         listener: TcpListener,
         config: Arc<Reloadable<ServerConfig>>,
@@ -141,14 +235,18 @@ impl TlsListener {
         let local = listener.local_addr();
         let (done, handshaken) = mpsc::channel(64);
         let stats = Arc::clone(&hub.tls_stats);
+        let server_stats = Arc::clone(&hub.stats);
         tokio::spawn(async move {
             let mut listener = listener;
             loop {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { return };
-                // axum's accept retries (after a pause) on errors such as running out of files.
                 let (stream, addr) = axum::serve::Listener::accept(&mut listener).await;
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    server_stats.http_refused_connections.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
                 let (config, done, stats) = (config.get(), done.clone(), Arc::clone(&stats));
                 tokio::spawn(async move {
+                    // `tls::accept` bounds the handshake's time.
                     match tls::accept(config, stream, TlsEndpoint::Http, &stats).await {
                         Ok(stream) => {
                             // The connection takes its own slot once served.
@@ -163,7 +261,6 @@ impl TlsListener {
         Self { local, handshaken }
     }
 }
-
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = SocketAddr;
@@ -321,7 +418,16 @@ async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Res
             .into_response();
         }
     };
-    next.run(Request::from_parts(parts, Body::from(body))).await
+    let handled = next.run(Request::from_parts(parts, Body::from(body)));
+    match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            format!("no response within {}s", REQUEST_TIMEOUT.as_secs()),
+        )
+        .into_response(),
+    }
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
@@ -451,84 +557,4 @@ fn ms_since(now: crate::engine::Instant, then: crate::engine::Instant) -> u64 {
 
 fn millis(d: Duration) -> u64 {
     crate::engine::time::duration_millis(d)
-}
-
-/// An HTTP listener, admitting at most [`MAX_CONNECTIONS`] connections at once.
-struct Limited<L> {
-    inner: L,
-    permits: Arc<Semaphore>,
-    stats: Arc<ServerStats>,
-}
-
-impl<L: axum::serve::Listener<Addr = SocketAddr>> axum::serve::Listener for Limited<L> {
-    type Io = LimitedStream<L::Io>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            // The semaphore is never closed; the error branch only satisfies the type.
-            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else { continue };
-            let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-            self.stats.http_connections.fetch_add(1, Ordering::Relaxed);
-            let stats = Arc::clone(&self.stats);
-            return (LimitedStream { io, _permit: permit, stats }, addr);
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// A connection holding one of the listener's slots until it closes.
-struct LimitedStream<S> {
-    io: S,
-    _permit: OwnedSemaphorePermit,
-    stats: Arc<ServerStats>,
-}
-
-impl<S> Drop for LimitedStream<S> {
-    fn drop(&mut self) {
-        self.stats.http_connections.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for LimitedStream<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for LimitedStream<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
 }

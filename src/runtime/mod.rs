@@ -7,6 +7,8 @@
 //! it publishes the engine's view for the servers. No policy lives here: if a branch in this
 //! module mentioned quorum or epochs, it would be in the wrong place.
 
+pub mod budget;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -66,6 +68,7 @@ pub enum RuntimeError {
 /// See [`RuntimeError`].
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RuntimeError> {
     let clock = Clock::start();
+    let budget = fd_budget(&config);
     let state_dir = config.node.state_dir.clone();
     persist::prepare(&state_dir)?;
     let key = config.node.peer_secret.as_ref().and_then(|s| s.value());
@@ -134,9 +137,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Every server subscribes to the events before the driver publishes its first. The TLS
     // listeners exist only with `[tls]`, which the configuration requires for them.
     let secure = |listener: Option<TcpListener>| listener.zip(tls.server.clone());
-    crate::http::start(http, secure(tls_http), hub.clone(), &config.http);
+    let _http = crate::http::spawn(
+        http,
+        secure(tls_http),
+        hub.clone(),
+        &config.http,
+        budget.http_connections,
+    )
+    .map_err(|source| {
+        let addr = node.http.as_ref().or(node.tls_http.as_ref());
+        let addr = addr.map(ToString::to_string).unwrap_or_default();
+        RuntimeError::Bind { what: "http", addr, source }
+    })?;
     crate::notify::start(hub.clone(), &config.webhooks);
-    let port_options = PortOptions::from_config(&config);
+    let port_options =
+        PortOptions { max_clients: budget.sentinel_clients, ..PortOptions::from_config(&config) };
     let listeners = Listeners { plain: listen, tls: secure(tls_listen) };
     let _sentinel_port =
         sentinel_port::spawn(listeners, hub.clone(), port_options).map_err(|source| {
@@ -165,6 +180,35 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let result = driver.drive(&mut engine, inputs, admin, shutdown).await;
     tracing::info!("picket stopped");
     result
+}
+
+/// Raises the open file limit and shares it out between the client ports (see [`budget`]).
+fn fd_budget(config: &Config) -> budget::Budget {
+    let limit = budget::raise_nofile_limit();
+    let budget = budget::Budget::new(
+        limit,
+        config.masters.len(),
+        config.node.peers.len(),
+        sentinel_port::MAX_CLIENTS,
+        crate::http::MAX_CONNECTIONS,
+    );
+    if budget.is_comfortable() {
+        tracing::info!(
+            open_file_limit = limit,
+            reserved = budget.reserved,
+            sentinel_clients = budget.sentinel_clients,
+            http_connections = budget.http_connections,
+            "descriptor budget"
+        );
+    } else {
+        tracing::warn!(
+            open_file_limit = limit,
+            reserved = budget.reserved,
+            "the open file limit barely covers the descriptors this node reserves for its state, \
+             Redis links and peers; raise it (ulimit -n, LimitNOFILE=)"
+        );
+    }
+    budget
 }
 
 async fn bind(what: &'static str, addr: &crate::engine::Addr) -> Result<TcpListener, RuntimeError> {

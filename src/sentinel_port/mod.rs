@@ -47,7 +47,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -176,6 +176,9 @@ impl PortOptions {
 struct PortStats {
     /// Connections refused because [`PortOptions::max_clients`] were connected.
     rejected_connections: AtomicU64,
+    /// TLS handshakes in progress: their connections hold descriptors before they are clients,
+    /// so they count against [`PortOptions::max_clients`] too.
+    handshakes: AtomicUsize,
 }
 
 /// State shared by the accept loop and every connection.
@@ -291,7 +294,8 @@ async fn accept_loop(
             }
         };
         port.hub.stats.resp_connections.fetch_add(1, Ordering::Relaxed);
-        if port.registry.len() >= port.options.max_clients {
+        let handshaking = port.stats.handshakes.load(Ordering::Relaxed);
+        if port.registry.len() + handshaking >= port.options.max_clients {
             port.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
             if tls.is_none() {
                 // Best effort, never waited for: the socket is new, so its buffer has room.
@@ -309,9 +313,12 @@ async fn accept_loop(
             }
             Some(config) => {
                 let config = config.get();
+                port.stats.handshakes.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(async move {
                     let stats = &port.hub.tls_stats;
-                    match tls::accept(config, stream, TlsEndpoint::Sentinel, stats).await {
+                    let handshake = tls::accept(config, stream, TlsEndpoint::Sentinel, stats).await;
+                    port.stats.handshakes.fetch_sub(1, Ordering::Relaxed);
+                    match handshake {
                         Ok(stream) => {
                             let client = register(&port, stream.get_ref().0, peer);
                             conn::serve(stream, port, client).await;

@@ -18,9 +18,28 @@
 //! | 13      | 8    | [`FrameHeader::seq`], u64 big-endian                           |
 //! | 21      | 8    | [`FrameHeader::sent_at_unix_ms`], u64 big-endian               |
 //! | 29      | n    | the message, postcard-encoded                                  |
-//! | 29 + n  | 32   | HMAC-SHA256 keyed with the cluster's `peer_secret`, over bytes `0 .. 29 + n` |
+//! | 29 + n  | 32   | HMAC-SHA256 keyed with the cluster's `peer_secret`, over [`DIRECTION`], the connection's [`Channel`] and bytes `0 .. 29 + n` |
 //!
 //! A body is therefore at least [`MIN_FRAME_LEN`] (61) bytes and at most [`MAX_FRAME_LEN`].
+//!
+//! # Channel binding: one receiver, one direction, once
+//!
+//! Frames flow one way on a connection, from the node that dialed to the node that accepted. The
+//! acceptor opens every connection by sending a [`challenge`]: its magic, version and a random
+//! 16-byte [`Channel`] it draws for this connection alone. The dialer seals every frame of the
+//! connection over that channel (and over [`DIRECTION`]), which is not sent again but is
+//! authenticated by the tag. A frame is therefore valid on exactly one connection to exactly one
+//! receiver:
+//!
+//! - replayed **to another node**, or to the same node on a new connection, it is checked against
+//!   another channel and fails authentication ([`FrameError::BadMac`]);
+//! - reflected **back to its sender** it fails the same way: the sender's own connections carry
+//!   channels the sender drew, never the one its peer drew;
+//! - replayed **on its own connection** it is refused by the receiver's [`ReplayGuard`] (one
+//!   sender session's sequence numbers, a sliding window, and a time bound).
+//!
+//! The challenge itself is not authenticated: whoever can alter it can only make the dialer's
+//! frames fail, which they could do by dropping them.
 //!
 //! # Checks, in order
 //!
@@ -30,14 +49,6 @@
 //! lay the frame out differently; the version byte is covered by the tag all the same. What
 //! `open` cannot tell is whether an authentic frame is fresh: the receiver feeds the header of
 //! every opened frame to its [`ReplayGuard`].
-//!
-//! # What the tag does not cover
-//!
-//! The frame names neither its recipient nor its connection, and a session's sequence numbers are
-//! shared by all its connections. A frame captured on the way to one peer can therefore be
-//! delivered once to another (or reflected to its sender) within the skew window. Messages whose
-//! meaning depends on the addressee (a vote granted to one candidate) must name it in the payload,
-//! and a node should drop frames carrying its own session.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -52,7 +63,9 @@ use crate::engine::time::duration_millis;
 
 /// The protocol version this build speaks. A frame of any other version is refused with
 /// [`FrameError::UnsupportedVersion`]; a new version means a new layout or message schema.
-pub const PROTOCOL_VERSION: u8 = 1;
+///
+/// Version 2 binds every frame to the receiver's [`Channel`]; version 1 frames named no receiver.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// The largest frame body accepted or produced, tag included: 1 MiB.
 ///
@@ -81,6 +94,16 @@ pub const MIN_FRAME_LEN: usize = HEADER_LEN + TAG_LEN;
 /// How many sequence numbers below the highest one accepted a session may still deliver
 /// (out of order) before they count as replays. See [`ReplayGuard`].
 pub const REPLAY_WINDOW: u64 = 64;
+
+/// Domain separation for the tag: frames go from the dialing node to the accepting node, and a
+/// future message in the other direction would use another label.
+pub const DIRECTION: &[u8] = b"picket gossip: dialer to acceptor";
+
+/// Size of a [`Channel`].
+pub const CHANNEL_LEN: usize = 16;
+
+/// Size of the acceptor's [`challenge`] body: magic, version and the channel.
+pub const CHALLENGE_LEN: usize = MAGIC.len() + 1 + CHANNEL_LEN;
 
 /// Default bound on the difference between a frame's `sent_at_unix_ms` and the receiver's clock.
 pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(30);
@@ -130,6 +153,49 @@ impl fmt::Debug for FrameKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("FrameKey(<redacted>)")
     }
+}
+
+/// The random value an accepting node draws for one inbound connection; every frame on that
+/// connection is authenticated over it (see [Channel binding](self#channel-binding-one-receiver-one-direction-once)).
+/// It must come from real entropy, fresh for each connection.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Channel(pub [u8; CHANNEL_LEN]);
+
+/// The body of the challenge an acceptor sends first on every connection: [`MAGIC`], the
+/// version, and `channel`. It goes through the same length-prefixed framing as frames.
+#[must_use]
+pub fn challenge(channel: &Channel) -> Vec<u8> {
+    let mut out = Vec::with_capacity(CHALLENGE_LEN);
+    out.extend_from_slice(&MAGIC);
+    out.push(PROTOCOL_VERSION);
+    out.extend_from_slice(&channel.0);
+    out
+}
+
+/// Reads the channel out of an acceptor's challenge body.
+///
+/// # Errors
+/// [`FrameError::TooShort`] or [`FrameError::TooLarge`] for a body of the wrong size,
+/// [`FrameError::BadMagic`], [`FrameError::UnsupportedVersion`].
+pub fn read_challenge(body: &[u8]) -> Result<Channel, FrameError> {
+    if body.len() > CHALLENGE_LEN {
+        return Err(FrameError::TooLarge { len: body.len() });
+    }
+    let (magic, rest) = body.split_first_chunk::<4>().ok_or(FrameError::TooShort)?;
+    if *magic != MAGIC {
+        return Err(FrameError::BadMagic);
+    }
+    let (&[version], rest) = rest.split_first_chunk::<1>().ok_or(FrameError::TooShort)?;
+    if version != PROTOCOL_VERSION {
+        return Err(FrameError::UnsupportedVersion(version));
+    }
+    let channel = rest.first_chunk::<CHANNEL_LEN>().ok_or(FrameError::TooShort)?;
+    Ok(Channel(*channel))
+}
+
+/// The MAC state for a frame on `channel`, before the frame's bytes.
+fn bound_mac(key: &FrameKey, channel: &Channel) -> HmacSha256 {
+    key.mac().chain_update(DIRECTION).chain_update(channel.0)
 }
 
 /// The authenticated header of a frame: who sent it, in what order, and when.
@@ -199,7 +265,8 @@ impl FrameError {
     }
 }
 
-/// Appends a sealed frame carrying `message` to `out`.
+/// Appends a sealed frame carrying `message` to `out`, valid only on the connection whose
+/// acceptor drew `channel`.
 ///
 /// `out` may already hold data (earlier frames, a length prefix): the frame is appended after it,
 /// and on error `out` is left as it was.
@@ -210,6 +277,7 @@ impl FrameError {
 /// (e.g. a sequence of unknown length).
 pub fn seal<T: Serialize + ?Sized>(
     key: &FrameKey,
+    channel: &Channel,
     header: &FrameHeader,
     message: &T,
     out: &mut Vec<u8>,
@@ -236,12 +304,16 @@ pub fn seal<T: Serialize + ?Sized>(
         out.truncate(start);
         return Err(FrameError::TooLarge { len: MIN_FRAME_LEN.saturating_add(payload_len) });
     }
-    let tag = key.mac().chain_update(out.get(start..).unwrap_or_default()).finalize().into_bytes();
+    let tag = bound_mac(key, channel)
+        .chain_update(out.get(start..).unwrap_or_default())
+        .finalize()
+        .into_bytes();
     out.extend_from_slice(&tag);
     Ok(())
 }
 
-/// Authenticates a frame body and decodes its header and message.
+/// Authenticates a frame body received on the connection for which this node drew `channel`,
+/// and decodes its header and message.
 ///
 /// Only authenticity is checked here; freshness is the [`ReplayGuard`]'s job, and the caller must
 /// run it on the returned header before acting on the message.
@@ -253,6 +325,7 @@ pub fn seal<T: Serialize + ?Sized>(
 /// included).
 pub fn open<T: DeserializeOwned>(
     key: &FrameKey,
+    channel: &Channel,
     body: &[u8],
 ) -> Result<(FrameHeader, T), FrameError> {
     if body.len() > MAX_FRAME_LEN {
@@ -271,7 +344,10 @@ pub fn open<T: DeserializeOwned>(
         return Err(FrameError::UnsupportedVersion(version));
     }
     // Constant-time comparison (`verify_slice`), and before anything else reads the frame.
-    key.mac().chain_update(signed).verify_slice(tag).map_err(|_| FrameError::BadMac)?;
+    bound_mac(key, channel)
+        .chain_update(signed)
+        .verify_slice(tag)
+        .map_err(|_| FrameError::BadMac)?;
 
     let (session, rest) = rest.split_first_chunk::<8>().ok_or(FrameError::TooShort)?;
     let (seq, rest) = rest.split_first_chunk::<8>().ok_or(FrameError::TooShort)?;
@@ -530,6 +606,9 @@ mod tests {
 
     const NOW: u64 = 1_700_000_000_000;
 
+    /// The channel most tests' frames are bound to.
+    const CH: Channel = Channel([0x42; CHANNEL_LEN]);
+
     fn key() -> FrameKey {
         FrameKey::new(b"correct horse battery staple")
     }
@@ -540,14 +619,14 @@ mod tests {
 
     fn sealed(message: &impl Serialize) -> Vec<u8> {
         let mut out = Vec::new();
-        seal(&key(), &header(9), message, &mut out).unwrap();
+        seal(&key(), &CH, &header(9), message, &mut out).unwrap();
         out
     }
 
     #[test]
     fn round_trips_a_message_and_lays_out_the_header() {
         let frame = sealed(&sample());
-        let (h, message) = open::<Sample>(&key(), &frame).unwrap();
+        let (h, message) = open::<Sample>(&key(), &CH, &frame).unwrap();
         assert_eq!(h, header(9));
         assert_eq!(message, sample());
 
@@ -563,10 +642,10 @@ mod tests {
     #[test]
     fn appends_to_the_buffer_and_seals_an_empty_payload() {
         let mut out = b"prefix".to_vec();
-        seal(&key(), &header(1), &(), &mut out).unwrap();
+        seal(&key(), &CH, &header(1), &(), &mut out).unwrap();
         assert_eq!(out.len(), 6 + MIN_FRAME_LEN);
         assert_eq!(out[..6], *b"prefix");
-        let (h, ()) = open::<()>(&key(), &out[6..]).unwrap();
+        let (h, ()) = open::<()>(&key(), &CH, &out[6..]).unwrap();
         assert_eq!(h, header(1));
     }
 
@@ -574,7 +653,7 @@ mod tests {
     fn the_wrong_key_fails_authentication() {
         let frame = sealed(&sample());
         let other = FrameKey::new(b"correct horse battery stapler");
-        assert_eq!(open::<Sample>(&other, &frame), Err(FrameError::BadMac));
+        assert_eq!(open::<Sample>(&other, &CH, &frame), Err(FrameError::BadMac));
     }
 
     #[test]
@@ -616,7 +695,7 @@ mod tests {
     fn every_truncation_is_an_error() {
         let frame = sealed(&sample());
         for len in 0..frame.len() {
-            let err = open::<Sample>(&key(), &frame[..len]).unwrap_err();
+            let err = open::<Sample>(&key(), &CH, &frame[..len]).unwrap_err();
             let expected =
                 if len < MIN_FRAME_LEN { FrameError::TooShort } else { FrameError::BadMac };
             assert_eq!(err, expected, "truncated to {len}");
@@ -630,18 +709,18 @@ mod tests {
         // A byte vector is its varint length (3 bytes here) and its bytes.
         let expected = MIN_FRAME_LEN + 3 + MAX_FRAME_LEN;
         assert_eq!(
-            seal(&key(), &header(1), &big, &mut out),
+            seal(&key(), &CH, &header(1), &big, &mut out),
             Err(FrameError::TooLarge { len: expected })
         );
         assert_eq!(out, b"kept");
 
         // The largest payload that fits is accepted, and one byte more is not.
         let room = MAX_FRAME_LEN - MIN_FRAME_LEN - 3;
-        seal(&key(), &header(1), &vec![0u8; room], &mut out).unwrap();
+        seal(&key(), &CH, &header(1), &vec![0u8; room], &mut out).unwrap();
         assert_eq!(out.len(), 4 + MAX_FRAME_LEN);
-        assert!(open::<Vec<u8>>(&key(), &out[4..]).is_ok());
+        assert!(open::<Vec<u8>>(&key(), &CH, &out[4..]).is_ok());
         assert_eq!(
-            seal(&key(), &header(1), &vec![0u8; room + 1], &mut Vec::new()),
+            seal(&key(), &CH, &header(1), &vec![0u8; room + 1], &mut Vec::new()),
             Err(FrameError::TooLarge { len: MAX_FRAME_LEN + 1 })
         );
     }
@@ -650,36 +729,36 @@ mod tests {
     fn oversize_and_foreign_bodies_are_refused_when_opening() {
         let huge = vec![0u8; MAX_FRAME_LEN + 1];
         assert_eq!(
-            open::<Sample>(&key(), &huge),
+            open::<Sample>(&key(), &CH, &huge),
             Err(FrameError::TooLarge { len: MAX_FRAME_LEN + 1 })
         );
         let mut resp = b"*2\r\n$4\r\nPING\r\n".repeat(8);
-        assert_eq!(open::<Sample>(&key(), &resp), Err(FrameError::BadMagic));
+        assert_eq!(open::<Sample>(&key(), &CH, &resp), Err(FrameError::BadMagic));
         resp.truncate(10);
-        assert_eq!(open::<Sample>(&key(), &resp), Err(FrameError::TooShort));
+        assert_eq!(open::<Sample>(&key(), &CH, &resp), Err(FrameError::TooShort));
         let http =
             b"GET /metrics HTTP/1.1\r\nHost: picket:26379\r\nUser-Agent: curl/8.5\r\n\r\n".to_vec();
-        assert_eq!(open::<Sample>(&key(), &http), Err(FrameError::BadMagic));
+        assert_eq!(open::<Sample>(&key(), &CH, &http), Err(FrameError::BadMagic));
     }
 
     #[test]
     fn other_versions_are_refused_before_authentication() {
         let mut frame = sealed(&sample());
-        frame[4] = 2;
-        assert_eq!(open::<Sample>(&key(), &frame), Err(FrameError::UnsupportedVersion(2)));
+        frame[4] = 1;
+        assert_eq!(open::<Sample>(&key(), &CH, &frame), Err(FrameError::UnsupportedVersion(1)));
     }
 
     #[test]
     fn an_authentic_payload_must_be_exactly_one_message() {
         let two_bytes = sealed(&(1u8, 2u8));
         assert_eq!(
-            open::<u8>(&key(), &two_bytes),
+            open::<u8>(&key(), &CH, &two_bytes),
             Err(FrameError::Malformed("1 trailing bytes after the message".to_owned()))
         );
         let garbage = sealed(&[0xffu8; 12]);
-        assert_eq!(open::<Sample>(&key(), &garbage).unwrap_err().kind(), "malformed");
+        assert_eq!(open::<Sample>(&key(), &CH, &garbage).unwrap_err().kind(), "malformed");
         let empty = sealed(&());
-        assert_eq!(open::<Sample>(&key(), &empty).unwrap_err().kind(), "malformed");
+        assert_eq!(open::<Sample>(&key(), &CH, &empty).unwrap_err().kind(), "malformed");
     }
 
     #[test]
@@ -705,7 +784,7 @@ mod tests {
             let mut frame = sealed(&sample());
             let position = position % frame.len();
             frame[position] ^= 1 << bit;
-            let err = open::<Sample>(&key(), &frame).unwrap_err();
+            let err = open::<Sample>(&key(), &CH, &frame).unwrap_err();
             let expected = match position {
                 0..4 => "bad_magic",
                 4 => "unsupported_version",
@@ -716,7 +795,7 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_are_an_error(body in proptest::collection::vec(any::<u8>(), 0..600)) {
-            prop_assert!(open::<Sample>(&key(), &body).is_err());
+            prop_assert!(open::<Sample>(&key(), &CH, &body).is_err());
         }
 
         #[test]
@@ -726,7 +805,7 @@ mod tests {
             let mut body = MAGIC.to_vec();
             body.push(PROTOCOL_VERSION);
             body.extend_from_slice(&rest);
-            let err = open::<Sample>(&key(), &body).unwrap_err();
+            let err = open::<Sample>(&key(), &CH, &body).unwrap_err();
             let expected = if body.len() < MIN_FRAME_LEN { "too_short" } else { "bad_mac" };
             prop_assert_eq!(err.kind(), expected);
         }
@@ -742,8 +821,8 @@ mod tests {
             let message = Sample { name, epochs, leader, ..sample() };
             let h = FrameHeader { session, seq, sent_at_unix_ms: NOW };
             let mut frame = Vec::new();
-            seal(&key(), &h, &message, &mut frame).unwrap();
-            prop_assert_eq!(open::<Sample>(&key(), &frame).unwrap(), (h, message));
+            seal(&key(), &CH, &h, &message, &mut frame).unwrap();
+            prop_assert_eq!(open::<Sample>(&key(), &CH, &frame).unwrap(), (h, message));
         }
     }
 
@@ -754,7 +833,7 @@ mod tests {
     #[test]
     fn a_frame_is_accepted_once() {
         let mut guard = ReplayGuard::default();
-        let (h, _) = open::<Sample>(&key(), &sealed(&sample())).unwrap();
+        let (h, _) = open::<Sample>(&key(), &CH, &sealed(&sample())).unwrap();
         assert_eq!(guard.check(&h, NOW), Ok(()));
         assert_eq!(guard.check(&h, NOW), Err(FrameError::Replayed));
         assert_eq!(guard.check(&h, NOW + 1000), Err(FrameError::Replayed));
@@ -859,5 +938,64 @@ mod tests {
         assert_eq!(tiny.check(&at(1, 1, NOW), NOW), Ok(()));
         assert_eq!(tiny.check(&at(2, 1, NOW), NOW), Ok(()));
         assert_eq!(tiny.tracked_sessions(), 1);
+    }
+
+    /// Node A dials B and C, and B dials A: each acceptor drew its own channel.
+    const A_TO_B: Channel = Channel([0xb0; CHANNEL_LEN]);
+    const A_TO_C: Channel = Channel([0xc0; CHANNEL_LEN]);
+    const B_TO_A: Channel = Channel([0xa0; CHANNEL_LEN]);
+
+    /// A frame A sealed for B, as an eavesdropper captures it.
+    fn captured_from_a_to_b() -> Vec<u8> {
+        let mut out = Vec::new();
+        seal(&key(), &A_TO_B, &header(5), &sample(), &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_frame_replayed_to_another_node_is_refused() {
+        let frame = captured_from_a_to_b();
+        assert_eq!(open::<Sample>(&key(), &A_TO_C, &frame), Err(FrameError::BadMac));
+        // Nor does B accept it on another connection than the one it was sent on.
+        let other_connection_to_b = Channel([0xb1; CHANNEL_LEN]);
+        assert_eq!(open::<Sample>(&key(), &other_connection_to_b, &frame), Err(FrameError::BadMac));
+    }
+
+    #[test]
+    fn a_frame_reflected_to_its_sender_is_refused() {
+        let frame = captured_from_a_to_b();
+        assert_eq!(open::<Sample>(&key(), &B_TO_A, &frame), Err(FrameError::BadMac));
+    }
+
+    #[test]
+    fn a_frame_replayed_on_its_own_connection_is_refused() {
+        let frame = captured_from_a_to_b();
+        let mut guard = ReplayGuard::default();
+        let (h, message) = open::<Sample>(&key(), &A_TO_B, &frame).unwrap();
+        assert_eq!(message, sample());
+        assert_eq!(guard.check(&h, NOW), Ok(()));
+        let (again, _) = open::<Sample>(&key(), &A_TO_B, &frame).unwrap();
+        assert_eq!(guard.check(&again, NOW), Err(FrameError::Replayed));
+    }
+
+    #[test]
+    fn the_challenge_carries_the_channel_and_nothing_else() {
+        let body = challenge(&A_TO_B);
+        assert_eq!(body.len(), CHALLENGE_LEN);
+        assert_eq!(read_challenge(&body), Ok(A_TO_B));
+        assert_eq!(read_challenge(&body[..CHALLENGE_LEN - 1]), Err(FrameError::TooShort));
+        let mut long = body.clone();
+        long.push(0);
+        assert_eq!(read_challenge(&long), Err(FrameError::TooLarge { len: CHALLENGE_LEN + 1 }));
+        let mut old = body.clone();
+        old[4] = 1;
+        assert_eq!(read_challenge(&old), Err(FrameError::UnsupportedVersion(1)));
+        assert_eq!(read_challenge(b"+OK\r\n"), Err(FrameError::BadMagic));
+        assert_eq!(read_challenge(b"+OK"), Err(FrameError::TooShort));
+        assert_eq!(
+            read_challenge(b"-ERR unknown command\r\n"),
+            Err(FrameError::TooLarge { len: 22 })
+        );
+        assert_eq!(read_challenge(b"HTTP/1.1 400 Bad\r\n"), Err(FrameError::BadMagic));
     }
 }

@@ -591,6 +591,8 @@ pub struct Picket {
     starts: u32,
     /// `RUST_LOG` for the process.
     log_filter: &'static str,
+    /// A lowered `RLIMIT_NOFILE` (soft and hard) to run under, through `prlimit`.
+    open_files: Option<u64>,
 }
 
 /// The log filter pickets run with unless a test asks for more.
@@ -612,8 +614,38 @@ impl Picket {
         let dir = tempfile::tempdir().unwrap();
         let text = config(&dir.path().join("state"));
         fs::write(dir.path().join("picket.toml"), text).unwrap();
-        let mut picket =
-            Self { spec, netns: None, dir, child: None, starts: 0, log_filter: filter };
+        let mut picket = Self {
+            spec,
+            netns: None,
+            dir,
+            child: None,
+            starts: 0,
+            log_filter: filter,
+            open_files: None,
+        };
+        picket.spawn();
+        picket
+    }
+
+    /// Like [`Self::start`], with at most `limit` open files (soft and hard `RLIMIT_NOFILE`,
+    /// set by `prlimit`, which execs picket: the child's pid is picket's own).
+    pub fn start_with_open_files(
+        spec: NodeSpec,
+        limit: u64,
+        config: impl FnOnce(&Path) -> String,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config(&dir.path().join("state"));
+        fs::write(dir.path().join("picket.toml"), text).unwrap();
+        let mut picket = Self {
+            spec,
+            netns: None,
+            dir,
+            child: None,
+            starts: 0,
+            log_filter: LOG_FILTER,
+            open_files: Some(limit),
+        };
         picket.spawn();
         picket
     }
@@ -630,6 +662,7 @@ impl Picket {
             child: None,
             starts: 0,
             log_filter: LOG_FILTER,
+            open_files: None,
         };
         picket.spawn();
         picket
@@ -643,14 +676,20 @@ impl Picket {
 
     fn spawn(&mut self) {
         let log = fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
-        let mut command = match &self.netns {
+        let mut command = match (&self.netns, self.open_files) {
             // `ip netns exec` execs the program, so the child's pid is picket's own.
-            Some(ns) => {
+            (Some(ns), _) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_picket")]);
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_picket")),
+            // So does `prlimit`.
+            (None, Some(limit)) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={limit}:{limit}")).arg(env!("CARGO_BIN_EXE_picket"));
+                c
+            }
+            (None, None) => Command::new(env!("CARGO_BIN_EXE_picket")),
         };
         let child = command
             .arg("run")
