@@ -8,10 +8,11 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::addr::Addr;
-use crate::engine::admin::{self, SetOption};
+use crate::engine::admin::SetOption;
 use crate::engine::durable::{DurableState, SettingChange};
 use crate::engine::election::{self, Decision};
 use crate::engine::event::{Detail, Event, EventKind};
+use crate::engine::glob;
 use crate::engine::gossip::{Body, Maintenance, MasterReport, PeerMessage, StateVersion};
 use crate::engine::group::{Group, LeaderWatch};
 use crate::engine::ids::{NodeId, PeerId, Ticket};
@@ -878,10 +879,16 @@ impl Supervisor {
         AdminAnswer::Ok
     }
 
+    /// `SENTINEL RESET pattern`. The pattern comes from any client: its length is capped and the
+    /// matcher is linear per name, so this is bounded work for any input.
     fn reset(&mut self, pattern: &str) -> AdminAnswer {
+        if let Err(too_long) = glob::check(pattern.as_bytes()) {
+            return AdminAnswer::Refused(too_long.to_string());
+        }
         let now = self.last_now;
         let mut count = 0;
-        for group in self.groups.values_mut().filter(|g| admin::glob_match(pattern, g.name())) {
+        let matching = |g: &&mut Group| glob::matches(pattern.as_bytes(), g.name().as_bytes());
+        for group in self.groups.values_mut().filter(matching) {
             group.reset(&mut self.node, now);
             self.node.emit_about(EventKind::ResetMaster, group.master_subject());
             self.touched.insert(group.index);

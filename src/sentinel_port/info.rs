@@ -12,9 +12,9 @@ use crate::engine::time::duration_millis;
 use crate::wire::resp::ReplyWriter;
 
 use super::command::{self, Args, Op, Spec};
-use super::pubsub::glob;
 use super::snapshot::Snapshot;
 use super::{Port, REDIS_VERSION, instance};
+use crate::engine::glob;
 
 /// The sections, in the order Sentinel writes them.
 const SECTIONS: [&str; 5] = ["server", "clients", "stats", "cpu", "sentinel"];
@@ -257,7 +257,7 @@ fn list(args: Args<'_>, w: &mut ReplyWriter<'_>) {
                     s.acl.iter().any(|c| c.as_bytes().get(1..) == Some(value.as_slice()))
                 })
             } else if args.is(3, "pattern") {
-                Box::new(move |s: &Spec| glob(&value, s.full_name.as_bytes()))
+                Box::new(move |s: &Spec| glob::matches(&value, s.full_name.as_bytes()))
             } else {
                 return w.error("ERR syntax error");
             }

@@ -86,7 +86,7 @@ pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 pub const DEFAULT_PUBSUB_OUTPUT_LIMIT: usize = 1024 * 1024;
 
 /// Most channels plus patterns one client may subscribe to.
-pub const MAX_SUBSCRIPTIONS: usize = 4096;
+pub const MAX_SUBSCRIPTIONS: usize = 256;
 
 /// How long an admin command (`SENTINEL FAILOVER`, `SET`, ...) may wait for the engine's answer.
 /// The engine answers within one batch; this only guards against a runtime that stopped.

@@ -15,9 +15,9 @@ use crate::wire::resp::ReplyWriter;
 
 use super::command::{AdminPlan, Args, Op, Shown, Step};
 use super::instance::{self, announced};
-use super::pubsub::glob;
 use super::snapshot::Snapshot;
 use super::{Port, PortOptions};
+use crate::engine::glob;
 
 const NO_SUCH_MASTER: &str = "ERR No such master with that name";
 const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
@@ -295,7 +295,9 @@ fn config(snap: &Snapshot, args: Args<'_>, w: &mut ReplyWriter<'_>) {
         let matching: Vec<(&str, &str)> = globals
             .iter()
             .copied()
-            .filter(|(key, _)| args.from(3).any(|p| glob(&p.to_ascii_lowercase(), key.as_bytes())))
+            .filter(|(key, _)| {
+                args.from(3).any(|p| glob::matches(&p.to_ascii_lowercase(), key.as_bytes()))
+            })
             .collect();
         w.map(matching.len());
         for (key, value) in matching {

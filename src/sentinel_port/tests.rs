@@ -1445,6 +1445,60 @@ async fn pubsub_in_both_protocols() {
     }
 }
 
+/// Patterns and channels are bounded in length and number per client, with an error per
+/// refused name and the connection kept; a pattern is matched once, when subscribed, so a
+/// hostile one costs nothing per event.
+#[tokio::test]
+async fn subscriptions_are_bounded_in_length_and_number() {
+    let h = harness(PortOptions::default()).await;
+    let mut c = Client::connect(&h).await;
+    let long = "*".repeat(257);
+    c.send(&["PSUBSCRIBE", &long, "+[os]dow?"]).await;
+    assert_eq!(c.read().await, error("ERR pattern too long (257 bytes): at most 256 bytes"));
+    assert_eq!(
+        c.read().await,
+        array(vec![bulk("psubscribe"), bulk("+[os]dow?"), Frame::Integer(1)])
+    );
+    let channel = "c".repeat(257);
+    assert_eq!(
+        c.call(&["SUBSCRIBE", &channel]).await,
+        error("ERR channel name too long (257 bytes): at most 256 bytes")
+    );
+    let names: Vec<String> = (0..300).map(|i| format!("{}{i}", "*a".repeat(100))).collect();
+    let mut request = vec!["PSUBSCRIBE"];
+    request.extend(names.iter().map(String::as_str));
+    c.send(&request).await;
+    for (i, name) in names.iter().enumerate() {
+        let reply = c.read().await;
+        if i < 255 {
+            assert_eq!(
+                reply,
+                array(vec![bulk("psubscribe"), bulk(name), Frame::Integer(i as i64 + 2)])
+            );
+        } else {
+            assert_eq!(
+                reply,
+                error("ERR too many subscriptions: at most 256 channels and patterns per client")
+            );
+        }
+    }
+    let odown = Event::about(
+        EventKind::Odown,
+        Subject::Master { name: "cache".into(), addr: addr("127.0.0.1:6390") },
+    );
+    h.hub.events.send(Arc::new(EventRecord { id: 1, unix_ms: 0, event: odown })).unwrap();
+    assert_eq!(
+        c.read().await,
+        array(vec![
+            bulk("pmessage"),
+            bulk("+[os]dow?"),
+            bulk("+odown"),
+            bulk("master cache 127.0.0.1 6390")
+        ])
+    );
+    assert_eq!(c.call(&["PING"]).await, array(vec![bulk("pong"), bulk("")]));
+}
+
 #[tokio::test]
 async fn a_subscriber_that_stops_reading_is_disconnected_and_others_are_served() {
     let options = PortOptions { pubsub_output_limit: 64 * 1024, ..PortOptions::default() };

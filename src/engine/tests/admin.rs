@@ -126,6 +126,26 @@ fn reset_forgets_replicas_which_are_then_rediscovered() {
     );
 }
 
+/// `SENTINEL RESET` takes its pattern from any client: a pattern that made Redis's backtracking
+/// matcher exponential is answered at once, and one over the length cap is refused unchanged.
+#[test]
+fn reset_answers_hostile_patterns_with_bounded_work() {
+    let mut h = with_extra_redis();
+    h.take();
+    let stars = format!("{}x", "*".repeat(255));
+    assert_eq!(admin(&mut h, AdminCommand::Reset { pattern: stars }), AdminAnswer::Count(0));
+    let alternating = "*m".repeat(128);
+    assert_eq!(admin(&mut h, AdminCommand::Reset { pattern: alternating }), AdminAnswer::Count(0));
+    let long = "*".repeat(257);
+    h.handle(Input::Admin { ticket: Ticket(1), command: AdminCommand::Reset { pattern: long } });
+    let out: Vec<String> = h.take().iter().map(render).collect();
+    assert_eq!(out, ["answer Refused(\"ERR pattern too long (257 bytes): at most 256 bytes\")"]);
+    assert_eq!(
+        admin(&mut h, AdminCommand::Reset { pattern: format!("{}my*", "*".repeat(253)) }),
+        AdminAnswer::Count(1)
+    );
+}
+
 #[test]
 fn flushconfig_writes_the_state_now() {
     let mut h = with_extra_redis();
