@@ -148,6 +148,7 @@ mod tests {
                 },
             )]),
             removed: BTreeMap::new(),
+            known_peers: BTreeMap::new(),
         }
     }
 

@@ -222,6 +222,7 @@ mod tests {
             awaiting_vote_floor: false,
             masters: BTreeMap::new(),
             removed: BTreeMap::new(),
+            known_peers: BTreeMap::new(),
         }))
     }
 

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::engine::addr::Addr;
 use crate::engine::admin::SetOption;
-use crate::engine::durable::{DurableState, SettingChange};
+use crate::engine::durable::{DurableState, KnownPeer, SettingChange};
 use crate::engine::election::{self, Decision};
 use crate::engine::event::{Detail, Event, EventKind};
 use crate::engine::glob;
@@ -91,7 +91,8 @@ impl Supervisor {
         let fresh = restored.is_none();
         let id = restored.as_ref().map_or_else(|| NodeId::random(&mut rng), |s| s.node_id);
         let incarnation = rng.random::<u64>();
-        let peers = Peers::new(&settings.node.peers, settings.node.peer_timeout);
+        let known = restored.as_ref().map(|s| s.known_peers.clone()).unwrap_or_default();
+        let peers = Peers::new(&settings.node.peers, settings.node.peer_timeout, &known);
         let mut node = Node::new(id, settings.node, rng);
         if let Some(state) = &restored {
             node.current_epoch = state.current_epoch;
@@ -257,6 +258,7 @@ impl Supervisor {
             awaiting_vote_floor: self.node.awaiting_vote_floor,
             masters: self.groups.values().map(|g| (g.name().to_owned(), g.durable())).collect(),
             removed: self.removed.clone(),
+            known_peers: self.peers.known(),
         }
     }
 
@@ -502,6 +504,12 @@ impl Supervisor {
         let back_up = peer.down && !first_contact;
         peer.node_id = Some(from.node_id);
         peer.client_addr = Some(from.client_addr.clone());
+        let known = KnownPeer { node_id: from.node_id, client_addr: from.client_addr.clone() };
+        if peer.known.as_ref() != Some(&known) {
+            // Only for `SENTINEL SENTINELS` after a restart: no rule depends on it.
+            peer.known = Some(known);
+            self.node.lazy_dirty = true;
+        }
         peer.current_epoch = from.current_epoch;
         peer.last_heard_at = Some(now);
         peer.down = false;

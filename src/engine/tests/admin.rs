@@ -164,3 +164,49 @@ fn an_operator_reads_back_what_it_changed_at_once() {
     assert!(h.sup.view_urgent());
     assert_eq!(h.sup.view().master("mymaster").unwrap().quorum, 1);
 }
+
+/// The peers heard are persisted (lazily: no rule depends on them) and listed in the view after
+/// a restart before they are heard again, stale; an address no longer configured is dropped.
+#[test]
+fn known_peers_survive_a_restart() {
+    use super::harness::{PEERS, from_peer, peer_id};
+    use crate::engine::gossip::{Body, StateVersion};
+    let mut h = Harness::new(settings(PEERS, 2), Some(known_node(9)), Harness::group());
+    h.take();
+    let heartbeat = Body::Heartbeat { version: StateVersion { incarnation: 1, seq: 0 } };
+    h.handle(from_peer(1, 0, heartbeat));
+    let persisted: Vec<Output> =
+        h.take().into_iter().filter(|o| matches!(o, Output::Persist(_))).collect();
+    assert!(persisted.is_empty(), "not urgent: {persisted:?}");
+    h.advance(2_000);
+    let state = h.sup.durable();
+    let known: Vec<String> = state
+        .known_peers
+        .iter()
+        .map(|(at, p)| format!("{at} {} {}", p.node_id.short(), p.client_addr))
+        .collect();
+    assert_eq!(known, [format!("127.0.0.2:26380 {} 127.0.0.2:26379", peer_id(1).short())]);
+    let mut again = Harness::new(settings(PEERS, 2), Some(state.clone()), Harness::group());
+    let view = again.sup.view();
+    let listed: Vec<String> = view.masters[0]
+        .peers
+        .iter()
+        .map(|p| {
+            let id = p.node_id.map_or_else(|| "-".to_owned(), |id| id.short());
+            let at = p.client_addr.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string);
+            format!("{id} {at} fresh={}", p.fresh)
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            format!("{} 127.0.0.2:26379 fresh=false", peer_id(1).short()),
+            "- - fresh=false".to_owned()
+        ]
+    );
+    assert_eq!(view.peers[0].node_id, Some(peer_id(1)));
+    assert_eq!(again.sup.durable().known_peers, state.known_peers);
+    let mut moved = Harness::new(settings(&["127.0.0.9:26380"], 1), Some(state), Harness::group());
+    assert!(moved.sup.durable().known_peers.is_empty());
+    assert!(moved.sup.view().masters[0].peers.iter().all(|p| p.node_id.is_none()));
+}
