@@ -13,7 +13,7 @@ use crate::wire::resp::ReplyWriter;
 
 use super::command::{self, Args, Op, Spec};
 use super::snapshot::Snapshot;
-use super::{Port, REDIS_VERSION, instance};
+use super::{OUTPUT_HARD_LIMIT, Port, REDIS_VERSION, instance};
 use crate::engine::glob;
 
 /// The sections, in the order Sentinel writes them.
@@ -185,6 +185,10 @@ pub(super) fn command(op: Op, args: Args<'_>, w: &mut ReplyWriter<'_>) {
             }
             w.array(args.len() - 2);
             for name in args.from(2) {
+                if w.buffered() > OUTPUT_HARD_LIMIT {
+                    // The client is disconnected for it: the rest would only cost memory.
+                    return;
+                }
                 match lookup(name) {
                     Some(spec) => write_info(w, spec),
                     None => w.null_array(),
@@ -199,6 +203,9 @@ pub(super) fn command(op: Op, args: Args<'_>, w: &mut ReplyWriter<'_>) {
             };
             w.map(specs.len());
             for spec in specs {
+                if w.buffered() > OUTPUT_HARD_LIMIT {
+                    return;
+                }
                 w.bulk_str(spec.name);
                 write_docs(w, spec);
             }
