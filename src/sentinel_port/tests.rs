@@ -1462,6 +1462,18 @@ async fn pubsub_in_both_protocols() {
 async fn subscriptions_are_bounded_in_length_and_number() {
     let h = harness(PortOptions::default()).await;
     let mut c = Client::connect(&h).await;
+    // Pipelined, large: each refused.
+    let huge = "*".repeat(256 * 1024);
+    let mut batch = Vec::new();
+    for _ in 0..8 {
+        batch.extend_from_slice(
+            format!("*2\r\n$10\r\nPSUBSCRIBE\r\n${}\r\n{huge}\r\n", huge.len()).as_bytes(),
+        );
+    }
+    c.raw(&batch).await;
+    for _ in 0..8 {
+        assert_eq!(c.read().await, error("ERR pattern too long (262144 bytes): at most 256 bytes"));
+    }
     let long = "*".repeat(257);
     c.send(&["PSUBSCRIBE", &long, "+[os]dow?"]).await;
     assert_eq!(c.read().await, error("ERR pattern too long (257 bytes): at most 256 bytes"));
