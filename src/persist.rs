@@ -400,6 +400,7 @@ mod tests {
                 },
             )]),
             removed: BTreeMap::new(),
+            known_peers: BTreeMap::new(),
         }
     }
 

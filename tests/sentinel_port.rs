@@ -353,7 +353,9 @@ fn hostile_input_never_hurts_the_daemon() {
     let protocol_errors: [(&[u8], &str); 6] = [
         (b"*abc\r\n", "ERR Protocol error: invalid multibulk length"),
         (b"*1\r\n$1000000000\r\n", "ERR Protocol error: invalid bulk length"),
-        (b"*2147483647\r\n", "ERR Protocol error: invalid multibulk length"),
+        // Redis's ceiling is INT_MAX arguments; below it, a request over Picket's own limits
+        // is skipped and answered instead (sentinel_port::tests::large_requests_...).
+        (b"*2147483648\r\n", "ERR Protocol error: invalid multibulk length"),
         (b"*1\r\n$-5\r\n", "ERR Protocol error: invalid bulk length"),
         (
             b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n$4\r\nPING\r\n",

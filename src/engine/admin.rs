@@ -148,50 +148,6 @@ impl SetOption {
     }
 }
 
-/// Whether `name` matches the glob `pattern` (`*`, `?`, `[...]` and `\` escapes, as Redis's
-/// `stringmatch` for `SENTINEL RESET`), case-sensitively.
-#[must_use]
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    fn matches(p: &[char], s: &[char]) -> bool {
-        match p.split_first() {
-            None => s.is_empty(),
-            Some(('*', rest)) => (0..=s.len()).any(|i| matches(rest, &s[i..])),
-            Some(('?', rest)) => !s.is_empty() && matches(rest, &s[1..]),
-            Some(('[', rest)) => {
-                let Some((&c, tail)) = s.split_first() else { return false };
-                let Some(end) = rest.iter().position(|&x| x == ']') else {
-                    return c == '[' && matches(rest, tail);
-                };
-                let (class, after) = (&rest[..end], &rest[end + 1..]);
-                let (negate, class) = match class.split_first() {
-                    Some(('^', r)) => (true, r),
-                    _ => (false, class),
-                };
-                let mut hit = false;
-                let mut i = 0;
-                while i < class.len() {
-                    if i + 2 < class.len() && class[i + 1] == '-' {
-                        hit |= (class[i]..=class[i + 2]).contains(&c);
-                        i += 3;
-                    } else {
-                        hit |= class[i] == c;
-                        i += 1;
-                    }
-                }
-                hit != negate && matches(after, tail)
-            }
-            Some(('\\', rest)) if !rest.is_empty() => {
-                s.first() == rest.first() && matches(&rest[1..], &s[1..])
-            }
-            Some((c, rest)) => s.first() == Some(c) && matches(rest, &s[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let s: Vec<char> = name.chars().collect();
-    // Patterns are operator input: bound the work a pathological one can cause.
-    p.len() <= 256 && s.len() <= 1024 && matches(&p, &s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,16 +177,5 @@ mod tests {
         assert_eq!(m.auth, None);
         SetOption::parse("master-reboot-down-after-period", "0").unwrap().unwrap().apply(&mut m);
         assert_eq!(m.reboot_down_after, None);
-    }
-
-    #[test]
-    fn globs_match_like_redis() {
-        assert!(glob_match("*", "session"));
-        assert!(glob_match("sess*", "session"));
-        assert!(glob_match("s?ssion", "session"));
-        assert!(glob_match("[a-c]ache", "cache"));
-        assert!(!glob_match("[^c]ache", "cache"));
-        assert!(glob_match("\\*x", "*x"));
-        assert!(!glob_match("cache", "cache2"));
     }
 }

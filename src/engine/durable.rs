@@ -34,6 +34,21 @@ pub struct DurableState {
     /// the file at the time: they stay removed until that entry of the file changes.
     #[serde(default)]
     pub removed: BTreeMap<String, Addr>,
+    /// The node last heard at each configured peer address, by that gossip address: after a
+    /// restart, `SENTINEL SENTINELS` lists the known peers before they reconnect (as Sentinel
+    /// lists its `known-sentinel` lines; client libraries refuse to start on an empty list).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub known_peers: BTreeMap<Addr, KnownPeer>,
+}
+
+/// A peer's identity as last heard: its node id and Sentinel-port address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnownPeer {
+    /// Its node id.
+    pub node_id: NodeId,
+    /// Its Sentinel-port address, as it announced it.
+    pub client_addr: Addr,
 }
 
 /// A state that cannot have been written by a correct node: loading it would let the node

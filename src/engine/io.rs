@@ -231,6 +231,8 @@ pub enum AdminRefusal {
         /// The group holding it.
         by: String,
     },
+    /// A glob pattern longer than the engine accepts (bounded work for any client).
+    PatternTooLong(crate::engine::glob::PatternTooLong),
 }
 
 impl AdminRefusal {
@@ -269,6 +271,8 @@ impl std::fmt::Display for AdminRefusal {
             Self::AlreadyMonitored { addr, by } => {
                 write!(f, "{code} {addr} is already monitored as part of '{by}'")
             }
+            // Its own text carries the code.
+            Self::PatternTooLong(too_long) => write!(f, "{too_long}"),
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod election;
 pub mod event;
 pub mod failover;
 pub mod fence;
+pub mod glob;
 pub mod gossip;
 pub mod group;
 pub mod ids;

@@ -245,6 +245,7 @@ mod tests {
             awaiting_vote_floor: false,
             masters: BTreeMap::new(),
             removed: BTreeMap::new(),
+            known_peers: BTreeMap::new(),
         }))
     }
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::engine::addr::Addr;
+use crate::engine::durable::KnownPeer;
 use crate::engine::gossip::{MasterReport, StateVersion};
 use crate::engine::ids::{NodeId, PeerId};
 use crate::engine::time::Instant;
@@ -37,6 +38,9 @@ pub struct Peer {
     /// The latest version of its reports it announced (in a heartbeat or a state message) since
     /// it was last heard from after being down; `None` until then.
     pub announced: Option<StateVersion>,
+    /// Who was last heard in this slot, in this run or (from the state file) an earlier one:
+    /// what `SENTINEL SENTINELS` lists before the peer is heard again. Persisted.
+    pub known: Option<KnownPeer>,
 }
 
 impl Peer {
@@ -52,6 +56,7 @@ impl Peer {
             last_sync_request_at: None,
             down: true,
             announced: None,
+            known: None,
         }
     }
 
@@ -67,6 +72,16 @@ impl Peer {
     #[must_use]
     pub fn is_fresh(&self, now: Instant, timeout: Duration) -> bool {
         self.last_heard_at.is_some_and(|at| now.saturating_since(at) < timeout)
+    }
+
+    /// Its node id and Sentinel-port address: as heard in this run, else as last known (from
+    /// the state file), for the views.
+    #[must_use]
+    pub fn identity(&self) -> (Option<NodeId>, Option<Addr>) {
+        match (self.node_id, &self.known) {
+            (None, Some(known)) => (Some(known.node_id), Some(known.client_addr.clone())),
+            (id, _) => (id, self.client_addr.clone()),
+        }
     }
 
     /// Forgets everything learned from the node that held this slot (it was replaced).
@@ -87,10 +102,20 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Peers at the configured addresses; reports expire after `timeout`.
+    /// Peers at the configured addresses; reports expire after `timeout`. `known` is who was
+    /// last heard at each address (from the state file); addresses no longer configured are
+    /// dropped.
     #[must_use]
-    pub fn new(addrs: &[Addr], timeout: Duration) -> Self {
-        Self { slots: addrs.iter().cloned().map(Peer::new).collect(), timeout }
+    pub fn new(addrs: &[Addr], timeout: Duration, known: &BTreeMap<Addr, KnownPeer>) -> Self {
+        let peer =
+            |addr: &Addr| Peer { known: known.get(addr).cloned(), ..Peer::new(addr.clone()) };
+        Self { slots: addrs.iter().map(peer).collect(), timeout }
+    }
+
+    /// Who was last heard at each configured address, for the state file.
+    #[must_use]
+    pub fn known(&self) -> BTreeMap<Addr, KnownPeer> {
+        self.slots.iter().filter_map(|p| Some((p.addr.clone(), p.known.clone()?))).collect()
     }
 
     /// How long reports stay valid.

@@ -31,6 +31,7 @@ pub fn masters(file: Vec<MasterSettings>, state: Option<&DurableState>) -> Vec<R
         awaiting_vote_floor: false,
         masters: BTreeMap::new(),
         removed: BTreeMap::new(),
+        known_peers: BTreeMap::new(),
     };
     let state = state.unwrap_or(&empty);
     let mut out = Vec::new();
@@ -131,6 +132,7 @@ mod tests {
             awaiting_vote_floor: false,
             masters: masters.into_iter().map(|(n, m)| (n.to_owned(), m)).collect(),
             removed: removed.iter().map(|(n, a)| ((*n).to_owned(), addr(a))).collect(),
+            known_peers: BTreeMap::new(),
         }
     }
 

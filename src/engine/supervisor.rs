@@ -8,10 +8,11 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::addr::Addr;
-use crate::engine::admin::{self, SetOption};
-use crate::engine::durable::{DurableState, SettingChange};
+use crate::engine::admin::SetOption;
+use crate::engine::durable::{DurableState, KnownPeer, SettingChange};
 use crate::engine::election::{self, Decision};
 use crate::engine::event::{Detail, Event, EventKind};
+use crate::engine::glob;
 use crate::engine::gossip::{Body, Maintenance, MasterReport, PeerMessage, StateVersion};
 use crate::engine::group::{Group, LeaderWatch};
 use crate::engine::ids::{NodeId, PeerId, Ticket};
@@ -87,7 +88,8 @@ impl Supervisor {
         let fresh = restored.is_none();
         let id = restored.as_ref().map_or_else(|| NodeId::random(&mut rng), |s| s.node_id);
         let incarnation = rng.random::<u64>();
-        let peers = Peers::new(&settings.node.peers, settings.node.peer_timeout);
+        let known = restored.as_ref().map(|s| s.known_peers.clone()).unwrap_or_default();
+        let peers = Peers::new(&settings.node.peers, settings.node.peer_timeout, &known);
         let mut node = Node::new(id, settings.node, rng);
         if let Some(state) = &restored {
             node.current_epoch = state.current_epoch;
@@ -253,6 +255,7 @@ impl Supervisor {
             awaiting_vote_floor: self.node.awaiting_vote_floor,
             masters: self.groups.values().map(|g| (g.name().to_owned(), g.durable())).collect(),
             removed: self.removed.clone(),
+            known_peers: self.peers.known(),
         }
     }
 
@@ -498,6 +501,12 @@ impl Supervisor {
         let back_up = peer.down && !first_contact;
         peer.node_id = Some(from.node_id);
         peer.client_addr = Some(from.client_addr.clone());
+        let known = KnownPeer { node_id: from.node_id, client_addr: from.client_addr.clone() };
+        if peer.known.as_ref() != Some(&known) {
+            // Only for `SENTINEL SENTINELS` after a restart: no rule depends on it.
+            peer.known = Some(known);
+            self.node.lazy_dirty = true;
+        }
         peer.current_epoch = from.current_epoch;
         peer.last_heard_at = Some(now);
         peer.down = false;
@@ -866,10 +875,16 @@ impl Supervisor {
         AdminAnswer::Ok
     }
 
+    /// `SENTINEL RESET pattern`. The pattern comes from any client: its length is capped and the
+    /// matcher is linear per name, so this is bounded work for any input.
     fn reset(&mut self, pattern: &str) -> AdminAnswer {
+        if let Err(too_long) = glob::check(pattern.as_bytes()) {
+            return AdminAnswer::Refused(AdminRefusal::PatternTooLong(too_long));
+        }
         let now = self.last_now;
         let mut count = 0;
-        for group in self.groups.values_mut().filter(|g| admin::glob_match(pattern, g.name())) {
+        let matching = |g: &&mut Group| glob::matches(pattern.as_bytes(), g.name().as_bytes());
+        for group in self.groups.values_mut().filter(matching) {
             group.reset(&mut self.node, now);
             self.node.emit_about(EventKind::ResetMaster, group.master_subject());
             self.touched.insert(group.index);

@@ -282,14 +282,17 @@ pub(crate) fn node(
         masters: masters.to_vec(),
         peers: peers
             .iter()
-            .map(|(slot, p)| PeerView {
-                slot,
-                addr: p.addr.clone(),
-                node_id: p.node_id,
-                client_addr: p.client_addr.clone(),
-                last_heard_at: p.last_heard_at,
-                fresh: p.is_fresh(now, peers.timeout()),
-                current_epoch: p.current_epoch,
+            .map(|(slot, p)| {
+                let (node_id, client_addr) = p.identity();
+                PeerView {
+                    slot,
+                    addr: p.addr.clone(),
+                    node_id,
+                    client_addr,
+                    last_heard_at: p.last_heard_at,
+                    fresh: p.is_fresh(now, peers.timeout()),
+                    current_epoch: p.current_epoch,
+                }
             })
             .collect(),
         stats,
@@ -374,13 +377,16 @@ pub(crate) fn master(group: &Group, peers: &Peers, now: Instant) -> MasterView {
             .collect(),
         peers: peers
             .iter()
-            .map(|(slot, p)| PeerReportView {
-                slot,
-                node_id: p.node_id,
-                client_addr: p.client_addr.clone(),
-                fresh: p.is_fresh(now, peers.timeout()),
-                last_heard_at: p.last_heard_at,
-                report: p.reports.get(&group.settings.name).cloned(),
+            .map(|(slot, p)| {
+                let (node_id, client_addr) = p.identity();
+                PeerReportView {
+                    slot,
+                    node_id,
+                    client_addr,
+                    fresh: p.is_fresh(now, peers.timeout()),
+                    last_heard_at: p.last_heard_at,
+                    report: p.reports.get(&group.settings.name).cloned(),
+                }
             })
             .collect(),
     }

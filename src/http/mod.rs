@@ -39,9 +39,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, to_bytes};
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::header::{
+    ACCEPT, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE,
+};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -67,6 +69,11 @@ use self::slots::{Counted, Slots};
 
 /// Largest request body accepted (the POST routes take a small optional JSON object).
 pub const MAX_BODY: usize = 16 * 1024;
+/// Most bytes of a body over [`MAX_BODY`] read and discarded before the `413` is sent: clients
+/// write the whole body before reading the answer, and closing on unread bytes makes the kernel
+/// reset the connection, so they would see a broken pipe instead of the `413`. A body declared
+/// larger than this is answered at once (and the connection closed).
+pub const MAX_DRAIN: u64 = 4 * 1024 * 1024;
 /// Time allowed for a request body to arrive.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed for a request's headers to arrive, counted from the end of the previous response
@@ -402,13 +409,19 @@ async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Res
             format!("request bodies are limited to {MAX_BODY} bytes"),
         )
     };
-    if declared.is_some_and(|n: u64| n > MAX_BODY as u64) {
-        return too_large().into_response();
+    let closing = |error: ApiError| {
+        let mut response = error.into_response();
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        response
+    };
+    if declared.is_some_and(|n: u64| n > MAX_DRAIN) {
+        return closing(too_large());
     }
-    let body = match tokio::time::timeout(BODY_TIMEOUT, to_bytes(body, MAX_BODY)).await {
-        Ok(Ok(bytes)) => bytes,
-        // Over the limit (or the client went away, and nobody reads this answer).
-        Ok(Err(_)) => return too_large().into_response(),
+    let body = match tokio::time::timeout(BODY_TIMEOUT, read_body(body)).await {
+        Ok(Ok(Some(bytes))) => bytes,
+        Ok(Ok(None)) => return closing(too_large()),
+        // The client went away: nobody reads this answer.
+        Ok(Err(())) => return closing(too_large()),
         Err(_) => {
             return ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -428,6 +441,26 @@ async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Res
         )
         .into_response(),
     }
+}
+
+/// Reads a request body: `Some` if it is at most [`MAX_BODY`] bytes; `None` once it is known
+/// to be larger, after reading and discarding up to [`MAX_DRAIN`] bytes of it (see there).
+async fn read_body(body: Body) -> Result<Option<Bytes>, ()> {
+    use futures::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut seen = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ())?;
+        seen = seen.saturating_add(chunk.len() as u64);
+        if seen > MAX_DRAIN {
+            break;
+        }
+        if seen <= MAX_BODY as u64 {
+            kept.extend_from_slice(&chunk);
+        }
+    }
+    Ok((seen <= MAX_BODY as u64).then(|| Bytes::from(kept)))
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

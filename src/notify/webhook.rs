@@ -37,7 +37,7 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use crate::config::WebhookConfig;
-use crate::engine::admin::glob_match;
+use crate::engine::glob;
 use crate::engine::{Addr, NodeId};
 use crate::hub::{EventJson, EventRecord, Hub};
 
@@ -92,7 +92,8 @@ impl Endpoint {
     /// Queues `record` if its name matches one of the endpoint's patterns.
     pub(super) fn offer(&self, record: &Arc<EventRecord>) {
         let name = record.event.channel();
-        if self.patterns.iter().any(|p| glob_match(p, name)) && self.queue.push(Arc::clone(record))
+        if self.patterns.iter().any(|p| glob::matches(p.as_bytes(), name.as_bytes()))
+            && self.queue.push(Arc::clone(record))
         {
             tracing::warn!(webhook = %self.shown, "webhook queue full: dropped its oldest event");
         }

@@ -657,11 +657,17 @@ pub(super) struct AdminPlan {
     /// `SENTINEL SET` pair after good ones, which Sentinel leaves applied), or `None` for the
     /// command's success reply (`+OK`, or the count for `RESET`).
     pub(super) then_error: Option<String>,
+    /// A host name that must resolve before anything is sent (`SENTINEL MONITOR`'s, as
+    /// Sentinel resolves it), else the reply is [`INVALID_HOST`].
+    pub(super) resolve: Option<String>,
 }
+
+/// Sentinel's reply to a `SENTINEL MONITOR` address it cannot parse or resolve.
+pub(super) const INVALID_HOST: &str = "ERR Invalid IP address or hostname specified";
 
 impl AdminPlan {
     /// One command.
     pub(super) fn one(command: AdminCommand) -> Self {
-        Self { commands: vec![command], then_error: None }
+        Self { commands: vec![command], then_error: None, resolve: None }
     }
 }

@@ -8,7 +8,9 @@
 //! Bounds: the input buffer holds at most [`MAX_QUERY_BUFFER`] bytes without a complete request
 //! (then the connection is closed); requests stop being processed while
 //! [`OUTPUT_HIGH_WATER`] bytes of replies wait for the client to read them, so a client that
-//! does not read only stalls itself; a subscriber whose pending messages exceed
+//! does not read only stalls itself; a client whose pending replies exceed
+//! [`OUTPUT_HARD_LIMIT`] (one huge reply), or stay above [`OUTPUT_SOFT_LIMIT`] for
+//! [`OUTPUT_SOFT_TIME`], and a subscriber whose pending messages exceed
 //! [`PortOptions::pubsub_output_limit`](super::PortOptions::pubsub_output_limit), or who falls
 //! behind the event channel, is disconnected and counted as a slow client.
 
@@ -30,13 +32,14 @@ use tokio_util::io::poll_read_buf;
 use crate::config::UserRole;
 use crate::engine::{AdminAnswer, Instant};
 use crate::hub::EventRecord;
-use crate::wire::resp::{Limits, Protocol, ReplyWriter, parse_request};
+use crate::wire::resp::{Limits, Protocol, ProtocolError, ReplyWriter, Skip, parse_request};
 
 use super::client::{self, ClientShared, NOAUTH, Session, no_permission};
 use super::command::{self, AdminPlan, Args, Op, Resolved, Spec, Step};
 use super::snapshot::Snapshot;
 use super::{
-    ADMIN_TIMEOUT, MAX_QUERY_BUFFER, OUTPUT_HIGH_WATER, Port, READ_CHUNK, info, pubsub, sentinel,
+    ADMIN_TIMEOUT, MAX_QUERY_BUFFER, OUTPUT_HARD_LIMIT, OUTPUT_HIGH_WATER, OUTPUT_SOFT_LIMIT,
+    OUTPUT_SOFT_TIME, Port, READ_CHUNK, REQUEST_TOO_LARGE, info, pubsub, sentinel,
 };
 
 /// How long the replies pending at close (after `QUIT`, a protocol error) may take to go out.
@@ -100,6 +103,9 @@ pub(super) async fn serve<S: ClientStream>(
         args: Vec::new(),
         events: None,
         closing: false,
+        over_limit: false,
+        soft_deadline: None,
+        skip: None,
     };
     conn.run(&mut stream).await;
     let port = &conn.port;
@@ -168,6 +174,13 @@ struct Conn {
     events: Option<broadcast::Receiver<Arc<EventRecord>>>,
     /// No further request is run; the connection closes once `out` is written.
     closing: bool,
+    /// A reply took the output past [`OUTPUT_HARD_LIMIT`]: the client is disconnected.
+    over_limit: bool,
+    /// While the output is above [`OUTPUT_SOFT_LIMIT`]: when the client is disconnected if
+    /// it still is.
+    soft_deadline: Option<tokio::time::Instant>,
+    /// A request too large to run is being discarded; [`REQUEST_TOO_LARGE`] answers it.
+    skip: Option<Skip>,
 }
 
 impl Conn {
@@ -181,8 +194,14 @@ impl Conn {
                 self.admin(plan).await;
                 continue;
             }
+            if self.over_limit {
+                break self.slow("a reply exceeded the output hard limit");
+            }
             if self.write_now(stream).is_err() {
                 break End::Gone;
+            }
+            if let Err(reason) = self.check_output() {
+                break self.slow(reason);
             }
             if self.closing {
                 break End::Close;
@@ -196,9 +215,13 @@ impl Conn {
             let want_read =
                 self.out.len() < OUTPUT_HIGH_WATER && self.input.len() < MAX_QUERY_BUFFER;
             let unflushed = self.unflushed;
+            let soft_deadline = self.soft_deadline;
             tokio::select! {
                 biased;
                 () = &mut killed => break End::Gone,
+                () = sleep_until(soft_deadline) => {
+                    break self.slow("its pending replies stayed over the soft limit");
+                }
                 io = std::future::poll_fn(|cx| {
                     poll_io(cx, stream, &mut self.input, &self.out, unflushed, want_read)
                 }) => match io {
@@ -220,12 +243,27 @@ impl Conn {
         }
     }
 
-    /// Counts a slow subscriber and ends the connection.
+    /// Counts a slow client and ends the connection.
     fn slow(&self, reason: &str) -> End {
         self.port.hub.stats.resp_slow_clients.fetch_add(1, Ordering::Relaxed);
         tracing::info!(client = self.session.client.id, addr = %self.session.client.addr, reason,
-            "sentinel port: disconnecting a slow subscriber");
+            "sentinel port: disconnecting a client that does not read");
         End::Gone
+    }
+
+    /// Redis's `client-output-buffer-limit` for ordinary clients: the hard limit at once, the
+    /// soft one after [`OUTPUT_SOFT_TIME`] (armed here, fired by the loop's timer).
+    fn check_output(&mut self) -> Result<(), &'static str> {
+        if self.out.len() > OUTPUT_HARD_LIMIT {
+            return Err("its pending replies exceeded the hard limit");
+        }
+        if self.out.len() <= OUTPUT_SOFT_LIMIT {
+            self.soft_deadline = None;
+        } else if self.soft_deadline.is_none() {
+            let clock = &self.port.hub.clock;
+            self.soft_deadline = Some(clock.deadline(clock.now() + OUTPUT_SOFT_TIME));
+        }
+        Ok(())
     }
 
     /// Runs every complete request in the input, until the replies reach the high-water mark.
@@ -247,6 +285,25 @@ impl Conn {
         let mut broken = false;
         while w.buffered() < OUTPUT_HIGH_WATER {
             let rest = self.input.get(consumed..).unwrap_or_default();
+            if let Some(skip) = &mut self.skip {
+                match skip.advance(rest, &Limits::DEFAULT) {
+                    Ok((n, true)) => {
+                        consumed += n;
+                        self.skip = None;
+                        w.error(REQUEST_TOO_LARGE);
+                        continue;
+                    }
+                    Ok((n, false)) => {
+                        consumed += n;
+                        break;
+                    }
+                    Err(e) => {
+                        w.error_fmt(format_args!("ERR {e}"));
+                        broken = true;
+                        break;
+                    }
+                }
+            }
             match parse_request(rest, &Limits::DEFAULT, &mut self.args) {
                 Ok(Some(n)) => {
                     consumed += n;
@@ -259,6 +316,12 @@ impl Conn {
                     last = Some(spec.full_name);
                     let step =
                         execute(port, &self.snap, &mut self.session, spec, args, now, &mut w);
+                    if w.buffered() > OUTPUT_HARD_LIMIT {
+                        // The reply may be cut short (see `info::command`): nothing more is
+                        // run or written.
+                        self.over_limit = true;
+                        break;
+                    }
                     // HELLO may have switched the protocol for the next replies.
                     w.set_protocol(self.session.proto);
                     match step {
@@ -273,6 +336,9 @@ impl Conn {
                         }
                     }
                 }
+                Ok(None) if rest.len() >= MAX_QUERY_BUFFER && rest.first() == Some(&b'*') => {
+                    self.skip = Some(Skip::default());
+                }
                 Ok(None) => {
                     if rest.len() >= MAX_QUERY_BUFFER {
                         w.error("ERR Protocol error: query buffer limit exceeded");
@@ -280,6 +346,7 @@ impl Conn {
                     }
                     break;
                 }
+                Err(ProtocolError::RequestTooLarge) => self.skip = Some(Skip::default()),
                 Err(e) => {
                     w.error_fmt(format_args!("ERR {e}"));
                     broken = true;
@@ -296,6 +363,9 @@ impl Conn {
             // A large request is done; do not keep its buffer for the life of the connection.
             self.input = Vec::new();
         }
+        if self.args.capacity() > 1024 {
+            self.args = Vec::new();
+        }
         if executed > 0 {
             port.hub.stats.resp_commands.fetch_add(executed, Ordering::Relaxed);
             let mut meta = self.session.client.meta();
@@ -311,7 +381,17 @@ impl Conn {
     async fn admin(&mut self, plan: AdminPlan) {
         let mut error = None;
         let mut count = None;
-        for command in plan.commands {
+        if let Some(host) = &plan.resolve {
+            let found = tokio::time::timeout(ADMIN_TIMEOUT, tokio::net::lookup_host((&**host, 0)));
+            let resolved = match found.await {
+                Ok(Ok(addrs)) => addrs.count() > 0,
+                _ => false,
+            };
+            if !resolved {
+                error = Some(command::INVALID_HOST.to_owned());
+            }
+        }
+        for command in plan.commands.into_iter().take_while(|_| error.is_none()) {
             match tokio::time::timeout(ADMIN_TIMEOUT, self.port.hub.admin(command)).await {
                 Ok(Some(AdminAnswer::Ok)) => {}
                 Ok(Some(AdminAnswer::Count(n))) => count = Some(n),
@@ -422,6 +502,14 @@ async fn linger<S: ClientStream>(stream: &mut S, out: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Fires at `deadline`, or never without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The next event, or never while not subscribed.

@@ -4,6 +4,7 @@
 //! that order, with the `masterN:` lines clients and exporters parse. `COMMAND` describes
 //! Picket's command table in Redis 7's shapes, enough for clients that probe it.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
@@ -12,9 +13,9 @@ use crate::engine::time::duration_millis;
 use crate::wire::resp::ReplyWriter;
 
 use super::command::{self, Args, Op, Spec};
-use super::pubsub::glob;
 use super::snapshot::Snapshot;
-use super::{Port, REDIS_VERSION, instance};
+use super::{OUTPUT_HARD_LIMIT, Port, REDIS_VERSION, instance};
+use crate::engine::glob;
 
 /// The sections, in the order Sentinel writes them.
 const SECTIONS: [&str; 5] = ["server", "clients", "stats", "cpu", "sentinel"];
@@ -184,9 +185,14 @@ pub(super) fn command(op: Op, args: Args<'_>, w: &mut ReplyWriter<'_>) {
                 return;
             }
             w.array(args.len() - 2);
+            let mut cache = Rendered::new();
             for name in args.from(2) {
+                if w.buffered() > OUTPUT_HARD_LIMIT {
+                    // The client is disconnected for it: the rest would only cost memory.
+                    return;
+                }
                 match lookup(name) {
-                    Some(spec) => write_info(w, spec),
+                    Some(spec) => cache.write(w, spec, write_info),
                     None => w.null_array(),
                 }
             }
@@ -198,9 +204,15 @@ pub(super) fn command(op: Op, args: Args<'_>, w: &mut ReplyWriter<'_>) {
                 args.from(2).filter_map(lookup).collect()
             };
             w.map(specs.len());
+            let mut cache = Rendered::new();
             for spec in specs {
-                w.bulk_str(spec.name);
-                write_docs(w, spec);
+                if w.buffered() > OUTPUT_HARD_LIMIT {
+                    return;
+                }
+                cache.write(w, spec, |w, spec| {
+                    w.bulk_str(spec.name);
+                    write_docs(w, spec);
+                });
             }
         }
         Op::CommandGetKeys => match lookup(args.get(2)) {
@@ -257,7 +269,7 @@ fn list(args: Args<'_>, w: &mut ReplyWriter<'_>) {
                     s.acl.iter().any(|c| c.as_bytes().get(1..) == Some(value.as_slice()))
                 })
             } else if args.is(3, "pattern") {
-                Box::new(move |s: &Spec| glob(&value, s.full_name.as_bytes()))
+                Box::new(move |s: &Spec| glob::matches(&value, s.full_name.as_bytes()))
             } else {
                 return w.error("ERR syntax error");
             }
@@ -268,6 +280,33 @@ fn list(args: Args<'_>, w: &mut ReplyWriter<'_>) {
     w.array(names.len());
     for name in names {
         w.bulk_str(name);
+    }
+}
+
+/// Each command's reply rendered once per request: a request naming a command thousands of
+/// times costs memory copies, not thousands of renderings (the port's one thread serves every
+/// client).
+struct Rendered(BTreeMap<&'static str, Vec<u8>>);
+
+impl Rendered {
+    const fn new() -> Self {
+        Self(BTreeMap::new())
+    }
+
+    /// Writes `render(spec)`, rendered the first time only.
+    fn write(
+        &mut self,
+        w: &mut ReplyWriter<'_>,
+        spec: &'static Spec,
+        render: fn(&mut ReplyWriter<'_>, &Spec),
+    ) {
+        let proto = w.protocol();
+        let bytes = self.0.entry(spec.full_name).or_insert_with(|| {
+            let mut out = Vec::new();
+            render(&mut ReplyWriter::new(&mut out, proto), spec);
+            out
+        });
+        w.raw(bytes);
     }
 }
 

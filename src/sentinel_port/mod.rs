@@ -69,14 +69,37 @@ use self::snapshot::Snapshot;
 /// `-ERR max number of clients reached` and disconnected.
 pub const MAX_CLIENTS: usize = 10_000;
 
-/// Most bytes of unparsed requests kept for one client: the largest request the codec accepts
-/// (a bulk of [`Limits::DEFAULT_MAX_BULK_LEN`]) plus room for its headers and a pipeline behind
-/// it. A client whose buffer fills without a complete request is disconnected.
-pub const MAX_QUERY_BUFFER: usize = 2 * Limits::DEFAULT_MAX_BULK_LEN;
+/// Most bytes of unparsed requests kept for one client: the largest argument the codec accepts
+/// ([`Limits::DEFAULT_MAX_BULK_LEN`]) plus 64 KiB for the other arguments and headers. A bigger
+/// request is discarded as it arrives and answered with [`REQUEST_TOO_LARGE`], as are requests
+/// over the codec's limits that Redis would accept; the connection stays usable.
+pub const MAX_QUERY_BUFFER: usize = Limits::DEFAULT_MAX_BULK_LEN + 64 * 1024;
+
+/// The reply to a request over [`MAX_QUERY_BUFFER`] or the codec's [`Limits`].
+pub const REQUEST_TOO_LARGE: &str = "ERR request too large: at most 65536 arguments of at most \
+                                     1048576 bytes, 1114112 bytes in all";
 
 /// Replies pending for one client above which no further request is processed until the client
 /// reads: a client that pipelines without reading stalls itself, and its memory stays bounded.
 pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+
+/// Most bytes of replies pending for one (non-subscribed) client, Redis's
+/// `client-output-buffer-limit` hard limit: a client past it is disconnected and counted in
+/// [`ServerStats::resp_slow_clients`](crate::hub::ServerStats::resp_slow_clients) (`INFO`'s
+/// `client_output_buffer_limit_disconnections`). Requests stop being
+/// processed at [`OUTPUT_HIGH_WATER`], so only a single large reply (`COMMAND DOCS` with
+/// thousands of names) gets here; the largest ordinary replies are an `ECHO` of the largest
+/// argument ([`Limits::DEFAULT_MAX_BULK_LEN`]) and `SENTINEL MASTERS`, about 700 bytes per
+/// master.
+pub const OUTPUT_HARD_LIMIT: usize = 2 * Limits::DEFAULT_MAX_BULK_LEN;
+
+/// Replies pending above this for longer than [`OUTPUT_SOFT_TIME`] also disconnect a client
+/// (Redis's soft limit): a client that stopped reading cannot hold up to the hard limit for
+/// ever.
+pub const OUTPUT_SOFT_LIMIT: usize = 256 * 1024;
+
+/// See [`OUTPUT_SOFT_LIMIT`].
+pub const OUTPUT_SOFT_TIME: Duration = Duration::from_secs(5);
 
 /// Default most bytes of pub/sub messages pending for one subscriber. A subscriber that lets
 /// more pile up (it stopped reading) is disconnected and counted in
@@ -86,7 +109,7 @@ pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 pub const DEFAULT_PUBSUB_OUTPUT_LIMIT: usize = 1024 * 1024;
 
 /// Most channels plus patterns one client may subscribe to.
-pub const MAX_SUBSCRIPTIONS: usize = 4096;
+pub const MAX_SUBSCRIPTIONS: usize = 256;
 
 /// How long an admin command (`SENTINEL FAILOVER`, `SET`, ...) may wait for the engine's answer.
 /// The engine answers within one batch; this only guards against a runtime that stopped.

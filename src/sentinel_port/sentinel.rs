@@ -5,6 +5,7 @@
 //! handed to the engine as [`AdminCommand`]s; the engine's refusals are already in Sentinel's
 //! words and are replied as they are.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use crate::engine::admin::SET_OPTIONS;
@@ -14,11 +15,11 @@ use crate::engine::timing::{INFO_PERIOD, REPLICA_RECONF_TIMEOUT};
 use crate::engine::{Addr, AdminCommand, Instant, SetOption};
 use crate::wire::resp::ReplyWriter;
 
-use super::command::{AdminPlan, Args, Op, Shown, Step};
+use super::command::{AdminPlan, Args, INVALID_HOST, Op, Shown, Step};
 use super::instance::{self, announced};
-use super::pubsub::glob;
 use super::snapshot::Snapshot;
 use super::{Port, PortOptions};
+use crate::engine::glob;
 
 const NO_SUCH_MASTER: &str = "ERR No such master with that name";
 const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
@@ -104,7 +105,18 @@ pub(super) fn run(
             None => w.error(NO_SUCH_MASTER),
         },
         Op::SentinelMonitor => match monitor(args) {
-            Ok(command) => return Step::Admin(AdminPlan::one(command)),
+            Ok(command) => {
+                // An IP literal is checked; a name is resolved first, as Sentinel does.
+                let resolve = match &command {
+                    AdminCommand::Monitor { addr, .. }
+                        if addr.host().parse::<IpAddr>().is_err() =>
+                    {
+                        Some(addr.host().to_owned())
+                    }
+                    _ => None,
+                };
+                return Step::Admin(AdminPlan { resolve, ..AdminPlan::one(command) });
+            }
             Err(e) => w.error(&e),
         },
         Op::SentinelSet => match set(snap, args) {
@@ -180,8 +192,8 @@ fn monitor(args: Args<'_>) -> Result<AdminCommand, String> {
         return Err("ERR Quorum must be 1 or greater.".to_owned());
     }
     let host = std::str::from_utf8(args.get(3)).unwrap_or_default();
-    if Addr::new(host, 1).is_err() {
-        return Err("ERR Invalid IP address or hostname specified".to_owned());
+    if Addr::new(host, 1).is_err() || !plausible_host(host) {
+        return Err(INVALID_HOST.to_owned());
     }
     let addr = u16::try_from(port)
         .ok()
@@ -195,6 +207,23 @@ fn monitor(args: Args<'_>) -> Result<AdminCommand, String> {
     }
     let quorum = u32::try_from(quorum).map_err(|_| "ERR Invalid quorum".to_owned())?;
     Ok(AdminCommand::Monitor { name: name.to_owned(), addr, quorum })
+}
+
+/// Whether `host` is an IP literal or could be a host name (RFC 1123 labels, the last one not
+/// all digits): `999.1.1.1` is neither, and Sentinel refuses it because it does not resolve.
+fn plausible_host(host: &str) -> bool {
+    if host.parse::<IpAddr>().is_ok() {
+        return true;
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    host.split('.').all(label_ok)
+        && host.rsplit('.').next().is_some_and(|top| !top.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `SENTINEL SET name option value [option value ...]`: every pair parsed first; the valid pairs
@@ -242,7 +271,7 @@ fn set(snap: &Snapshot, args: Args<'_>) -> Result<AdminPlan, String> {
         i += 2;
     }
     debug_assert!(SET_OPTIONS.iter().all(|o| SetOption::parse(o, "1").is_some()));
-    Ok(AdminPlan { commands, then_error })
+    Ok(AdminPlan { commands, then_error, resolve: None })
 }
 
 /// `SENTINEL CONFIG GET pattern...` / `SET param value...`.
@@ -267,7 +296,9 @@ fn config(snap: &Snapshot, args: Args<'_>, w: &mut ReplyWriter<'_>) {
         let matching: Vec<(&str, &str)> = globals
             .iter()
             .copied()
-            .filter(|(key, _)| args.from(3).any(|p| glob(&p.to_ascii_lowercase(), key.as_bytes())))
+            .filter(|(key, _)| {
+                args.from(3).any(|p| glob::matches(&p.to_ascii_lowercase(), key.as_bytes()))
+            })
             .collect();
         w.map(matching.len());
         for (key, value) in matching {

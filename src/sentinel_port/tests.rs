@@ -1178,6 +1178,10 @@ async fn sentinel_changes_go_to_the_engine() {
         simple("OK")
     );
     assert_eq!(
+        c.call(&["SENTINEL", "MONITOR", "named", "localhost", "6379", "2"]).await,
+        simple("OK")
+    );
+    assert_eq!(
         c.call(&["SENTINEL", "MONITOR", "session", "10.0.0.1", "6379", "2"]).await,
         error("ERR Duplicate master name.")
     );
@@ -1186,6 +1190,11 @@ async fn sentinel_changes_go_to_the_engine() {
         (["m", "10.0.0.1", "p", "2"], "ERR Invalid port"),
         (["m", "10.0.0.1", "6379", "0"], "ERR Quorum must be 1 or greater."),
         (["m", "bad host!", "6379", "2"], "ERR Invalid IP address or hostname specified"),
+        // Neither an IP address nor a host name (its last label is numeric), as Sentinel's
+        // resolver finds; and a name that does not resolve (RFC 6761's `.invalid`).
+        (["m", "999.1.1.1", "17000", "1"], "ERR Invalid IP address or hostname specified"),
+        (["m", "-x.example", "17000", "1"], "ERR Invalid IP address or hostname specified"),
+        (["m", "nosuchhost.invalid", "17000", "1"], "ERR Invalid IP address or hostname specified"),
         (["m", "10.0.0.1", "70000", "2"], "ERR Invalid port number."),
     ];
     for (args, expected) in monitor_errors {
@@ -1233,6 +1242,7 @@ async fn sentinel_changes_go_to_the_engine() {
             AdminCommand::FlushConfig,
             AdminCommand::Remove { name: "cache".into() },
             AdminCommand::Monitor { name: "new".into(), addr: addr("10.0.0.1:6379"), quorum: 2 },
+            AdminCommand::Monitor { name: "named".into(), addr: addr("localhost:6379"), quorum: 2 },
             AdminCommand::Monitor {
                 name: "session".into(),
                 addr: addr("10.0.0.1:6379"),
@@ -1325,7 +1335,7 @@ async fn malformed_requests_get_a_protocol_error_then_a_close() {
         (b"*1\r\nPING\r\n", "ERR Protocol error: expected '$', got 'P'"),
         (b"*abc\r\n", "ERR Protocol error: invalid multibulk length"),
         (b"*1\r\n$999999999\r\n", "ERR Protocol error: invalid bulk length"),
-        (b"*100000\r\n", "ERR Protocol error: invalid multibulk length"),
+        (b"*2147483648\r\n", "ERR Protocol error: invalid multibulk length"),
         (b"*1\r\n*1\r\n*1\r\n$1\r\nx\r\n", "ERR Protocol error: expected '$', got '*'"),
     ];
     for (bytes, expected) in cases {
@@ -1447,6 +1457,72 @@ async fn pubsub_in_both_protocols() {
     }
 }
 
+/// Patterns and channels are bounded in length and number per client, with an error per
+/// refused name and the connection kept; a pattern is matched once, when subscribed, so a
+/// hostile one costs nothing per event.
+#[tokio::test]
+async fn subscriptions_are_bounded_in_length_and_number() {
+    let h = harness(PortOptions::default()).await;
+    let mut c = Client::connect(&h).await;
+    // Pipelined, large: each refused.
+    let huge = "*".repeat(256 * 1024);
+    let mut batch = Vec::new();
+    for _ in 0..8 {
+        batch.extend_from_slice(
+            format!("*2\r\n$10\r\nPSUBSCRIBE\r\n${}\r\n{huge}\r\n", huge.len()).as_bytes(),
+        );
+    }
+    c.raw(&batch).await;
+    for _ in 0..8 {
+        assert_eq!(c.read().await, error("ERR pattern too long (262144 bytes): at most 256 bytes"));
+    }
+    let long = "*".repeat(257);
+    c.send(&["PSUBSCRIBE", &long, "+[os]dow?"]).await;
+    assert_eq!(c.read().await, error("ERR pattern too long (257 bytes): at most 256 bytes"));
+    assert_eq!(
+        c.read().await,
+        array(vec![bulk("psubscribe"), bulk("+[os]dow?"), Frame::Integer(1)])
+    );
+    let channel = "c".repeat(257);
+    assert_eq!(
+        c.call(&["SUBSCRIBE", &channel]).await,
+        error("ERR channel name too long (257 bytes): at most 256 bytes")
+    );
+    let names: Vec<String> = (0..300).map(|i| format!("{}{i}", "*a".repeat(100))).collect();
+    let mut request = vec!["PSUBSCRIBE"];
+    request.extend(names.iter().map(String::as_str));
+    c.send(&request).await;
+    for (i, name) in names.iter().enumerate() {
+        let reply = c.read().await;
+        if i < 255 {
+            assert_eq!(
+                reply,
+                array(vec![bulk("psubscribe"), bulk(name), Frame::Integer(i as i64 + 2)])
+            );
+        } else {
+            assert_eq!(
+                reply,
+                error("ERR too many subscriptions: at most 256 channels and patterns per client")
+            );
+        }
+    }
+    let odown = Event::about(
+        EventKind::Odown,
+        Subject::Master { name: "cache".into(), addr: addr("127.0.0.1:6390") },
+    );
+    h.hub.events.send(Arc::new(EventRecord { id: 1, unix_ms: 0, event: odown })).unwrap();
+    assert_eq!(
+        c.read().await,
+        array(vec![
+            bulk("pmessage"),
+            bulk("+[os]dow?"),
+            bulk("+odown"),
+            bulk("master cache 127.0.0.1 6390")
+        ])
+    );
+    assert_eq!(c.call(&["PING"]).await, array(vec![bulk("pong"), bulk("")]));
+}
+
 #[tokio::test]
 async fn a_subscriber_that_stops_reading_is_disconnected_and_others_are_served() {
     let options = PortOptions { pubsub_output_limit: 64 * 1024, ..PortOptions::default() };
@@ -1491,6 +1567,65 @@ async fn a_client_that_does_not_read_its_replies_stalls_only_itself() {
     let mut other = Client::connect(&h).await;
     assert_eq!(other.call(&["PING"]).await, simple("PONG"));
     assert_eq!(h.hub.stats.resp_slow_clients.load(Ordering::Relaxed), 0);
+}
+
+/// One request whose reply exceeds the output hard limit (`COMMAND DOCS` with thousands of
+/// names, the 2.3 GB attack with 300 clients) disconnects its client at once, counted
+/// as Redis counts `client_output_buffer_limit_disconnections`; a big reply under the limit is
+/// served whole, and other clients are served meanwhile.
+#[tokio::test]
+async fn a_reply_past_the_output_hard_limit_disconnects_its_client() {
+    let h = harness(PortOptions::default()).await;
+    let mut c = Client::connect(&h).await;
+    let mut names = vec!["COMMAND", "DOCS"];
+    names.extend(std::iter::repeat_n("sentinel", 200));
+    let Frame::Array(docs) = c.call(&names).await else { panic!("docs") };
+    assert_eq!(docs.len(), 400, "a large reply under the limit is whole");
+    assert_eq!(h.hub.stats.resp_slow_clients.load(Ordering::Relaxed), 0);
+    let mut hostile = Client::connect(&h).await;
+    names.truncate(2);
+    names.extend(std::iter::repeat_n("sentinel", 4093));
+    hostile.send(&names).await;
+    let mut other = Client::connect(&h).await;
+    assert_eq!(other.call(&["PING"]).await, simple("PONG"));
+    assert_eq!(hostile.next().await, None, "disconnected without a reply");
+    assert_eq!(h.hub.stats.resp_slow_clients.load(Ordering::Relaxed), 1);
+    assert_eq!(other.call(&["PING"]).await, simple("PONG"));
+}
+
+/// What Redis accepts is answered: a 1 MiB argument and a 10,002-argument command are run; a
+/// request over Picket's limits but within Redis's is discarded as it arrives and answered with
+/// an error, the connection kept; only what Redis itself refuses closes it.
+#[tokio::test]
+async fn large_requests_are_answered_not_dropped() {
+    let h = harness(PortOptions::default()).await;
+    let mut c = Client::connect(&h).await;
+    let mega = "x".repeat(1024 * 1024);
+    assert_eq!(c.call(&["ECHO", &mega]).await, bulk(&mega));
+    let mut many = vec!["PING"];
+    many.extend(std::iter::repeat_n("a", 10_001));
+    assert_eq!(c.call(&many).await, error("ERR wrong number of arguments for 'ping' command"));
+    let too_large = error(super::REQUEST_TOO_LARGE);
+    let two_megs = "y".repeat(2 * 1024 * 1024);
+    assert_eq!(c.call(&["ECHO", &two_megs]).await, too_large);
+    // Over the buffer in all, each argument within its limit.
+    assert_eq!(c.call(&["ECHO", &mega, &mega]).await, too_large);
+    many.extend(std::iter::repeat_n("a", 70_000));
+    assert_eq!(c.call(&many).await, too_large);
+    // Split anywhere, and followed by a pipelined request.
+    let mut request = format!("*2\r\n$4\r\nECHO\r\n${}\r\n", two_megs.len()).into_bytes();
+    request.extend_from_slice(two_megs.as_bytes());
+    request.extend_from_slice(b"\r\n*1\r\n$4\r\nPING\r\n");
+    for piece in request.chunks(777_777) {
+        c.raw(piece).await;
+    }
+    assert_eq!(c.read().await, too_large);
+    assert_eq!(c.read().await, simple("PONG"));
+    assert_eq!(h.hub.stats.resp_protocol_errors.load(Ordering::Relaxed), 0);
+    // Redis's own ceiling (proto-max-bulk-len) is a protocol error.
+    c.raw(b"*2\r\n$4\r\nECHO\r\n$536870913\r\n").await;
+    assert_eq!(c.read().await, error("ERR Protocol error: invalid bulk length"));
+    assert_eq!(c.next().await, None);
 }
 
 #[tokio::test]

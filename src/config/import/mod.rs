@@ -187,6 +187,7 @@ fn initial_state(conf: &SentinelConf, new_node_id: NodeId) -> DurableState {
         awaiting_vote_floor: false,
         masters,
         removed: BTreeMap::new(),
+        known_peers: BTreeMap::new(),
     }
 }
 

@@ -124,6 +124,26 @@ fn reset_forgets_replicas_which_are_then_rediscovered() {
     );
 }
 
+/// `SENTINEL RESET` takes its pattern from any client: a pattern that made Redis's backtracking
+/// matcher exponential is answered at once, and one over the length cap is refused unchanged.
+#[test]
+fn reset_answers_hostile_patterns_with_bounded_work() {
+    let mut h = with_extra_redis();
+    h.take();
+    let stars = format!("{}x", "*".repeat(255));
+    assert_eq!(admin(&mut h, AdminCommand::Reset { pattern: stars }), AdminAnswer::Count(0));
+    let alternating = "*m".repeat(128);
+    assert_eq!(admin(&mut h, AdminCommand::Reset { pattern: alternating }), AdminAnswer::Count(0));
+    let long = "*".repeat(257);
+    h.handle(Input::Admin { ticket: Ticket(1), command: AdminCommand::Reset { pattern: long } });
+    let out: Vec<String> = h.take().iter().map(render).collect();
+    assert_eq!(out, ["answer Refused(PatternTooLong(PatternTooLong { len: 257 }))"]);
+    assert_eq!(
+        admin(&mut h, AdminCommand::Reset { pattern: format!("{}my*", "*".repeat(253)) }),
+        AdminAnswer::Count(1)
+    );
+}
+
 #[test]
 fn flushconfig_writes_the_state_now() {
     let mut h = with_extra_redis();
@@ -141,4 +161,50 @@ fn an_operator_reads_back_what_it_changed_at_once() {
     assert_eq!(admin(&mut h, set), AdminAnswer::Ok);
     assert!(h.sup.view_urgent());
     assert_eq!(h.sup.view().master("mymaster").unwrap().quorum, 1);
+}
+
+/// The peers heard are persisted (lazily: no rule depends on them) and listed in the view after
+/// a restart before they are heard again, stale; an address no longer configured is dropped.
+#[test]
+fn known_peers_survive_a_restart() {
+    use super::harness::{PEERS, from_peer, peer_id};
+    use crate::engine::gossip::{Body, StateVersion};
+    let mut h = Harness::new(settings(PEERS, 2), Some(known_node(9)), Harness::group());
+    h.take();
+    let heartbeat = Body::Heartbeat { version: StateVersion { incarnation: 1, seq: 0 } };
+    h.handle(from_peer(1, 0, heartbeat));
+    let persisted: Vec<Output> =
+        h.take().into_iter().filter(|o| matches!(o, Output::Persist(_))).collect();
+    assert!(persisted.is_empty(), "not urgent: {persisted:?}");
+    h.advance(2_000);
+    let state = h.sup.durable();
+    let known: Vec<String> = state
+        .known_peers
+        .iter()
+        .map(|(at, p)| format!("{at} {} {}", p.node_id.short(), p.client_addr))
+        .collect();
+    assert_eq!(known, [format!("127.0.0.2:26380 {} 127.0.0.2:26379", peer_id(1).short())]);
+    let mut again = Harness::new(settings(PEERS, 2), Some(state.clone()), Harness::group());
+    let view = again.sup.view();
+    let listed: Vec<String> = view.masters[0]
+        .peers
+        .iter()
+        .map(|p| {
+            let id = p.node_id.map_or_else(|| "-".to_owned(), |id| id.short());
+            let at = p.client_addr.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string);
+            format!("{id} {at} fresh={}", p.fresh)
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            format!("{} 127.0.0.2:26379 fresh=false", peer_id(1).short()),
+            "- - fresh=false".to_owned()
+        ]
+    );
+    assert_eq!(view.peers[0].node_id, Some(peer_id(1)));
+    assert_eq!(again.sup.durable().known_peers, state.known_peers);
+    let mut moved = Harness::new(settings(&["127.0.0.9:26380"], 1), Some(state), Harness::group());
+    assert!(moved.sup.durable().known_peers.is_empty());
+    assert!(moved.sup.view().masters[0].peers.iter().all(|p| p.node_id.is_none()));
 }

@@ -461,6 +461,7 @@ pub(crate) fn known_node(id: u8) -> DurableState {
         awaiting_vote_floor: false,
         masters: BTreeMap::new(),
         removed: BTreeMap::new(),
+        known_peers: BTreeMap::new(),
     }
 }
 

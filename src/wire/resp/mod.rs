@@ -21,7 +21,7 @@ mod request;
 mod writer;
 
 pub use frame::Frame;
-pub use request::parse_request;
+pub use request::{REDIS_MAX_ARGS, REDIS_MAX_BULK_LEN, Skip, parse_request};
 pub use writer::{Protocol, ReplyWriter};
 
 /// Bounds on what the parsers accept, checked as soon as a header is read.
@@ -45,15 +45,16 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// 512 KiB: a Sentinel port's requests carry names, addresses, passwords and script paths;
+    /// 1 MiB: a Sentinel port's requests carry names, addresses, passwords and script paths;
     /// its clients' largest replies are `INFO` texts of tens of KiB. Redis's own default is
-    /// 512 MiB, a data store's figure, not a supervisor's.
-    pub const DEFAULT_MAX_BULK_LEN: usize = 512 * 1024;
+    /// 512 MiB ([`REDIS_MAX_BULK_LEN`]), a data store's figure, not a supervisor's; a request
+    /// between the two is answered with an error (see [`Skip`]), as Redis would answer it.
+    pub const DEFAULT_MAX_BULK_LEN: usize = 1024 * 1024;
 
-    /// 4096 elements: the longest Sentinel command (`SENTINEL SET` with many options, `SENTINEL CONFIG
-    /// SET`) has tens of arguments; reply arrays list masters, replicas or peers, a few hundred
-    /// at most.
-    pub const DEFAULT_MAX_ARRAY_LEN: usize = 4096;
+    /// 65,536 elements: the longest Sentinel command (`SENTINEL SET` with many options) has tens
+    /// of arguments, but Redis accepts millions (a request of 10,002 is answered, not refused);
+    /// reply arrays list masters, replicas or peers, a few hundred at most.
+    pub const DEFAULT_MAX_ARRAY_LEN: usize = 65_536;
 
     /// 8 levels: Sentinel and `HELLO` replies nest at most three deep (an array of maps of arrays);
     /// more is a confused or hostile peer.
@@ -88,13 +89,19 @@ impl Default for Limits {
 /// check or does not parse.
 #[derive(Clone, Copy, Debug, Eq, PartialEq, thiserror::Error)]
 pub enum ProtocolError {
-    /// An array count that is not a canonical integer, or is over [`Limits::max_array_len`].
+    /// An array count that is not a canonical integer, or is over [`Limits::max_array_len`]
+    /// (for a request: over [`REDIS_MAX_ARGS`]).
     #[error("Protocol error: invalid multibulk length")]
     InvalidMultibulkLength,
     /// A bulk length that is not a canonical integer, is negative, or is over
-    /// [`Limits::max_bulk_len`].
+    /// [`Limits::max_bulk_len`] (for a request: over [`REDIS_MAX_BULK_LEN`]).
     #[error("Protocol error: invalid bulk length")]
     InvalidBulkLength,
+    /// A request over [`Limits::max_array_len`] arguments or [`Limits::max_bulk_len`] bytes in
+    /// one argument that Redis would still accept. Unlike the others this error leaves the
+    /// connection usable: discard the request with [`Skip`] and answer an error.
+    #[error("request too large")]
+    RequestTooLarge,
     /// A request array element that is not a bulk string; carries the byte found.
     #[error("Protocol error: expected '$', got '{}'", printable(*.0))]
     ExpectedBulk(u8),

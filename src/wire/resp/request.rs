@@ -5,6 +5,12 @@ use std::ops::Range;
 
 use super::{Limits, Line, ProtocolError, line, parse_i64};
 
+/// Redis's `proto-max-bulk-len` default: a longer request argument is a protocol error.
+pub const REDIS_MAX_BULK_LEN: u64 = 512 * 1024 * 1024;
+
+/// Redis's ceiling on a request's argument count (`INT_MAX`).
+pub const REDIS_MAX_ARGS: i64 = i32::MAX as i64;
+
 /// At most this many argument slots are reserved up front from a declared count; more grow as
 /// arguments actually arrive, so a header alone cannot make us allocate much.
 const RESERVE_ARGS: usize = 64;
@@ -69,7 +75,11 @@ fn multibulk(
         return Ok(Some(pos));
     };
     if count > limits.max_array_len {
-        return Err(ProtocolError::InvalidMultibulkLength);
+        return Err(if i64::try_from(count).is_ok_and(|c| c <= REDIS_MAX_ARGS) {
+            ProtocolError::RequestTooLarge
+        } else {
+            ProtocolError::InvalidMultibulkLength
+        });
     }
     args.reserve(count.min(RESERVE_ARGS));
     for _ in 0..count {
@@ -84,10 +94,15 @@ fn multibulk(
             Line::TooLong => return Err(ProtocolError::TooBigBulkCount),
             Line::BadTerminator => return Err(ProtocolError::InvalidBulkLength),
         };
-        let len = len
-            .and_then(|n| usize::try_from(n).ok())
-            .filter(|&n| n <= limits.max_bulk_len)
-            .ok_or(ProtocolError::InvalidBulkLength)?;
+        let len =
+            len.and_then(|n| usize::try_from(n).ok()).ok_or(ProtocolError::InvalidBulkLength)?;
+        if len > limits.max_bulk_len {
+            return Err(if u64::try_from(len).is_ok_and(|n| n <= REDIS_MAX_BULK_LEN) {
+                ProtocolError::RequestTooLarge
+            } else {
+                ProtocolError::InvalidBulkLength
+            });
+        }
         let end = body.checked_add(len).ok_or(ProtocolError::InvalidBulkLength)?;
         match buf.get(end..end.saturating_add(2)) {
             Some(b"\r\n") => {}
@@ -98,6 +113,72 @@ fn multibulk(
         pos = end + 2;
     }
     Ok(Some(pos))
+}
+
+/// Discards a multibulk request as its bytes arrive, without keeping them: what a server does
+/// with a request over its [`Limits`] that Redis would accept ([`ProtocolError::RequestTooLarge`]
+/// or a request bigger than its query buffer), so that it can answer an error and go on
+/// instead of closing the connection. Start it at the request's first byte.
+#[derive(Debug, Default)]
+pub struct Skip {
+    /// Arguments still to skip; `None` before the count line.
+    args_left: Option<u64>,
+    /// Bytes of the current argument (with its CRLF) still to skip.
+    body_left: u64,
+}
+
+impl Skip {
+    /// Skips what it can from the front of `buf`: the bytes consumed, and whether the request
+    /// has ended. Lines are bounded by `limits`; counts and lengths by Redis's own ceilings.
+    ///
+    /// # Errors
+    /// The request is not valid RESP even for Redis: the connection cannot continue.
+    pub fn advance(&mut self, buf: &[u8], limits: &Limits) -> Result<(usize, bool), ProtocolError> {
+        let mut pos = 0;
+        loop {
+            let available = buf.len().saturating_sub(pos);
+            let take = usize::try_from(self.body_left).map_or(available, |n| n.min(available));
+            pos += take;
+            self.body_left -= take as u64;
+            if self.body_left > 0 {
+                return Ok((pos, false));
+            }
+            let expected = match self.args_left {
+                Some(0) => return Ok((pos, true)),
+                Some(_) => b'$',
+                None => b'*',
+            };
+            match buf.get(pos) {
+                None => return Ok((pos, false)),
+                Some(&b) if b == expected => {}
+                Some(&other) if expected == b'$' => return Err(ProtocolError::ExpectedBulk(other)),
+                Some(_) => return Err(ProtocolError::InvalidMultibulkLength),
+            }
+            let (number, next) = match line(buf, pos + 1, limits.max_inline_len) {
+                Line::Complete { end, next } => (buf.get(pos + 1..end).and_then(parse_i64), next),
+                Line::Incomplete => return Ok((pos, false)),
+                Line::TooLong => return Err(ProtocolError::TooBigBulkCount),
+                Line::BadTerminator => return Err(ProtocolError::BadLineTerminator),
+            };
+            match self.args_left {
+                None => {
+                    let count = number
+                        .filter(|&n| n <= REDIS_MAX_ARGS)
+                        .ok_or(ProtocolError::InvalidMultibulkLength)?;
+                    self.args_left = Some(u64::try_from(count).unwrap_or(0));
+                }
+                Some(left) => {
+                    let len = number
+                        .and_then(|n| u64::try_from(n).ok())
+                        .filter(|&n| n <= REDIS_MAX_BULK_LEN)
+                        .ok_or(ProtocolError::InvalidBulkLength)?;
+                    self.body_left = len + 2;
+                    self.args_left = Some(left - 1);
+                }
+            }
+            pos = next;
+        }
+    }
 }
 
 /// One line ended by LF (an optional CR before it is dropped), split into arguments.
@@ -325,7 +406,7 @@ mod tests {
         err(b"*+1\r\n", ProtocolError::InvalidMultibulkLength);
         err(b"*1 \r\n", ProtocolError::InvalidMultibulkLength);
         err(b"*1\rX", ProtocolError::InvalidMultibulkLength);
-        err(b"*4097\r\n", ProtocolError::InvalidMultibulkLength);
+        err(b"*2147483648\r\n", ProtocolError::InvalidMultibulkLength);
         err(b"*99999999999\r\n", ProtocolError::InvalidMultibulkLength);
         err(b"*99999999999999999999999\r\n", ProtocolError::InvalidMultibulkLength);
         err(b"*1\r\nPING\r\n", ProtocolError::ExpectedBulk(b'P'));
@@ -350,15 +431,18 @@ mod tests {
 
     #[test]
     fn oversize_declarations_fail_before_the_body() {
-        // Exactly at the limit waits for the body; one over fails on the header alone.
+        // Exactly at the limit waits for the body; one over fails on the header alone: to be
+        // skipped and answered while Redis would accept it, for good past Redis's ceiling.
         let at = format!("*1\r\n${}\r\n", Limits::DEFAULT_MAX_BULK_LEN);
         assert_eq!(parse(at.as_bytes()), Ok(None));
         let over = format!("*1\r\n${}\r\n", Limits::DEFAULT_MAX_BULK_LEN + 1);
-        err(over.as_bytes(), ProtocolError::InvalidBulkLength);
-        err(b"*1\r\n$2147483648\r\n", ProtocolError::InvalidBulkLength);
+        err(over.as_bytes(), ProtocolError::RequestTooLarge);
+        err(b"*1\r\n$536870912\r\n", ProtocolError::RequestTooLarge);
+        err(b"*1\r\n$536870913\r\n", ProtocolError::InvalidBulkLength);
         err(b"*1\r\n$9223372036854775807\r\n", ProtocolError::InvalidBulkLength);
-        err(b"*4097\r\n", ProtocolError::InvalidMultibulkLength);
-        assert_eq!(parse(b"*4096\r\n"), Ok(None));
+        err(b"*65537\r\n", ProtocolError::RequestTooLarge);
+        err(b"*2147483647\r\n", ProtocolError::RequestTooLarge);
+        assert_eq!(parse(b"*65536\r\n"), Ok(None));
         // With no bulk limit at all, the largest length is refused or awaited, never indexed.
         let open = Limits { max_bulk_len: usize::MAX, ..Limits::DEFAULT };
         let huge = parse_with(b"*1\r\n$9223372036854775807\r\n", &open);
@@ -496,6 +580,39 @@ mod tests {
             prop_assert_eq!(feed(&stream, &cuts, &Limits::DEFAULT), whole);
             let one_byte_at_a_time: Vec<usize> = (0..stream.len()).collect();
             prop_assert_eq!(feed(&stream, &one_byte_at_a_time, &Limits::DEFAULT), feed(&stream, &[], &Limits::DEFAULT));
+        }
+    }
+
+    /// A skipped request is consumed exactly, however its bytes are split, and what follows it
+    /// is left for the parser; what Redis refuses is still an error.
+    #[test]
+    fn skip_consumes_exactly_one_request() {
+        let mut request = b"*3\r\n$4\r\nECHO\r\n$10\r\n0123456789\r\n$0\r\n\r\n".to_vec();
+        let len = request.len();
+        request.extend_from_slice(b"*1\r\n$4\r\nPING\r\n");
+        for split in 1..len {
+            let mut skip = Skip::default();
+            let mut pos = 0;
+            let mut end = split;
+            loop {
+                let (n, done) = skip.advance(&request[pos..end], &Limits::DEFAULT).unwrap();
+                pos += n;
+                if done {
+                    break;
+                }
+                assert!(end < request.len(), "split at {split}: never finished");
+                end = request.len();
+            }
+            assert_eq!(pos, len, "split at {split}");
+        }
+        let refused = [
+            (&b"*1\r\n$536870913\r\n"[..], ProtocolError::InvalidBulkLength),
+            (b"*2147483648\r\n", ProtocolError::InvalidMultibulkLength),
+            (b"*1\r\n:1\r\n", ProtocolError::ExpectedBulk(b':')),
+            (b"PING\r\n", ProtocolError::InvalidMultibulkLength),
+        ];
+        for (bytes, e) in refused {
+            assert_eq!(Skip::default().advance(bytes, &Limits::DEFAULT), Err(e));
         }
     }
 }
