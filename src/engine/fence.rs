@@ -45,7 +45,8 @@ use crate::engine::time::Instant;
 use crate::engine::timing::{INFO_PERIOD, STRICT_PAUSE};
 
 /// How a master is fenced (see the module docs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Fencing {
     /// No lease, no pause: Sentinel's behaviour.
     Off,
@@ -83,7 +84,7 @@ impl Fencing {
 pub const LEASE_MAX_LAG_S: u32 = 1;
 
 /// The lease a master runs under: Redis's `min-replicas-to-write` and `min-replicas-max-lag`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Lease {
     /// `min-replicas-to-write` (0: no lease).
     pub min_replicas: u32,

@@ -144,3 +144,28 @@ fn an_operator_reads_back_what_it_changed_at_once() {
     assert!(h.sup.view_urgent());
     assert_eq!(h.sup.view().master("mymaster").unwrap().quorum, 1);
 }
+
+#[test]
+fn maintenance_pauses_and_resumes_and_the_view_says_so() {
+    let mut h = with_extra_redis();
+    h.take();
+    let master =
+        h.sup.view().master("mymaster").map(|m| (m.safety.maintenance_paused, m.safety.fencing));
+    assert_eq!(master, Some((false, crate::engine::fence::Fencing::Off)));
+    let pause = AdminCommand::Maintenance { master: Some("mymaster".into()), paused: true };
+    h.handle(Input::Admin { ticket: Ticket(1), command: pause });
+    let out: Vec<String> = h.take().iter().map(render).collect();
+    assert_eq!(out[1..], ["emit +maintenance master mymaster 127.0.0.1 6379", "answer Ok"]);
+    assert!(out[0].starts_with("persist"), "{out:?}");
+    assert!(h.sup.view().master("mymaster").is_some_and(|m| m.safety.maintenance_paused));
+    let resume_all = AdminCommand::Maintenance { master: None, paused: false };
+    h.handle(Input::Admin { ticket: Ticket(2), command: resume_all });
+    let out: Vec<String> = h.take().iter().map(render).collect();
+    assert_eq!(out[1..], ["emit -maintenance master mymaster 127.0.0.1 6379", "answer Ok"]);
+    assert!(h.sup.view().master("mymaster").is_some_and(|m| !m.safety.maintenance_paused));
+    let unknown = AdminCommand::Maintenance { master: Some("nope".into()), paused: true };
+    assert_eq!(
+        admin(&mut h, unknown),
+        AdminAnswer::Refused("ERR No such master with that name".into())
+    );
+}
