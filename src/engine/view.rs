@@ -165,6 +165,21 @@ pub struct MasterView {
     pub peers: Vec<PeerReportView>,
 }
 
+impl MasterView {
+    /// Why a planned switchover (a failover that loses no write) cannot be promised for this
+    /// master now, if it cannot: the engine switches over only a master it reaches and fences.
+    #[must_use]
+    pub fn switchover_refusal(&self) -> Option<&'static str> {
+        if self.safety.fencing == Fencing::Off {
+            Some("fencing is off for this master, so its writes cannot be paused")
+        } else if self.status != MasterStatus::Ok || !self.master.link_up {
+            Some("the master is not reachable")
+        } else {
+            None
+        }
+    }
+}
+
 /// How a master group is kept safe: its fencing and failover limits, and their state.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SafetyView {

@@ -13,10 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::gossip::MasterReport;
 use crate::engine::view::{InstanceView, MasterView, PeerReportView};
-use crate::engine::{Addr, AdminAnswer, AdminCommand, Instant, MasterStatus, NodeId, View};
+use crate::engine::{
+    Addr, AdminAnswer, AdminCommand, Fencing, Instant, Lease, MasterStatus, NodeId, View,
+};
 use crate::metrics::{agreeing_peers, healthy_replica};
 use crate::wire::info::parse_info;
 
+use super::safety::ScheduledJson;
 use super::{Access, ApiError, Shared, millis, ms_since, rejected};
 
 /// `GET /v1/masters`.
@@ -64,6 +67,32 @@ struct MasterJson<'a> {
     /// Fresh peers reporting the same address under the same config epoch.
     peers_agreeing: usize,
     settings: SettingsJson,
+    /// Maintenance mode: automatic failovers paused (on every node), and why one is held back.
+    maintenance: MaintenanceJson,
+    /// How the master is fenced now.
+    fencing: FencingJson,
+    /// A planned switchover waiting for its time on this node.
+    scheduled_switchover: Option<ScheduledJson>,
+}
+
+/// Maintenance mode and anti-flapping.
+#[derive(Serialize)]
+struct MaintenanceJson {
+    /// Automatic failovers are paused.
+    paused: bool,
+    /// Why an automatic failover is being held back: `maintenance` or `min-interval`.
+    held: Option<&'static str>,
+}
+
+/// The fence of the master.
+#[derive(Serialize)]
+struct FencingJson {
+    /// `off`, `bounded` or `strict`.
+    mode: Fencing,
+    /// The lease the master reported: `min-replicas-to-write` and `min-replicas-max-lag`.
+    lease: Option<Lease>,
+    /// This node is cut off from its peers and pauses the master's writes itself.
+    isolation_fence: bool,
 }
 
 /// A failover in progress, run by this node (`leader: "self"`) or reported by a peer.
@@ -141,6 +170,11 @@ struct SettingsJson {
     down_after_ms: u64,
     failover_timeout_ms: u64,
     parallel_syncs: u32,
+    fencing: Fencing,
+    max_lag_on_failover_bytes: Option<u64>,
+    /// 0: no minimum.
+    min_failover_interval_ms: u64,
+    switchover_timeout_ms: u64,
 }
 
 fn node_json(view: &View) -> NodeJson<'_> {
@@ -156,7 +190,11 @@ fn node_json(view: &View) -> NodeJson<'_> {
     }
 }
 
-fn master_json(m: &MasterView, now: Instant) -> MasterJson<'_> {
+fn master_json(
+    m: &MasterView,
+    now: Instant,
+    scheduled_switchover: Option<ScheduledJson>,
+) -> MasterJson<'_> {
     let failover = failover_json(m, now);
     let status = if failover.is_some() { "failover-in-progress" } else { m.status.as_str() };
     // The master's INFO lists each replica's lag in seconds.
@@ -194,7 +232,18 @@ fn master_json(m: &MasterView, now: Instant) -> MasterJson<'_> {
             down_after_ms: millis(m.down_after),
             failover_timeout_ms: millis(m.failover_timeout),
             parallel_syncs: m.parallel_syncs,
+            fencing: m.safety.fencing,
+            max_lag_on_failover_bytes: m.safety.max_lag_on_failover_bytes,
+            min_failover_interval_ms: m.safety.min_failover_interval.map_or(0, millis),
+            switchover_timeout_ms: millis(m.safety.switchover_timeout),
         },
+        maintenance: MaintenanceJson { paused: m.safety.maintenance_paused, held: m.safety.held },
+        fencing: FencingJson {
+            mode: m.safety.fencing,
+            lease: m.safety.lease,
+            isolation_fence: m.safety.isolation_fence,
+        },
+        scheduled_switchover,
     }
 }
 
@@ -279,7 +328,11 @@ pub(super) async fn masters(
     let now = state.hub.clock.now();
     let body = MastersJson {
         node: node_json(&view),
-        masters: view.masters.iter().map(|m| master_json(m, now)).collect(),
+        masters: view
+            .masters
+            .iter()
+            .map(|m| master_json(m, now, state.schedule.get(&m.name)))
+            .collect(),
     };
     Ok(Json(body).into_response())
 }
@@ -294,7 +347,8 @@ pub(super) async fn master(
     let Path(name) = name.map_err(|r| rejected(r, "bad_path"))?;
     let view = state.hub.view();
     let m = view.master(&name).ok_or_else(|| ApiError::no_such_master(&name))?;
-    Ok(Json(master_json(m, state.hub.clock.now())).into_response())
+    let scheduled = state.schedule.get(&name);
+    Ok(Json(master_json(m, state.hub.clock.now(), scheduled)).into_response())
 }
 
 /// The query of the role checks.
@@ -405,7 +459,7 @@ fn admin_request(
 }
 
 /// An engine refusal as an HTTP error: the status follows Sentinel's error code.
-fn refused(text: &str) -> ApiError {
+pub(super) fn refused(text: &str) -> ApiError {
     let code = text.split_whitespace().next().unwrap_or("ERR");
     let (status, code) = match code {
         "INPROG" => (StatusCode::CONFLICT, "failover_in_progress"),

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use crate::engine::admin::SET_OPTIONS;
 use crate::engine::time::duration_millis;
 use crate::engine::timing::{INFO_PERIOD, REPLICA_RECONF_TIMEOUT};
-use crate::engine::{Addr, AdminCommand, Fencing, Instant, MasterStatus, SetOption};
+use crate::engine::{Addr, AdminCommand, Instant, SetOption};
 use crate::wire::resp::ReplyWriter;
 
 use super::command::{AdminPlan, Args, Op, Shown, Step};
@@ -134,16 +134,9 @@ fn failover(snap: &Snapshot, args: Args<'_>) -> Result<AdminCommand, &'static st
     match args.len() {
         3 => {}
         4 if args.is(3, "coordinated") => {
-            if m.safety.fencing == Fencing::Off {
-                return Err(
-                    "ERR COORDINATED failover needs fencing: this master has fencing = \"off\"",
-                );
-            }
-            let reachable = m.status == MasterStatus::Ok && m.master.link_up;
-            if !reachable {
-                return Err(
-                    "ERR COORDINATED failover needs a reachable master: use FAILOVER without it",
-                );
+            if m.switchover_refusal().is_some() {
+                return Err("ERR COORDINATED failover needs a reachable master with fencing on: \
+                            use FAILOVER without it");
             }
         }
         _ => return Err("ERR syntax error"),

@@ -1571,7 +1571,10 @@ async fn switchover_and_maintenance_subcommands() {
     // `cache` is down: COORDINATED cannot keep its promise, so it is refused before the engine.
     assert_eq!(
         c.call(&["SENTINEL", "FAILOVER", "cache", "COORDINATED"]).await,
-        error("ERR COORDINATED failover needs a reachable master: use FAILOVER without it")
+        error(
+            "ERR COORDINATED failover needs a reachable master with fencing on: use FAILOVER \
+             without it"
+        )
     );
     assert_eq!(
         c.call(&["SENTINEL", "FAILOVER", "session", "gently"]).await,

@@ -152,6 +152,8 @@ fn maintenance_pauses_and_resumes_and_the_view_says_so() {
     let master =
         h.sup.view().master("mymaster").map(|m| (m.safety.maintenance_paused, m.safety.fencing));
     assert_eq!(master, Some((false, crate::engine::fence::Fencing::Off)));
+    let refusal = h.sup.view().master("mymaster").and_then(|m| m.switchover_refusal());
+    assert_eq!(refusal, Some("fencing is off for this master, so its writes cannot be paused"));
     let pause = AdminCommand::Maintenance { master: Some("mymaster".into()), paused: true };
     h.handle(Input::Admin { ticket: Ticket(1), command: pause });
     let out: Vec<String> = h.take().iter().map(render).collect();
