@@ -11,6 +11,9 @@
 //! switchover loses nothing. The numbers are printed (`cargo test --test fencing --
 //! --nocapture`); speeds are for `scripts/bench`, not asserted here.
 
+// The writers stamp their records with the wall clock; the test compares with it.
+#![allow(clippy::disallowed_methods)]
+
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

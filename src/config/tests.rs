@@ -255,7 +255,6 @@ fn every_key_is_parsed() {
             max_lag_on_failover_bytes: Some(1_048_576),
             min_failover_interval: Some(ms(600_000)),
             switchover_timeout: ms(2000),
-            ..MasterSettings::new("session", addr("redis-session:6379"), 3)
         }
     );
     let mut expected_cache = MasterSettings::new("cache", addr("10.0.0.9:6379"), 1);
