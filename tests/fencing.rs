@@ -334,19 +334,58 @@ fn strict_fencing_never_has_two_masters_acknowledging_writes() {
     );
 }
 
+/// `POST` to picket `i`'s HTTP API with the admin token.
+fn admin_post(hosts: &Hosts, i: usize, path: &str, body: &str) -> http::Response {
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    http::post(&hosts.pickets[i].spec.http_addr(), path, &headers, body.as_bytes())
+}
+
+/// Whether picket `i` reports the master paused (maintenance mode).
+fn paused_on(hosts: &Hosts, i: usize) -> bool {
+    let body = http::get(&hosts.pickets[i].spec.http_addr(), "/v1/masters/session").json();
+    body["maintenance"]["paused"] == true
+}
+
 #[test]
 fn a_planned_switchover_loses_no_acknowledged_write() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(hosts) = Hosts::start("bounded") else { return };
+    // Maintenance mode, set on one node, reaches every node; operators' switchovers go on.
+    let paused = admin_post(&hosts, 1, "/v1/pause", r#"{"reason": "maintenance window"}"#);
+    assert_eq!((paused.status, paused.json()["paused"].clone()), (200, Value::Bool(true)));
+    wait_for("every node paused", LONG, || (0..3).all(|i| paused_on(&hosts, i)));
+    // A schedule is checked, shown and cancelled.
+    let past = admin_post(
+        &hosts,
+        0,
+        "/v1/masters/session/switchover",
+        r#"{"at": "2020-01-01T00:00:00Z"}"#,
+    );
+    assert_eq!((past.status, past.error_code().as_str()), (400, "bad_time"));
+    let later = r#"{"at": "2099-01-01T00:00:00Z"}"#;
+    let far = admin_post(&hosts, 0, "/v1/masters/session/switchover", later);
+    assert_eq!((far.status, far.error_code().as_str()), (400, "bad_time"), "beyond seven days");
+    let soon = unix_ms() / 1000 + 3600;
+    let at = format!(r#"{{"at": "{}"}}"#, rfc3339(soon));
+    let scheduled = admin_post(&hosts, 0, "/v1/masters/session/switchover", &at);
+    assert_eq!(scheduled.status, 202, "{}", scheduled.text());
+    let shown = http::get(&hosts.pickets[0].spec.http_addr(), "/v1/masters/session").json();
+    assert_eq!(shown["scheduled_switchover"]["at_unix_ms"], soon * 1000, "{shown}");
+    let auth = format!("Bearer {ADMIN_TOKEN}");
+    let cancel = http::request(
+        &hosts.pickets[0].spec.http_addr(),
+        "DELETE",
+        "/v1/masters/session/switchover",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(cancel.status, 200, "{}", cancel.text());
+
     let dir = tempfile::tempdir().unwrap();
     let writers = start_writers(&hosts, dir.path());
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    let answer = http::post(
-        &hosts.pickets[0].spec.http_addr(),
-        "/v1/masters/session/switchover",
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
-        br#"{"reason": "fencing test"}"#,
-    );
+    let answer = admin_post(&hosts, 0, "/v1/masters/session/switchover", r#"{"reason": "test"}"#);
     assert_eq!(answer.status, 202, "{}", answer.text());
     let new = hosts.wait_for_new_master();
     wait_for("the old master follows the new one", LONG, || {
@@ -368,4 +407,14 @@ fn a_planned_switchover_loses_no_acknowledged_write() {
     assert!(lost.is_empty(), "a switchover lost acknowledged writes: {lost:?}");
     assert_eq!(failover["switchover"], true, "{failover}");
     assert_eq!(failover["bytes_possibly_lost"], 0, "{failover}");
+    let resumed = admin_post(&hosts, 2, "/v1/masters/session/resume", "");
+    assert_eq!(resumed.status, 200, "{}", resumed.text());
+    wait_for("every node resumed", LONG, || (0..3).all(|i| !paused_on(&hosts, i)));
+    assert!(hosts.pickets[0].saw("-maintenance master session"));
+}
+
+/// `secs` (Unix seconds) as an RFC 3339 time.
+fn rfc3339(secs: u64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap()).unwrap();
+    at.format(&time::format_description::well_known::Rfc3339).unwrap()
 }
