@@ -28,7 +28,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::engine::view::{InstanceView, MasterView};
-use crate::engine::{EventKind, Instant, MasterStatus, View};
+use crate::engine::{Detail, EventKind, Fencing, Instant, MasterStatus, View};
 use crate::hub::PeerStats;
 use crate::hub::{EventRecord, Failpoints, ScriptOutcome, ServerStats, TlsStats};
 
@@ -55,6 +55,13 @@ pub struct EventMetrics {
     aborted: Family<Labels, Counter>,
     switches: Family<Labels, Counter>,
     duration: FailoverHistogram,
+    /// Bytes possibly lost over all failovers (`+failover-loss`), and in the last one.
+    lost_bytes: Family<Labels, Counter>,
+    last_lost_bytes: Family<Labels, Gauge>,
+    /// The last `+fence-window` stated (seconds); none while it was unknown.
+    last_fence_window: Family<Labels, Gauge<f64, AtomicU64>>,
+    /// Automatic failovers held back (`+failover-held`), by reason.
+    held: Family<Labels, Counter>,
     /// When each failover this node leads began (`unix_ms` of its `+try-failover`), by master.
     /// At most one entry per master.
     open: Mutex<BTreeMap<String, u64>>,
@@ -69,6 +76,10 @@ impl Default for EventMetrics {
             aborted: Family::default(),
             switches: Family::default(),
             duration: Family::new_with_constructor(failover_histogram),
+            lost_bytes: Family::default(),
+            last_lost_bytes: Family::default(),
+            last_fence_window: Family::default(),
+            held: Family::default(),
             open: Mutex::new(BTreeMap::new()),
         }
     }
@@ -109,6 +120,31 @@ impl EventMetrics {
             }
             EventKind::AbortReplicaTimeout => {
                 abort_open(&mut open, master, || aborted("replica_timeout"));
+            }
+            EventKind::AbortSwitchoverTimeout => {
+                abort_open(&mut open, master, || aborted("switchover_timeout"));
+            }
+            EventKind::FailoverLoss => {
+                if let Detail::Loss { bytes } = event.detail {
+                    self.lost_bytes.get_or_create(&labels).inc_by(bytes);
+                    let gauge = i64::try_from(bytes).unwrap_or(i64::MAX);
+                    self.last_lost_bytes.get_or_create(&labels).set(gauge);
+                }
+            }
+            EventKind::FenceWindow => match event.detail {
+                Detail::Window { ms: Some(ms) } => {
+                    self.last_fence_window.get_or_create(&labels).set(ms as f64 / 1000.0);
+                }
+                _ => {
+                    self.last_fence_window.remove(&labels);
+                }
+            },
+            EventKind::FailoverHeld => {
+                if let Detail::Held { reason } = event.detail {
+                    let mut labels = labels.clone();
+                    labels.push(("reason", reason.to_owned()));
+                    self.held.get_or_create(&labels).inc();
+                }
             }
             // A newer configuration from a peer ends this node's failover without an abort
             // event; so do a reset and a removal.
@@ -397,6 +433,40 @@ fn master_metrics(s: &mut Scrape, src: &Sources<'_>) {
         "picket_master_failover_timeout",
         "The master's failover_timeout setting",
         masters.iter().map(|m| (master_label(m), m.failover_timeout.as_secs_f64())),
+    );
+    safety_metrics(s, masters);
+}
+
+/// Maintenance mode and fencing, from the view.
+fn safety_metrics(s: &mut Scrape, masters: &[std::sync::Arc<MasterView>]) {
+    s.gauge(
+        "picket_master_maintenance",
+        "1 while automatic failovers of the master are paused (maintenance mode)",
+        masters.iter().map(|m| (master_label(m), i64::from(m.safety.maintenance_paused))),
+    );
+    let modes = [Fencing::Off, Fencing::Bounded, Fencing::Strict];
+    s.gauge(
+        "picket_master_fencing",
+        "1 for the master's fencing mode (off, bounded or strict)",
+        masters.iter().flat_map(|m| {
+            modes.iter().map(|mode| {
+                let mut labels = master_label(m);
+                labels.push(("mode", mode.as_str().to_owned()));
+                (labels, i64::from(m.safety.fencing == *mode))
+            })
+        }),
+    );
+    s.gauge(
+        "picket_master_lease_min_replicas",
+        "The min-replicas-to-write the master reported (its lease; 0 = none)",
+        masters
+            .iter()
+            .filter_map(|m| m.safety.lease.map(|l| (master_label(m), i64::from(l.min_replicas)))),
+    );
+    s.gauge(
+        "picket_master_isolation_fence",
+        "1 while this node, cut off from its peers, pauses the master's writes itself",
+        masters.iter().map(|m| (master_label(m), i64::from(m.safety.isolation_fence))),
     );
 }
 
@@ -724,6 +794,31 @@ fn event_metrics(s: &mut Scrape, e: &EventMetrics) {
         Unit::Seconds,
         e.duration.clone(),
     );
+    r.register_with_unit(
+        "picket_failover_possibly_lost",
+        "Replication bytes the promoted replicas lacked of the old masters' last known offsets, \
+         over the failovers this node led (+failover-loss)",
+        Unit::Bytes,
+        e.lost_bytes.clone(),
+    );
+    r.register_with_unit(
+        "picket_failover_last_possibly_lost",
+        "Replication bytes the last promoted replica lacked of the old master's last known offset",
+        Unit::Bytes,
+        e.last_lost_bytes.clone(),
+    );
+    r.register_with_unit(
+        "picket_failover_last_fence_window",
+        "How long after the last promotion the old master may still have accepted writes \
+         (+fence-window, bounded fencing; absent when unknown)",
+        Unit::Seconds,
+        e.last_fence_window.clone(),
+    );
+    r.register(
+        "picket_failovers_held",
+        "Automatic failovers held back (+failover-held), by reason: maintenance or min-interval",
+        e.held.clone(),
+    );
 }
 
 /// Rewrites prometheus-client's OpenMetrics text into the classic text format: counter families
@@ -779,5 +874,35 @@ mod tests {
         assert_eq!(Format::from_accept(Some(prometheus)), Format::OpenMetrics);
         assert_eq!(Format::from_accept(Some("*/*")), Format::Text);
         assert_eq!(Format::from_accept(None), Format::Text);
+    }
+
+    #[test]
+    fn failover_loss_fence_window_and_holds_are_counted_per_master() {
+        use crate::engine::{Addr, Event, Subject};
+        let metrics = EventMetrics::default();
+        let addr: Addr = "10.0.0.1:6379".parse().unwrap();
+        let subject = Some(Subject::Master { name: "m".into(), addr });
+        let events = [
+            (EventKind::FailoverLoss, Detail::Loss { bytes: 120 }),
+            (EventKind::FenceWindow, Detail::Window { ms: Some(1500) }),
+            (EventKind::FailoverLoss, Detail::Loss { bytes: 30 }),
+            (EventKind::FailoverHeld, Detail::Held { reason: "min-interval" }),
+        ];
+        for (id, (kind, detail)) in (1..).zip(events) {
+            let event = Event { kind, subject: subject.clone(), detail };
+            metrics.observe(&EventRecord { id, unix_ms: id, event });
+        }
+        let mut scrape = Scrape::default();
+        event_metrics(&mut scrape, &metrics);
+        let mut out = String::new();
+        encode_registry(&mut out, &scrape.registry).unwrap();
+        for line in [
+            "picket_failover_possibly_lost_bytes_total{master=\"m\"} 150",
+            "picket_failover_last_possibly_lost_bytes{master=\"m\"} 30",
+            "picket_failover_last_fence_window_seconds{master=\"m\"} 1.5",
+            "picket_failovers_held_total{master=\"m\",reason=\"min-interval\"} 1",
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line} missing from\n{out}");
+        }
     }
 }

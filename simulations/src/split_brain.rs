@@ -58,16 +58,20 @@ impl Simulation {
     /// Checks group `g` at the current instant.
     pub(crate) fn check_split_brain(&mut self, g: usize) {
         let now = self.now;
-        // Whatever the exemptions below, an old master a failover said would be fenced by now
-        // must not accept writes beside another master.
+        // Whatever the other exemptions below, an old master a failover said would be fenced by
+        // now must not accept writes beside another master.
         let all: Vec<usize> = self.groups[g]
             .members
             .iter()
             .copied()
             .filter(|&r| self.redis[r].writable(now))
             .collect();
-        let broken =
-            all.iter().find(|&&r| self.redis[r].promised_fenced_by.is_some_and(|by| now > by));
+        // Except one that came back from a restart without its lease (its configuration lost):
+        // nothing fences it until a node sees it, as below.
+        let broken = all.iter().find(|&&r| {
+            self.redis[r].promised_fenced_by.is_some_and(|by| now > by)
+                && !self.redis[r].came_back_unfenced
+        });
         if let Some(&r) = broken.filter(|_| all.len() >= 2) {
             let label = self.redis_label(r);
             self.fail(Failure::Safety(Violation {

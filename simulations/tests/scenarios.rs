@@ -433,3 +433,41 @@ fn two_survivors_fail_over_without_repeating_a_split_vote() {
     }
     assert!(splits > 0, "no seed split the vote: the test exercises nothing");
 }
+
+#[test]
+fn a_new_master_stays_writable_when_its_deposed_master_comes_back() {
+    // Regression (tests/fencing.rs, real partitions): the master is cut off from everything and
+    // replaced; when the partition heals it is back, still a master, and counted for the new
+    // master's lease (two of two) although it acknowledges nothing until it resynchronises: the
+    // new master refused every write meanwhile. It must stay writable throughout.
+    let mut sim = cluster(3);
+    sim.run_for(secs(3)).unwrap();
+    let old = member(&sim, 0, 0);
+    let everyone: Vec<Endpoint> = (0..3)
+        .map(Endpoint::Node)
+        .chain([member(&sim, 0, 1), member(&sim, 0, 2)].map(Endpoint::Redis))
+        .collect();
+    let cut = sim.partition(
+        "the master cut off".into(),
+        Network::paths_between(&[Endpoint::Redis(old)], &everyone, true),
+        Cut::Drop,
+    );
+    sim.run_for(secs(8)).unwrap();
+    expect_promotions(&mut sim, 1);
+    let promoted = agreed_master_of_majority(&sim);
+    let new = (0..sim.redis.len()).find(|&r| sim.redis[r].addr.to_string() == promoted).unwrap();
+    // Replicas' acknowledgements are brought up to date before each look.
+    sim.refresh_group(0);
+    assert!(sim.redis[new].writable(sim.now), "{}", sim.describe());
+    sim.heal_partition(cut);
+    for _ in 0..200 {
+        sim.run_for(Duration::from_millis(50)).unwrap();
+        sim.refresh_group(0);
+        assert!(
+            sim.redis[new].writable(sim.now),
+            "the new master refuses writes after the heal:\n{}",
+            sim.describe()
+        );
+    }
+    run_until_converged(&mut sim, secs(40));
+}

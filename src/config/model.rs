@@ -124,4 +124,8 @@ pub(crate) struct RawMaster {
     pub(crate) replica_priority: BTreeMap<String, u32>,
     pub(crate) notification_script: Option<String>,
     pub(crate) client_reconfig_script: Option<String>,
+    pub(crate) fencing: Option<String>,
+    pub(crate) max_lag_on_failover_bytes: Option<u64>,
+    pub(crate) min_failover_interval_ms: Option<u64>,
+    pub(crate) switchover_timeout_ms: Option<u64>,
 }

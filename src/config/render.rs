@@ -138,6 +138,12 @@ fn master(out: &mut Out, config: &Config, master: &MasterSettings) {
     } else {
         out.line(&format!("replica_priority = {{ {} }}", overrides.join(", ")));
     }
+    out.string("fencing", master.fencing.as_str());
+    if let Some(bytes) = master.max_lag_on_failover_bytes {
+        out.raw("max_lag_on_failover_bytes", bytes);
+    }
+    out.millis("min_failover_interval_ms", master.min_failover_interval.unwrap_or(Duration::ZERO));
+    out.millis("switchover_timeout_ms", master.switchover_timeout);
     if let Some(script) = &master.notification_script {
         out.string("notification_script", script);
     }

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::config::error::Origin;
-use crate::engine::TlsProfile;
+use crate::engine::{Fencing, TlsProfile};
 
 const PATH: &str = "config/picket.toml";
 
@@ -77,6 +77,10 @@ reboot_down_after_ms = 10000
 replica_priority = { "10.0.0.5:6379" = 0, "[::1]:6380" = 10 }
 notification_script = "/usr/local/bin/notify"
 client_reconfig_script = "/usr/local/bin/reconfig"
+fencing = "strict"
+max_lag_on_failover_bytes = 1048576
+min_failover_interval_ms = 600000
+switchover_timeout_ms = 2000
 
 [[master]]
 name = "cache"
@@ -247,7 +251,10 @@ fn every_key_is_parsed() {
             ]),
             notification_script: Some("/usr/local/bin/notify".to_owned()),
             client_reconfig_script: Some("/usr/local/bin/reconfig".to_owned()),
-            ..MasterSettings::new("session", addr("redis-session:6379"), 3)
+            fencing: Fencing::Strict,
+            max_lag_on_failover_bytes: Some(1_048_576),
+            min_failover_interval: Some(ms(600_000)),
+            switchover_timeout: ms(2000),
         }
     );
     let mut expected_cache = MasterSettings::new("cache", addr("10.0.0.9:6379"), 1);
@@ -263,7 +270,7 @@ fn every_key_is_parsed() {
     assert_eq!(cache_auth.user, None);
     assert_eq!(
         secret_view(Some(&cache_auth.password)),
-        Some((file("/run/secrets/cache-pass"), None, 53, "master \"cache\": auth_pass_file"))
+        Some((file("/run/secrets/cache-pass"), None, 57, "master \"cache\": auth_pass_file"))
     );
     assert_eq!(
         config.master_tls,
@@ -292,12 +299,12 @@ fn every_key_is_parsed() {
     assert_eq!((app.name.as_str(), app.role), ("app", UserRole::Read));
     assert_eq!(
         secret_view(Some(&app.password)),
-        Some((inline("app-key"), Some("app-key"), 69, "user \"app\": password"))
+        Some((inline("app-key"), Some("app-key"), 73, "user \"app\": password"))
     );
     assert_eq!((ops.name.as_str(), ops.role), ("ops", UserRole::Admin));
     assert_eq!(
         secret_view(Some(&ops.password)),
-        Some((file("/run/secrets/ops"), None, 74, "user \"ops\": password_file"))
+        Some((file("/run/secrets/ops"), None, 78, "user \"ops\": password_file"))
     );
 }
 
@@ -408,7 +415,8 @@ fn errors_name_file_line_and_key() {
              `parallel_syncs`, `auth_user`, `auth_pass`, `auth_pass_file`, `tls`, `tls_ca_file`, \
              `tls_cert_file`, `tls_key_file`, `tls_server_name`, `tls_insecure_skip_verify`, \
              `reboot_down_after_ms`, `replica_priority`, `notification_script`, \
-             `client_reconfig_script`",
+             `client_reconfig_script`, `fencing`, `max_lag_on_failover_bytes`, \
+             `min_failover_interval_ms`, `switchover_timeout_ms`",
         ),
         (
             format!("{BASE}[http]\nadmin = \"x\"\n"),
@@ -515,6 +523,21 @@ fn errors_name_file_line_and_key() {
         (
             format!("{BASE}failover_timeout_ms = 0\n"),
             "config/picket.toml:13:1: master \"session\": failover_timeout_ms: must be at least 1",
+        ),
+        (
+            format!("{BASE}fencing = \"maybe\"\n"),
+            "config/picket.toml:13:1: master \"session\": fencing: \"maybe\" is not one of \
+             \"off\", \"bounded\", \"strict\"",
+        ),
+        (
+            format!("{BASE}failover_timeout_ms = 4000\nswitchover_timeout_ms = 4000\n"),
+            "config/picket.toml:14:1: master \"session\": switchover_timeout_ms: must be less \
+             than failover_timeout_ms (4000): a switchover pauses the master's writes for at most \
+             that long",
+        ),
+        (
+            format!("{BASE}switchover_timeout_ms = 0\n"),
+            "config/picket.toml:13:1: master \"session\": switchover_timeout_ms: must be at least 1",
         ),
         (
             format!("{BASE}parallel_syncs = 0\n"),
@@ -769,7 +792,7 @@ fn unreadable_secret_files_are_reported_at_their_key() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "config/picket.toml:53:1: master \"cache\": auth_pass_file: /run/secrets/cache-pass is empty"
+        "config/picket.toml:57:1: master \"cache\": auth_pass_file: /run/secrets/cache-pass is empty"
     );
 }
 
@@ -980,6 +1003,10 @@ auth_user = "picket"
 auth_pass = "<redacted>"
 reboot_down_after_ms = 10000
 replica_priority = { "10.0.0.5:6379" = 0, "[::1]:6380" = 10 }
+fencing = "strict"
+max_lag_on_failover_bytes = 1048576
+min_failover_interval_ms = 600000
+switchover_timeout_ms = 2000
 notification_script = "/usr/local/bin/notify"
 client_reconfig_script = "/usr/local/bin/reconfig"
 
@@ -998,6 +1025,9 @@ tls_key_file = "/etc/picket/client.key"
 tls_server_name = "redis.example"
 reboot_down_after_ms = 0
 replica_priority = {}
+fencing = "bounded"
+min_failover_interval_ms = 0
+switchover_timeout_ms = 5000
 "#
     );
     assert_render_fixpoint(&config);

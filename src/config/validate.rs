@@ -17,7 +17,7 @@ use crate::config::{
     DEFAULT_WEBHOOK_TIMEOUT, HttpConfig, MasterAuth, MasterTls, NodeConfig, TlsConfig, UserConfig,
     UserRole, WebhookConfig,
 };
-use crate::engine::{Addr, AddrError, MasterSettings, NodeSettings, TlsProfile};
+use crate::engine::{Addr, AddrError, Fencing, MasterSettings, NodeSettings, TlsProfile};
 
 /// Builds the typed configuration from the raw one.
 pub(crate) fn build(raw: RawConfig, doc: &Document<'_>) -> Result<Config, ConfigError> {
@@ -452,7 +452,7 @@ fn master(
         );
         return Err(doc.error(&at.key("quorum"), message));
     }
-    let mut settings = MasterSettings::new(&raw.name, raw.address, raw.quorum);
+    let mut settings = MasterSettings::new(&raw.name, raw.address.clone(), raw.quorum);
     settings.down_after =
         millis(doc, &at.key("down_after_ms"), raw.down_after_ms, settings.down_after)?;
     settings.failover_timeout = millis(
@@ -469,6 +469,7 @@ fn master(
     // 0 is Sentinel's "off" for master-reboot-down-after-period.
     settings.reboot_down_after =
         raw.reboot_down_after_ms.filter(|&ms| ms > 0).map(Duration::from_millis);
+    safety(&mut settings, &raw, at, doc)?;
     settings.priority_overrides = priority_overrides(raw.replica_priority, at, doc)?;
     settings.notification_script =
         non_empty(doc, &at.key("notification_script"), raw.notification_script)?;
@@ -488,6 +489,44 @@ fn master(
     };
     settings.auth = auth.as_ref().and_then(MasterAuth::credentials);
     Ok((settings, auth))
+}
+
+/// The keys of fencing and of the failover limits.
+fn safety(
+    settings: &mut MasterSettings,
+    raw: &RawMaster,
+    at: &KeyPath,
+    doc: &Document<'_>,
+) -> Result<(), ConfigError> {
+    if let Some(text) = &raw.fencing {
+        settings.fencing = Fencing::parse(text).ok_or_else(|| {
+            let message = format!("{text:?} is not one of \"off\", \"bounded\", \"strict\"");
+            doc.error(&at.key("fencing"), message)
+        })?;
+    }
+    settings.max_lag_on_failover_bytes = raw.max_lag_on_failover_bytes;
+    // 0 is "no minimum", as for reboot_down_after_ms.
+    settings.min_failover_interval =
+        raw.min_failover_interval_ms.filter(|&ms| ms > 0).map(Duration::from_millis);
+    // The old master's writes stay paused for failover_timeout: a longer wait would let them
+    // resume before the promotion, and lose what they accept. Unwritten, the wait is the
+    // default or half the failover timeout, whichever is shorter.
+    let key = at.key("switchover_timeout_ms");
+    let Some(ms) = raw.switchover_timeout_ms else {
+        settings.switchover_timeout =
+            settings.switchover_timeout.min(settings.failover_timeout / 2);
+        return Ok(());
+    };
+    settings.switchover_timeout = millis(doc, &key, Some(ms), settings.switchover_timeout)?;
+    if settings.switchover_timeout >= settings.failover_timeout {
+        let message = format!(
+            "must be less than failover_timeout_ms ({}): a switchover pauses the master's \
+             writes for at most that long",
+            settings.failover_timeout.as_millis()
+        );
+        return Err(doc.error(&key, message));
+    }
+    Ok(())
 }
 
 fn priority_overrides(

@@ -45,7 +45,8 @@ use crate::engine::time::Instant;
 use crate::engine::timing::{INFO_PERIOD, STRICT_PAUSE};
 
 /// How a master is fenced (see the module docs).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Fencing {
     /// No lease, no pause: Sentinel's behaviour.
     Off,
@@ -83,7 +84,7 @@ impl Fencing {
 pub const LEASE_MAX_LAG_S: u32 = 1;
 
 /// The lease a master runs under: Redis's `min-replicas-to-write` and `min-replicas-max-lag`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Lease {
     /// `min-replicas-to-write` (0: no lease).
     pub min_replicas: u32,
@@ -160,6 +161,13 @@ impl Group {
     /// instance down: it is really gone, and a master with dead replicas must stay writable.
     /// Nothing else lowers the count, so a node cut off with the master (a minority), seeing its
     /// replicas leave for a new master elsewhere, keeps the lease.
+    ///
+    /// The master a switch deposed does not count either until it follows the new master with
+    /// its link up (see [`Group::deposed`]): it accepted writes the new master never saw (a
+    /// partition heals, a crashed master restarts), so it must resynchronise in full, and
+    /// counting it meanwhile (seconds, minutes for a large dataset) would make the new master
+    /// refuse every write. It is not a replica leaving for a master elsewhere: it was this
+    /// group's master under an older configuration and has not followed anyone since.
     fn lease_replicas(&self, node: &Node, peers: &Peers, now: Instant) -> usize {
         let needed = votes_needed(node.settings.voters(), self.settings.quorum);
         let mine = self.replicas_seen_down(node);
@@ -170,7 +178,7 @@ impl Group {
             .collect();
         self.instances
             .keys()
-            .filter(|addr| **addr != self.master)
+            .filter(|addr| **addr != self.master && Some(*addr) != self.deposed.as_ref())
             .filter(|addr| {
                 let seen_down = usize::from(mine.contains(addr))
                     + reports.iter().filter(|r| r.down_replicas.contains(addr)).count();
@@ -191,6 +199,9 @@ impl Group {
     /// answer to `CONFIG GET` has not caught up, so that nodes briefly disagreeing do not
     /// flood it.
     pub(crate) fn maintain_lease(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
+        if self.deposed_rejoined() {
+            self.deposed = None;
+        }
         let Some(target) = self.lease_target(node, peers, now) else { return };
         if self.failover.is_some() || !self.master_serving(now) {
             return;
@@ -218,6 +229,19 @@ impl Group {
             subject: Some(subject),
             detail: Detail::Lease { min_replicas: target.min_replicas, replicas },
         });
+    }
+
+    /// Whether the deposed master now follows the current master with its link up: it
+    /// acknowledges it, and counts for its lease again.
+    fn deposed_rejoined(&self) -> bool {
+        let Some(instance) = self.deposed.as_ref().and_then(|a| self.instances.get(a)) else {
+            // Forgotten (a reset): nothing to wait for.
+            return self.deposed.is_some();
+        };
+        matches!(instance.reported_role(), Some(ReportedRole::Replica(link))
+        if link.link_up && link.master.as_ref().is_some_and(|m| {
+            *m == self.master || self.master_instance().is_some_and(|i| i.is_at(m))
+        }))
     }
 
     /// Whether the master answers as a master right now.

@@ -110,6 +110,9 @@ pub struct Group {
     pub held: Option<&'static str>,
     /// Whether this node pauses the master's writes because it lost its peers.
     pub isolation_fence: bool,
+    /// The master the last switch replaced, until it reports following the current master with
+    /// its link up: it does not count for the lease meanwhile (see [`crate::engine::fence`]).
+    pub deposed: Option<Addr>,
     /// Set when the group was added with `SENTINEL MONITOR`: its quorum at the time.
     pub monitored_quorum: Option<u32>,
     /// Options changed with `SENTINEL SET`, persisted so they survive restarts.
@@ -175,6 +178,7 @@ impl Group {
             last_switch_at: None,
             held: None,
             isolation_fence: false,
+            deposed: None,
             monitored_quorum: None,
             changes: BTreeMap::new(),
         }
@@ -740,6 +744,7 @@ impl Group {
     /// expectations about every instance's role.
     pub fn after_switch(&mut self, node: &mut Node, old: &Addr, now: Instant) {
         self.last_switch_at = Some(now);
+        self.deposed = Some(old.clone());
         node.emit(Event {
             kind: EventKind::SwitchMaster,
             subject: None,

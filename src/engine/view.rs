@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::engine::addr::Addr;
 use crate::engine::election::Authorisation;
 use crate::engine::failover::Phase;
+use crate::engine::fence::{Fencing, Lease};
 use crate::engine::gossip::MasterReport;
 use crate::engine::group::Group;
 use crate::engine::ids::{NodeId, PeerId};
@@ -158,6 +159,8 @@ pub struct MasterView {
     pub notification_script: Option<String>,
     /// Client reconfiguration script path.
     pub client_reconfig_script: Option<String>,
+    /// Fencing, maintenance and the failover limits.
+    pub safety: SafetyView,
     /// Health.
     pub status: MasterStatus,
     /// Since when objectively down.
@@ -176,6 +179,43 @@ pub struct MasterView {
     pub replicas: Vec<InstanceView>,
     /// Each configured peer's last report about this master.
     pub peers: Vec<PeerReportView>,
+}
+
+impl MasterView {
+    /// Why a planned switchover (a failover that loses no write) cannot be promised for this
+    /// master now, if it cannot: the engine switches over only a master it reaches and fences.
+    #[must_use]
+    pub fn switchover_refusal(&self) -> Option<&'static str> {
+        if self.safety.fencing == Fencing::Off {
+            Some("fencing is off for this master, so its writes cannot be paused")
+        } else if self.status != MasterStatus::Ok || !self.master.link_up {
+            Some("the master is not reachable")
+        } else {
+            None
+        }
+    }
+}
+
+/// How a master group is kept safe: its fencing and failover limits, and their state.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SafetyView {
+    /// How an old master is kept from accepting writes.
+    pub fencing: Fencing,
+    /// `max_lag_on_failover_bytes`.
+    pub max_lag_on_failover_bytes: Option<u64>,
+    /// `min_failover_interval` (anti-flapping).
+    pub min_failover_interval: Option<Duration>,
+    /// `switchover_timeout`.
+    pub switchover_timeout: Duration,
+    /// Automatic failovers are paused (maintenance mode), as this node last heard.
+    pub maintenance_paused: bool,
+    /// Why the last automatic failover this node would have started was held back
+    /// (`maintenance` or `min-interval`), while it is.
+    pub held: Option<&'static str>,
+    /// The lease the master last reported (`CONFIG GET min-replicas-*`).
+    pub lease: Option<Lease>,
+    /// Whether this node pauses the master's writes because it lost its peers.
+    pub isolation_fence: bool,
 }
 
 /// A failover in progress.
@@ -352,6 +392,16 @@ pub(crate) fn master(group: &Group, peers: &Peers, now: Instant) -> MasterView {
         parallel_syncs: group.settings.parallel_syncs,
         notification_script: group.settings.notification_script.clone(),
         client_reconfig_script: group.settings.client_reconfig_script.clone(),
+        safety: SafetyView {
+            fencing: group.settings.fencing,
+            max_lag_on_failover_bytes: group.settings.max_lag_on_failover_bytes,
+            min_failover_interval: group.settings.min_failover_interval,
+            switchover_timeout: group.settings.switchover_timeout,
+            maintenance_paused: group.maintenance.paused,
+            held: group.held,
+            lease: group.master_instance().and_then(|m| m.lease),
+            isolation_fence: group.isolation_fence,
+        },
         status,
         odown_since: group.odown_since,
         odown_votes: group.odown_votes,

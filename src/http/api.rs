@@ -16,11 +16,13 @@ use crate::engine::gossip::MasterReport;
 use crate::engine::selection::Ineligible;
 use crate::engine::view::{InstanceView, MasterView, PeerReportView};
 use crate::engine::{
-    Addr, AdminAnswer, AdminCommand, AdminRefusal, Instant, MasterStatus, NodeId, View,
+    Addr, AdminAnswer, AdminCommand, AdminRefusal, Fencing, Instant, Lease, MasterStatus, NodeId,
+    View,
 };
 use crate::metrics::{agreeing_peers, healthy_replica};
 use crate::wire::info::parse_info;
 
+use super::safety::ScheduledJson;
 use super::{Access, ApiError, Shared, millis, ms_since, rejected};
 
 /// `GET /v1/masters`.
@@ -71,6 +73,32 @@ struct MasterJson<'a> {
     /// usable voters, quorum, votes needed, and why not (`blocked`).
     authorisation: Authorisation,
     settings: SettingsJson,
+    /// Maintenance mode: automatic failovers paused (on every node), and why one is held back.
+    maintenance: MaintenanceJson,
+    /// How the master is fenced now.
+    fencing: FencingJson,
+    /// A planned switchover waiting for its time on this node.
+    scheduled_switchover: Option<ScheduledJson>,
+}
+
+/// Maintenance mode and anti-flapping.
+#[derive(Serialize)]
+struct MaintenanceJson {
+    /// Automatic failovers are paused.
+    paused: bool,
+    /// Why an automatic failover is being held back: `maintenance` or `min-interval`.
+    held: Option<&'static str>,
+}
+
+/// The fence of the master.
+#[derive(Serialize)]
+struct FencingJson {
+    /// `off`, `bounded` or `strict`.
+    mode: Fencing,
+    /// The lease the master reported: `min-replicas-to-write` and `min-replicas-max-lag`.
+    lease: Option<Lease>,
+    /// This node is cut off from its peers and pauses the master's writes itself.
+    isolation_fence: bool,
 }
 
 /// A failover in progress, run by this node (`leader: "self"`) or reported by a peer.
@@ -150,6 +178,11 @@ struct SettingsJson {
     down_after_ms: u64,
     failover_timeout_ms: u64,
     parallel_syncs: u32,
+    fencing: Fencing,
+    max_lag_on_failover_bytes: Option<u64>,
+    /// 0: no minimum.
+    min_failover_interval_ms: u64,
+    switchover_timeout_ms: u64,
 }
 
 fn node_json(view: &View) -> NodeJson<'_> {
@@ -165,7 +198,12 @@ fn node_json(view: &View) -> NodeJson<'_> {
     }
 }
 
-fn master_json<'a>(view: &View, m: &'a MasterView, now: Instant) -> MasterJson<'a> {
+fn master_json<'a>(
+    view: &View,
+    m: &'a MasterView,
+    now: Instant,
+    scheduled_switchover: Option<ScheduledJson>,
+) -> MasterJson<'a> {
     let failover = failover_json(m, now);
     let status = if failover.is_some() { "failover-in-progress" } else { m.status.as_str() };
     // The master's INFO lists each replica's lag in seconds.
@@ -204,7 +242,18 @@ fn master_json<'a>(view: &View, m: &'a MasterView, now: Instant) -> MasterJson<'
             down_after_ms: millis(m.down_after),
             failover_timeout_ms: millis(m.failover_timeout),
             parallel_syncs: m.parallel_syncs,
+            fencing: m.safety.fencing,
+            max_lag_on_failover_bytes: m.safety.max_lag_on_failover_bytes,
+            min_failover_interval_ms: m.safety.min_failover_interval.map_or(0, millis),
+            switchover_timeout_ms: millis(m.safety.switchover_timeout),
         },
+        maintenance: MaintenanceJson { paused: m.safety.maintenance_paused, held: m.safety.held },
+        fencing: FencingJson {
+            mode: m.safety.fencing,
+            lease: m.safety.lease,
+            isolation_fence: m.safety.isolation_fence,
+        },
+        scheduled_switchover,
     }
 }
 
@@ -290,7 +339,11 @@ pub(super) async fn masters(
     let now = state.hub.clock.now();
     let body = MastersJson {
         node: node_json(&view),
-        masters: view.masters.iter().map(|m| master_json(&view, m, now)).collect(),
+        masters: view
+            .masters
+            .iter()
+            .map(|m| master_json(&view, m, now, state.schedule.get(&m.name)))
+            .collect(),
     };
     Ok(Json(body).into_response())
 }
@@ -305,7 +358,8 @@ pub(super) async fn master(
     let Path(name) = name.map_err(|r| rejected(r, "bad_path"))?;
     let view = state.hub.view();
     let m = view.master(&name).ok_or_else(|| ApiError::no_such_master(&name))?;
-    Ok(Json(master_json(&view, m, state.hub.clock.now())).into_response())
+    let scheduled = state.schedule.get(&name);
+    Ok(Json(master_json(&view, m, state.hub.clock.now(), scheduled)).into_response())
 }
 
 /// The query of the role checks.
@@ -416,7 +470,7 @@ fn admin_request(
 }
 
 /// An engine refusal as an HTTP error: the status follows the refusal's kind.
-fn refused(refusal: &AdminRefusal) -> ApiError {
+pub(super) fn refused(refusal: &AdminRefusal) -> ApiError {
     let (status, code) = match refusal {
         AdminRefusal::InProgress => (StatusCode::CONFLICT, "failover_in_progress"),
         AdminRefusal::NoGoodReplica => (StatusCode::CONFLICT, "no_good_replica"),

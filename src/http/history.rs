@@ -3,7 +3,9 @@
 //!
 //! A failover's timeline is the sequence of its milestones as this node saw them: `detected`
 //! (`+sdown` of the master), `odown`, then on the leader `started` (`+try-failover`), `elected`,
-//! `promoted`, one `replica_reconfigured` per replica and `done` (`+failover-end`); on an
+//! `catch_up` (a planned switchover waits for the replica), `promoted`, `fence_wait` (strict
+//! fencing holds the new master's writes), one `replica_reconfigured` per replica and `done`
+//! (`+failover-end`); on an
 //! observer `config_update` (`+config-update-from`) and `done` (`+switch-master`). Each step
 //! carries its time since the first step and since the previous one. Only events feed it, so it
 //! restarts empty with the process.
@@ -59,15 +61,31 @@ struct Failover {
     epoch: Option<u64>,
     /// `in_progress`, `succeeded` or `aborted`.
     outcome: &'static str,
-    /// Why it was aborted: `not_elected`, `no_good_replica`, `replica_timeout`, `superseded`,
-    /// `reset`.
+    /// Why it was aborted: `not_elected`, `no_good_replica`, `replica_timeout`,
+    /// `switchover_timeout`, `superseded`, `reset`.
     reason: Option<&'static str>,
+    /// A planned switchover (the master's writes were paused for the replica to catch up).
+    switchover: bool,
+    /// Known on the leader: the replication bytes the promoted replica lacked of the old
+    /// master's last known offset (`+failover-loss`): acknowledged writes possibly lost.
+    bytes_possibly_lost: Option<u64>,
+    /// Known on the leader with `fencing = "bounded"` (`+fence-window`): how long after the
+    /// promotion the old master may still have accepted writes.
+    fence_window: Option<FenceWindow>,
     old_master: Option<Addr>,
     new_master: Option<Addr>,
     started_unix_ms: u64,
     ended_unix_ms: Option<u64>,
     duration_ms: Option<u64>,
     timeline: Vec<Step>,
+}
+
+/// `+fence-window`.
+#[derive(Clone, Copy, Debug, Serialize)]
+struct FenceWindow {
+    /// Milliseconds, or `null`: not known (a replica keeping the old master's lease may still
+    /// acknowledge it).
+    ms: Option<u64>,
 }
 
 /// One milestone.
@@ -114,6 +132,9 @@ impl Failover {
             epoch: None,
             outcome: "in_progress",
             reason: None,
+            switchover: false,
+            bytes_possibly_lost: None,
+            fence_window: None,
             old_master,
             new_master: None,
             started_unix_ms: 0,
@@ -241,6 +262,23 @@ impl FailoverHistory {
                 track.ensure_open(name, "leader", master_addr(record)).new_master = promoted;
                 track.step(record, "promoted");
             }
+            EventKind::StateWaitCatchUp => {
+                if let Some(failover) = &mut track.open {
+                    failover.switchover = true;
+                }
+                track.step(record, "catch_up");
+            }
+            EventKind::StateWaitFence => track.step(record, "fence_wait"),
+            EventKind::FailoverLoss => {
+                if let (Some(failover), Detail::Loss { bytes }) = (&mut track.open, &event.detail) {
+                    failover.bytes_possibly_lost = Some(*bytes);
+                }
+            }
+            EventKind::FenceWindow => {
+                if let (Some(failover), Detail::Window { ms }) = (&mut track.open, &event.detail) {
+                    failover.fence_window = Some(FenceWindow { ms: *ms });
+                }
+            }
             EventKind::ReplicaReconfDone
             | EventKind::ReplicaReconfTimeout
             | EventKind::ReplicaReconfBestEffort => track.step(record, "replica_reconfigured"),
@@ -266,6 +304,7 @@ impl FailoverHistory {
             EventKind::AbortNotElected => abort(track, record, "not_elected"),
             EventKind::AbortNoGoodReplica => abort(track, record, "no_good_replica"),
             EventKind::AbortReplicaTimeout => abort(track, record, "replica_timeout"),
+            EventKind::AbortSwitchoverTimeout => abort(track, record, "switchover_timeout"),
             EventKind::ResetMaster => {
                 track.close("aborted", Some("reset"));
                 track.detected = None;
@@ -403,5 +442,49 @@ mod tests {
         );
         let steps: Vec<&str> = f.timeline.iter().map(|s| s.step).collect();
         assert_eq!(steps, ["odown", "started", "aborted"]);
+    }
+
+    #[test]
+    fn a_switchover_records_its_loss_and_fence_window() {
+        let mut history = FailoverHistory::default();
+        let replica = Subject::Replica {
+            addr: addr("10.0.0.2:6379"),
+            master: "m".into(),
+            master_addr: addr("10.0.0.1:6379"),
+        };
+        let with = |kind, detail| Event {
+            kind,
+            subject: Some(Subject::Master { name: "m".into(), addr: addr("10.0.0.1:6379") }),
+            detail,
+        };
+        feed(
+            &mut history,
+            vec![
+                master_event(EventKind::TryFailover),
+                master_event(EventKind::StateWaitCatchUp),
+                Event::about(EventKind::PromotedReplica, replica),
+                with(EventKind::FailoverLoss, Detail::Loss { bytes: 0 }),
+                with(EventKind::FenceWindow, Detail::Window { ms: Some(0) }),
+                master_event(EventKind::FailoverEnd),
+            ],
+        );
+        let f = history.list(Some("m"))[0];
+        assert!(f.switchover);
+        assert_eq!((f.bytes_possibly_lost, f.fence_window.map(|w| w.ms)), (Some(0), Some(Some(0))));
+        let steps: Vec<&str> = f.timeline.iter().map(|s| s.step).collect();
+        assert_eq!(steps, ["started", "catch_up", "promoted", "done"]);
+        let json = serde_json::to_value(f).unwrap();
+        assert_eq!(json["bytes_possibly_lost"], 0);
+        assert_eq!(json["fence_window"]["ms"], 0);
+        feed(
+            &mut history,
+            vec![
+                master_event(EventKind::TryFailover),
+                master_event(EventKind::StateWaitCatchUp),
+                master_event(EventKind::AbortSwitchoverTimeout),
+            ],
+        );
+        let f = history.list(Some("m"))[0];
+        assert_eq!((f.outcome, f.reason), ("aborted", Some("switchover_timeout")));
     }
 }

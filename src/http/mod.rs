@@ -21,6 +21,10 @@
 //! * `GET /v1/history[?master=name]`: recent failovers with their timelines.
 //! * `POST /v1/masters/{name}/failover`, `POST /v1/masters/{name}/reset`: admin token required;
 //!   an optional JSON body `{"reason": "..."}` goes to the log.
+//! * `POST /v1/masters/{name}/switchover` (body `{"reason": "...", "at": "<RFC 3339>"}`, both
+//!   optional): a planned switchover that loses no acknowledged write, now or at `at`;
+//!   `DELETE` cancels a scheduled one. `POST /v1/masters/{name}/pause` and `/resume`,
+//!   `POST /v1/pause` and `/v1/resume` (every master): maintenance mode. Admin token required.
 //!
 //! Every error is JSON: `{"error": {"code": "...", "message": "..."}}` with a 4xx or 5xx status.
 //! `GET /v1/*` needs `Authorization: Bearer <read_token>` when `http.read_token` is set (the admin
@@ -30,6 +34,7 @@
 mod api;
 mod events;
 mod history;
+mod safety;
 mod slots;
 
 use std::io;
@@ -65,6 +70,7 @@ use self::events::EventLog;
 pub use self::events::{KEEP_ALIVE, LIVE_BUFFER, MAX_POLL_EVENTS, MAX_WAIT};
 use self::history::FailoverHistory;
 pub use self::history::{FAILOVERS_PER_MASTER, MAX_STEPS};
+pub use self::safety::MAX_SCHEDULE_AHEAD;
 use self::slots::{Counted, Slots};
 
 /// Largest request body accepted (the POST routes take a small optional JSON object).
@@ -147,6 +153,7 @@ fn start(
         history: Arc::new(Mutex::new(FailoverHistory::default())),
         metrics: Arc::new(EventMetrics::default()),
         watchers: Arc::new(Semaphore::new(MAX_WATCHERS)),
+        schedule: safety::Schedule::default(),
         hub,
     });
     events::spawn_collector(&state);
@@ -299,6 +306,8 @@ struct AppState {
     history: Arc<Mutex<FailoverHistory>>,
     metrics: Arc<EventMetrics>,
     watchers: Arc<Semaphore>,
+    /// Switchovers waiting for their time.
+    schedule: safety::Schedule,
 }
 
 type Shared = Arc<AppState>;
@@ -386,6 +395,14 @@ fn router(state: Shared) -> Router {
         .route("/v1/masters/{name}/is-replica", get(api::is_replica))
         .route("/v1/masters/{name}/failover", post(api::failover))
         .route("/v1/masters/{name}/reset", post(api::reset))
+        .route(
+            "/v1/masters/{name}/switchover",
+            post(safety::switchover).delete(safety::cancel_switchover),
+        )
+        .route("/v1/masters/{name}/pause", post(safety::pause_master))
+        .route("/v1/masters/{name}/resume", post(safety::resume_master))
+        .route("/v1/pause", post(safety::pause_all))
+        .route("/v1/resume", post(safety::resume_all))
         .route("/v1/events", get(events::events))
         .route("/v1/history", get(history::history))
         .fallback(not_found)

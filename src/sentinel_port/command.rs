@@ -104,10 +104,12 @@ pub(super) enum Op {
     SentinelMasters,
     SentinelMonitor,
     SentinelMyId,
+    SentinelPause,
     SentinelPendingScripts,
     SentinelRemove,
     SentinelReplicas,
     SentinelReset,
+    SentinelResume,
     SentinelSentinels,
     SentinelSet,
     SentinelSimulateFailure,
@@ -197,7 +199,7 @@ macro_rules! sentinel {
 
 /// `SENTINEL` subcommands, the hot one first (lookup is a short scan in this order). The
 /// Valkey 8 aliases (`primary` for `master`) answer exactly as the originals.
-pub(super) static SENTINEL_SUBCOMMANDS: [Spec; 25] = [
+pub(super) static SENTINEL_SUBCOMMANDS: [Spec; 27] = [
     sentinel!(
         "get-master-addr-by-name",
         3,
@@ -217,7 +219,12 @@ pub(super) static SENTINEL_SUBCOMMANDS: [Spec; 25] = [
         SentinelDebug,
         "Lists or updates the current configurable parameters of Sentinel."
     ),
-    sentinel!("failover", 3, SentinelFailover, "Forces a Sentinel failover."),
+    sentinel!(
+        "failover",
+        -3,
+        SentinelFailover,
+        "Forces a Sentinel failover (a zero-loss switchover when the master is reachable)."
+    ),
     sentinel!("flushconfig", 2, SentinelFlushConfig, "Writes the state to disk."),
     sentinel!(
         "info-cache",
@@ -244,6 +251,18 @@ pub(super) static SENTINEL_SUBCOMMANDS: [Spec; 25] = [
     sentinel!("set", -5, SentinelSet, "Changes the configuration of a monitored master."),
     sentinel!("simulate-failure", -3, SentinelSimulateFailure, "Simulates failover scenarios."),
     sentinel!("help", 2, SentinelHelp, "Returns helpful text about the different subcommands."),
+    sentinel!(
+        "picket-pause",
+        3,
+        SentinelPause,
+        "Pauses automatic failovers of a master, or of every master with * (Picket)."
+    ),
+    sentinel!(
+        "picket-resume",
+        3,
+        SentinelResume,
+        "Resumes automatic failovers of a master, or of every master with * (Picket)."
+    ),
     sentinel!(
         "get-primary-addr-by-name",
         3,
@@ -624,8 +643,10 @@ pub(super) fn needs_admin(op: Op, args: Args<'_>) -> bool {
         Op::SentinelFailover
         | Op::SentinelFlushConfig
         | Op::SentinelMonitor
+        | Op::SentinelPause
         | Op::SentinelRemove
         | Op::SentinelReset
+        | Op::SentinelResume
         | Op::SentinelSet
         | Op::SentinelSimulateFailure
         | Op::ClientKill

@@ -580,9 +580,11 @@ fn execute(
         | Op::SentinelIsMasterDown
         | Op::SentinelMonitor
         | Op::SentinelMyId
+        | Op::SentinelPause
         | Op::SentinelPendingScripts
         | Op::SentinelRemove
         | Op::SentinelReset
+        | Op::SentinelResume
         | Op::SentinelSet
         | Op::SentinelSimulateFailure => return sentinel::run(port, snap, spec.op, args, now, w),
         Op::Ping => ping(session, args, w),

@@ -86,14 +86,24 @@ pub(super) fn run(
         Op::SentinelDebug => debug(options, args, w),
         Op::SentinelSimulateFailure => simulate_failure(port, args, w),
         Op::SentinelHelp => help(w),
-        Op::SentinelFailover => match snap.master(args.get(2)) {
-            Some(m) => {
-                return Step::Admin(AdminPlan::one(AdminCommand::Failover {
-                    master: m.name.clone(),
-                }));
-            }
-            None => w.error(NO_SUCH_MASTER),
+        Op::SentinelFailover => match failover(snap, args) {
+            Ok(command) => return Step::Admin(AdminPlan::one(command)),
+            Err(e) => w.error(e),
         },
+        Op::SentinelPause | Op::SentinelResume => {
+            let master = match args.get(2) {
+                b"*" => None,
+                name => match snap.master(name) {
+                    Some(m) => Some(m.name.clone()),
+                    None => {
+                        w.error(NO_SUCH_MASTER);
+                        return Step::Next;
+                    }
+                },
+            };
+            let paused = op == Op::SentinelPause;
+            return Step::Admin(AdminPlan::one(AdminCommand::Maintenance { master, paused }));
+        }
         Op::SentinelReset => {
             return Step::Admin(AdminPlan::one(AdminCommand::Reset { pattern: args.text(2) }));
         }
@@ -133,6 +143,25 @@ pub(super) fn run(
 fn ckquorum(w: &mut ReplyWriter<'_>, authorisation: &Authorisation) {
     let text = authorisation.to_string();
     if authorisation.granted() { w.simple(&text) } else { w.error(&text) }
+}
+
+/// `SENTINEL FAILOVER <name> [COORDINATED]`. The engine makes a failover of a reachable master
+/// a zero-loss switchover when the master is fenced; `COORDINATED` (Valkey 9's spelling) asks for
+/// exactly that, so it is refused where the switchover cannot happen rather than silently
+/// becoming a failover that may lose writes.
+fn failover(snap: &Snapshot, args: Args<'_>) -> Result<AdminCommand, &'static str> {
+    let m = snap.master(args.get(2)).ok_or(NO_SUCH_MASTER)?;
+    match args.len() {
+        3 => {}
+        4 if args.is(3, "coordinated") => {
+            if m.switchover_refusal().is_some() {
+                return Err("ERR COORDINATED failover needs a reachable master with fencing on: \
+                            use FAILOVER without it");
+            }
+        }
+        _ => return Err("ERR syntax error"),
+    }
+    Ok(AdminCommand::Failover { master: m.name.clone() })
 }
 
 /// `SENTINEL IS-MASTER-DOWN-BY-ADDR ip port epoch runid`: `[down, "*", 0]`. Picket's nodes vote
@@ -410,9 +439,10 @@ fn help(w: &mut ReplyWriter<'_>) {
         "    Show the timers Sentinel clients know, with Picket's values.",
         "GET-MASTER-ADDR-BY-NAME <master-name>",
         "    Return the ip and port number of the master with that name.",
-        "FAILOVER <master-name>",
+        "FAILOVER <master-name> [COORDINATED]",
         "    Manually failover a master node without asking for agreement from other",
-        "    Sentinels (Picket still needs a majority of voters to elect itself).",
+        "    Sentinels (Picket still needs a majority of voters to elect itself). A reachable",
+        "    master is switched over without losing writes; COORDINATED insists on that.",
         "FLUSHCONFIG",
         "    Write the state file now.",
         "INFO-CACHE <master-name> [<master-name> ...]",
@@ -430,6 +460,10 @@ fn help(w: &mut ReplyWriter<'_>) {
         "    Return the ID of the Sentinel instance.",
         "PENDING-SCRIPTS",
         "    Get pending scripts information.",
+        "PICKET-PAUSE <master-name>|*",
+        "    Pause automatic failovers of a master (or of all): maintenance mode, on every node.",
+        "PICKET-RESUME <master-name>|*",
+        "    Resume automatic failovers of a master (or of all).",
         "REMOVE <master-name>",
         "    Remove master from Sentinel's monitor list.",
         "REPLICAS <master-name>",

@@ -125,6 +125,7 @@ fn fixture(at: Instant) -> View {
         parallel_syncs: 1,
         notification_script: None,
         client_reconfig_script: None,
+        safety: crate::engine::view::SafetyView::default(),
         status: MasterStatus::Ok,
         odown_since: None,
         odown_votes: 0,
@@ -162,6 +163,7 @@ fn fixture(at: Instant) -> View {
         parallel_syncs: 2,
         notification_script: Some("/bin/notify".into()),
         client_reconfig_script: Some("/bin/reconfig".into()),
+        safety: crate::engine::view::SafetyView::default(),
         status: MasterStatus::Odown,
         odown_since: Some(at - ms(1000)),
         odown_votes: 3,
@@ -1695,4 +1697,56 @@ async fn a_new_view_is_answered_from_at_once() {
         assert!(tries < 500, "the new view was never used");
         tokio::time::sleep(ms(10)).await;
     }
+}
+
+#[tokio::test]
+async fn switchover_and_maintenance_subcommands() {
+    let h = harness(PortOptions::default()).await;
+    let mut c = Client::connect(&h).await;
+    // `session` is healthy and fenced (the default, bounded): a coordinated switchover.
+    assert_eq!(c.call(&["SENTINEL", "FAILOVER", "session", "coordinated"]).await, simple("OK"));
+    // `cache` is down: COORDINATED cannot keep its promise, so it is refused before the engine.
+    assert_eq!(
+        c.call(&["SENTINEL", "FAILOVER", "cache", "COORDINATED"]).await,
+        error(
+            "ERR COORDINATED failover needs a reachable master with fencing on: use FAILOVER \
+             without it"
+        )
+    );
+    assert_eq!(
+        c.call(&["SENTINEL", "FAILOVER", "session", "gently"]).await,
+        error("ERR syntax error")
+    );
+    assert_eq!(
+        c.call(&["SENTINEL", "FAILOVER", "nope", "COORDINATED"]).await,
+        error("ERR No such master with that name")
+    );
+    assert_eq!(c.call(&["SENTINEL", "PICKET-PAUSE", "session"]).await, simple("OK"));
+    assert_eq!(c.call(&["SENTINEL", "picket-resume", "*"]).await, simple("OK"));
+    assert_eq!(
+        c.call(&["SENTINEL", "PICKET-PAUSE", "nope"]).await,
+        error("ERR No such master with that name")
+    );
+    assert_eq!(
+        c.call(&["SENTINEL", "PICKET-PAUSE"]).await,
+        error("ERR wrong number of arguments for 'sentinel|picket-pause' command")
+    );
+    let sent = h.admin.lock().unwrap().clone();
+    assert_eq!(
+        sent,
+        vec![
+            AdminCommand::Failover { master: "session".into() },
+            AdminCommand::Maintenance { master: Some("session".into()), paused: true },
+            AdminCommand::Maintenance { master: None, paused: false },
+        ]
+    );
+    // Maintenance changes the node: a read user may not.
+    let h = harness(users()).await;
+    let mut c = Client::connect(&h).await;
+    assert_eq!(c.call(&["AUTH", "app", "app-pw"]).await, simple("OK"));
+    assert_eq!(
+        c.call(&["SENTINEL", "PICKET-PAUSE", "*"]).await,
+        error("NOPERM this user has no permissions to run the 'sentinel|picket-pause' command")
+    );
+    assert!(h.admin.lock().unwrap().is_empty());
 }

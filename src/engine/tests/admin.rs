@@ -208,3 +208,30 @@ fn known_peers_survive_a_restart() {
     assert!(moved.sup.durable().known_peers.is_empty());
     assert!(moved.sup.view().masters[0].peers.iter().all(|p| p.node_id.is_none()));
 }
+
+#[test]
+fn maintenance_pauses_and_resumes_and_the_view_says_so() {
+    let mut h = with_extra_redis();
+    h.take();
+    let master =
+        h.sup.view().master("mymaster").map(|m| (m.safety.maintenance_paused, m.safety.fencing));
+    assert_eq!(master, Some((false, crate::engine::fence::Fencing::Off)));
+    let refusal = h.sup.view().master("mymaster").and_then(|m| m.switchover_refusal());
+    assert_eq!(refusal, Some("fencing is off for this master, so its writes cannot be paused"));
+    let pause = AdminCommand::Maintenance { master: Some("mymaster".into()), paused: true };
+    h.handle(Input::Admin { ticket: Ticket(1), command: pause });
+    let out: Vec<String> = h.take().iter().map(render).collect();
+    assert_eq!(out[1..], ["emit +maintenance master mymaster 127.0.0.1 6379", "answer Ok"]);
+    assert!(out[0].starts_with("persist"), "{out:?}");
+    assert!(h.sup.view().master("mymaster").is_some_and(|m| m.safety.maintenance_paused));
+    let resume_all = AdminCommand::Maintenance { master: None, paused: false };
+    h.handle(Input::Admin { ticket: Ticket(2), command: resume_all });
+    let out: Vec<String> = h.take().iter().map(render).collect();
+    assert_eq!(out[1..], ["emit -maintenance master mymaster 127.0.0.1 6379", "answer Ok"]);
+    assert!(h.sup.view().master("mymaster").is_some_and(|m| !m.safety.maintenance_paused));
+    let unknown = AdminCommand::Maintenance { master: Some("nope".into()), paused: true };
+    assert_eq!(
+        admin(&mut h, unknown),
+        AdminAnswer::Refused(AdminRefusal::NoSuchMaster)
+    );
+}

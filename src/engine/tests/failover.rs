@@ -773,3 +773,35 @@ fn the_view_shows_each_replicas_eligibility_by_the_selection_rule() {
     );
     assert_eq!(failover_command(&mut h), AdminAnswer::Refused(AdminRefusal::NoGoodReplica));
 }
+
+#[test]
+fn a_deposed_master_counts_for_the_new_masters_lease_only_once_it_follows_it() {
+    // The old master comes back (a partition heals) still claiming to be the master: it must
+    // resynchronise in full before it can acknowledge the new master. Counting it for the new
+    // master's lease meanwhile made the new master refuse every write (NOREPLICAS) until the
+    // resync ended: found by tests/fencing.rs (real partitions, redis-py writers).
+    let mut fenced = settings(PEERS, 2);
+    fenced.masters[0].fencing = crate::engine::fence::Fencing::Bounded;
+    let mut h = Harness::new(fenced, Some(known_node(9)), Harness::group());
+    let old_config = [report("127.0.0.1:6379", 0, false, 0)];
+    h.advance_with_peers(3000, &old_config);
+    h.take();
+    // Another node promoted 6380 (the old master never heard of it) and announces epoch 1.
+    h.redis.get_mut(&addr("127.0.0.1:6380")).unwrap().master_of = None;
+    h.redis.get_mut(&addr("127.0.0.1:6381")).unwrap().master_of = Some(addr("127.0.0.1:6380"));
+    let new_config = [report("127.0.0.1:6380", 1, false, 1)];
+    h.handle(full_state(1, 1, 1, new_config.to_vec()));
+    h.handle(full_state(2, 1, 1, new_config.to_vec()));
+    h.advance_with_peers(20_000, &new_config);
+    let leases: Vec<String> =
+        h.events().into_iter().filter(|e| e.starts_with("+fence-lease")).collect();
+    assert_eq!(
+        leases,
+        [
+            "+fence-lease master mymaster 127.0.0.1 6380 #min-replicas 1 of 1",
+            "+fence-lease master mymaster 127.0.0.1 6380 #min-replicas 2 of 2",
+        ]
+    );
+    assert_eq!(h.redis[&addr("127.0.0.1:6379")].master_of, Some(addr("127.0.0.1:6380")));
+    assert_eq!(h.redis[&addr("127.0.0.1:6380")].lease.min_replicas, 2);
+}
