@@ -49,7 +49,9 @@ pub use event::{Detail, Event, EventKind, Level, Subject};
 pub use fence::{Fencing, Lease};
 pub use gossip::{Body, MasterReport, PeerMessage, Sender, StateVersion};
 pub use ids::{LinkId, NodeId, PeerId, RequestId, Ticket};
-pub use io::{AdminAnswer, AdminCommand, Input, Output, PromotedWrites, RedisCommand, Reply};
+pub use io::{
+    AdminAnswer, AdminCommand, Input, LinkFailure, Output, PromotedWrites, RedisCommand, Reply,
+};
 pub use report::{InfoReport, ListedReplica, ReplicaLink, ReportedRole};
 pub use settings::{Credentials, MasterSettings, NodeSettings, Settings, TlsProfile};
 pub use supervisor::Supervisor;
