@@ -260,7 +260,9 @@ impl Instance {
     /// Forgets the current connection (closing it is the caller's business), records the run of
     /// refusals it leaves, and schedules the next attempt: at once after a working link broke,
     /// with doubling backoff after failed attempts, never longer than the ping period, nor than
-    /// [`MasterTiming::refused_retry_max`] while attempts are refused.
+    /// [`MasterTiming::refused_retry_max`] while a run of refusals has yet to reach the crash
+    /// rule's threshold (once it has, the instance is down and a dead host costs no more
+    /// attempts than before the rule).
     fn drop_link(
         &mut self,
         node: &mut Node,
@@ -272,8 +274,8 @@ impl Instance {
         if let LinkState::Up { id, .. } | LinkState::Connecting { id, .. } = self.link {
             node.links.remove(&id);
         }
-        let longest =
-            if refusals.is_some() { timing.refused_retry_max() } else { timing.reconnect_max() };
+        let counting = refusals.is_some() && !spans_threshold(refusals, timing);
+        let longest = if counting { timing.refused_retry_max() } else { timing.reconnect_max() };
         let exponent = failures.saturating_sub(1).min(16);
         let backoff = (RECONNECT_MIN * 2u32.saturating_pow(exponent)).min(longest);
         let delay = if failures == 0 { Duration::ZERO } else { backoff };
@@ -484,10 +486,7 @@ impl Instance {
     /// becomes true only as a refusal arrives, and stays so until an attempt ends otherwise.
     #[must_use]
     pub fn refused_too_long(&self, timing: &MasterTiming) -> bool {
-        timing
-            .down_after_refused
-            .zip(self.refusals)
-            .is_some_and(|(limit, r)| r.last.saturating_since(r.first) > limit)
+        spans_threshold(self.refusals, timing)
     }
 
     /// Whether no acceptable reply has arrived for longer than `down_after`.
@@ -511,6 +510,14 @@ impl Instance {
     pub fn reported_role(&self) -> Option<&crate::engine::report::ReportedRole> {
         self.info.as_ref().map(|i| &i.role)
     }
+}
+
+/// Whether a run of refusals lasts longer than the crash rule's threshold (never, with it off).
+fn spans_threshold(refusals: Option<Refusals>, timing: &MasterTiming) -> bool {
+    timing
+        .down_after_refused
+        .zip(refusals)
+        .is_some_and(|(limit, r)| r.last.saturating_since(r.first) > limit)
 }
 
 /// `PONG`, `LOADING` and `MASTERDOWN` mean the instance is alive (Sentinel's rule); anything
@@ -623,10 +630,12 @@ mod tests {
         assert!(!i.refused_too_long(&t), "exactly 300 ms of refusals");
         attempt(&mut i, &mut node, 775, LinkFailure::Refused);
         assert!(i.refused_too_long(&t));
-        // A link that comes up ends it too.
-        i.poll_connect(&mut node, Instant::from_millis(825), &t, &m, 0);
+        // Past the threshold, attempts fall back to the ping period; a link that comes up ends
+        // the run too.
+        assert_eq!(i.link, LinkState::Down { retry_at: Instant::from_millis(875), failures: 16 });
+        i.poll_connect(&mut node, Instant::from_millis(875), &t, &m, 0);
         let LinkState::Connecting { id, .. } = i.link else { panic!() };
-        i.link_up(id, None, Instant::from_millis(825));
+        i.link_up(id, None, Instant::from_millis(875));
         assert!(!i.refused_too_long(&t));
     }
 

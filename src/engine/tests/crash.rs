@@ -60,6 +60,9 @@ fn a_killed_master_is_down_once_its_refusals_span_the_threshold() {
     h.advance_to(2375);
     assert_eq!(h.events(), ["+sdown master mymaster 127.0.0.1 6379"]);
     assert_eq!(h.sup.view().master("mymaster").unwrap().status.as_str(), "sdown");
+    // Down: attempts fall back to the ping period (500 ms), as without the rule.
+    assert_eq!(connect_times(&mut h, "127.0.0.1:6379", 3400), [2875, 3375]);
+    assert_eq!(h.sup.view().master("mymaster").unwrap().status.as_str(), "sdown");
 }
 
 #[test]
@@ -112,7 +115,10 @@ fn a_restarted_master_clears_the_crash_rules_sdown() {
     h.advance_to(2375);
     h.events();
     h.restart("127.0.0.1:6379", "m-restarted", None);
-    h.advance_to(2425);
+    // Seen at the next attempt, one ping period after the last refusal.
+    h.advance_to(2874);
+    assert_eq!(h.events(), Vec::<String>::new());
+    h.advance_to(2875);
     assert_eq!(
         h.events(),
         ["-sdown master mymaster 127.0.0.1 6379", "+reboot master mymaster 127.0.0.1 6379"]
