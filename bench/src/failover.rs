@@ -298,15 +298,20 @@ pub fn run(plan: &Plan) -> Section {
 
 /// One trial on a fresh topology.
 fn one_trial(kind: Kind, fault: Fault, plan: &Plan) -> Result<Timings> {
-    single_master_trial(kind, fault, plan, |_| Ok(()))
+    single_master_trial(kind, fault, DOWN_AFTER_MS, plan, |_| Ok(()))
 }
 
-/// A trial on a fresh topology of one master with two replicas and three supervisors of `kind`:
-/// once all are ready, `prepare` may change the supervisors (stop one, say), then `fault` hits
-/// the master and the failover is timed across the supervisors `prepare` left.
+/// The suite's `down-after-milliseconds`.
+pub const DOWN_AFTER_MS: u64 = 1000;
+
+/// A trial on a fresh topology of one master with two replicas and three supervisors of `kind`
+/// (`down_after_ms` as given, Picket's other settings at their defaults): once all are ready,
+/// `prepare` may change the supervisors (stop one, say), then `fault` hits the master and the
+/// failover is timed across the supervisors `prepare` left.
 pub fn single_master_trial(
     kind: Kind,
     fault: Fault,
+    down_after_ms: u64,
     plan: &Plan,
     prepare: impl FnOnce(&mut Vec<Supervisor>) -> Result<()>,
 ) -> Result<Timings> {
@@ -315,7 +320,7 @@ pub fn single_master_trial(
         name: "bench".to_owned(),
         port: group.master.port,
         quorum: 2,
-        down_after_ms: 1000,
+        down_after_ms,
         failover_timeout_ms: 10_000,
     };
     let mut sups = topology::start_supervisors(kind, 3, slice::from_ref(&spec), &plan.picket)?;

@@ -6,6 +6,7 @@
 //! speed is asserted anywhere: this measures, it does not test (its unit tests check the
 //! arithmetic and the table).
 
+mod crash;
 mod failover;
 mod http;
 mod idle;
@@ -34,7 +35,7 @@ use crate::report::{Machine, Report, Section};
 #[derive(Debug, Parser)]
 #[command(name = "picket-bench", version)]
 struct Args {
-    /// Run only this suite; repeatable. Default: all five.
+    /// Run only this suite; repeatable. Default: all six.
     #[arg(long, value_enum)]
     only: Vec<Suite>,
     /// Failover trials per fault (SIGKILL, SIGSTOP) and supervisor, and mass trials per load and
@@ -58,6 +59,8 @@ struct Args {
 enum Suite {
     /// Failover time after SIGKILL and SIGSTOP of the master.
     Failover,
+    /// SIGKILL of the master until a client's SET succeeds, with down-after 1000 and 5000 ms.
+    Crash,
     /// 50 masters SIGKILLed at once (quiet and with a CPU hog), and a failover with one of the
     /// three supervisors down.
     Mass,
@@ -73,6 +76,7 @@ impl Suite {
     fn name(self) -> &'static str {
         match self {
             Self::Failover => "failover",
+            Self::Crash => "crash",
             Self::Mass => "mass",
             Self::Throughput => "throughput",
             Self::Idle => "idle",
@@ -110,7 +114,14 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<bool> {
     let _session = procs::Session::start()?;
     let mut suites = if args.only.is_empty() {
-        vec![Suite::Failover, Suite::Mass, Suite::Throughput, Suite::Idle, Suite::Scale]
+        vec![
+            Suite::Failover,
+            Suite::Crash,
+            Suite::Mass,
+            Suite::Throughput,
+            Suite::Idle,
+            Suite::Scale,
+        ]
     } else {
         args.only.clone()
     };
@@ -149,6 +160,7 @@ fn run(args: &Args) -> Result<bool> {
         eprintln!("==> {}", suite.name());
         let result = match suite {
             Suite::Failover => Ok(failover::run(&plan)),
+            Suite::Crash => Ok(crash::run(&plan)),
             Suite::Mass => Ok(mass::run(&plan)),
             Suite::Throughput => throughput::run(&plan),
             Suite::Idle => idle::run(&plan),

@@ -283,7 +283,7 @@ fn addresses(conn: &mut Conn, names: &[&str]) -> Result<Vec<Option<String>>> {
 /// The failover suite's single-master SIGKILL trial, with supervisor 3 SIGKILLed once all were
 /// ready and the master killed once both survivors flag it s_down.
 fn one_down_trial(kind: Kind, plan: &Plan) -> Result<Timings> {
-    failover::single_master_trial(kind, Fault::Kill, plan, |sups| {
+    failover::single_master_trial(kind, Fault::Kill, failover::DOWN_AFTER_MS, plan, |sups| {
         let dead = sups.pop().ok_or_else(|| anyhow!("no supervisor to stop"))?;
         dead.proc.signal(libc::SIGKILL)?;
         drop(dead);

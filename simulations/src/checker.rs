@@ -19,11 +19,11 @@ use std::fmt;
 use std::time::Duration;
 
 use picket::engine::{
-    Addr, Body, Detail, DurableState, Event, EventKind, InfoReport, NodeId, PeerMessage,
-    RedisCommand, Reply, ReportedRole, Subject,
+    Addr, Body, Detail, DurableState, Event, EventKind, InfoReport, LinkFailure, NodeId,
+    PeerMessage, RedisCommand, Reply, ReportedRole, Subject,
 };
 
-use crate::options::Options;
+use crate::options::{GroupOptions, Options};
 
 /// A violated invariant.
 #[derive(Clone, Debug, Eq, PartialEq)]
@@ -58,15 +58,23 @@ pub const fn votes_needed(voters: usize, quorum: u32) -> usize {
 struct GroupRules {
     quorum: u32,
     down_after_ms: u64,
+    /// The crash rule's threshold, if on.
+    down_after_refused_ms: Option<u64>,
     /// The engine pings every tenth of `down_after`, between 10 ms and 1 s (its documented
     /// detection contract); replica eligibility is measured in these periods.
     ping_period_ms: u64,
 }
 
 impl GroupRules {
-    fn of(quorum: u32, down_after: Duration) -> Self {
-        let down_after_ms = u64::try_from(down_after.as_millis()).unwrap_or(u64::MAX).max(1);
-        Self { quorum, down_after_ms, ping_period_ms: (down_after_ms / 10).clamp(10, 1000) }
+    fn of(group: &GroupOptions) -> Self {
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let down_after_ms = millis(group.down_after).max(1);
+        Self {
+            quorum: group.quorum,
+            down_after_ms,
+            down_after_refused_ms: group.down_after_refused.map(millis).filter(|&ms| ms > 0),
+            ping_period_ms: (down_after_ms / 10).clamp(10, 1000),
+        }
     }
 }
 
@@ -86,6 +94,9 @@ struct Told {
     info: BTreeMap<Addr, (u64, InfoReport)>,
     /// Instances with a connected link.
     links_up: BTreeSet<Addr>,
+    /// Per instance, the first and last of the connection attempts refused (or reset) since a
+    /// link to it was last up or timed out.
+    refused: BTreeMap<Addr, (u64, u64)>,
     /// Last message of any kind from each peer (by node index).
     heard_at: BTreeMap<usize, u64>,
     /// `(peer, group, master address)` for which a report saying "subjectively down" arrived.
@@ -163,11 +174,7 @@ impl Checker {
         Self {
             voters: options.nodes,
             peer_timeout_ms: u64::try_from(options.peer_timeout.as_millis()).unwrap_or(u64::MAX),
-            groups: options
-                .groups
-                .iter()
-                .map(|g| (g.name.clone(), GroupRules::of(g.quorum, g.down_after)))
-                .collect(),
+            groups: options.groups.iter().map(|g| (g.name.clone(), GroupRules::of(g))).collect(),
             instances: BTreeMap::new(),
             leaders: BTreeMap::new(),
             votes: BTreeMap::new(),
@@ -257,8 +264,30 @@ impl Checker {
     pub fn on_link(&mut self, node: usize, addr: &Addr, up: bool) {
         if up {
             self.told[node].links_up.insert(addr.clone());
+            self.told[node].refused.remove(addr);
         } else {
             self.told[node].links_up.remove(addr);
+        }
+    }
+
+    /// Node `node`'s link (or attempt) to `addr` failed at its local time `local_ms`.
+    pub fn on_link_failed(
+        &mut self,
+        node: usize,
+        addr: &Addr,
+        local_ms: u64,
+        failure: LinkFailure,
+    ) {
+        let told = &mut self.told[node];
+        told.links_up.remove(addr);
+        match failure {
+            LinkFailure::Refused => {
+                let first = told.refused.get(addr).map_or(local_ms, |&(first, _)| first);
+                told.refused.insert(addr.clone(), (first, local_ms));
+            }
+            LinkFailure::Other => {
+                told.refused.remove(addr);
+            }
         }
     }
 
@@ -660,7 +689,9 @@ impl Checker {
     /// subjectively down only if no acceptable PING reply (`PONG`, `-LOADING`, `-MASTERDOWN`)
     /// reached it for more than `down_after`. The one other cause Sentinel has, a master that
     /// reports being a replica for too long, is exempt when the last INFO the node got from it
-    /// said `role:slave`.
+    /// said `role:slave`. Picket's crash rule is the other exemption: every connection attempt
+    /// the node made was refused for longer than `down_after_refused`, with no link up or
+    /// timed-out attempt in between.
     fn sdown_only_after_silence(
         &self,
         node: usize,
@@ -672,6 +703,12 @@ impl Checker {
         let told = &self.told[node];
         let Some(&last_ok) = told.ok_reply_at.get(addr) else { return Ok(()) };
         if local_ms > last_ok + rules.down_after_ms {
+            return Ok(());
+        }
+        let refused_long = rules.down_after_refused_ms.zip(told.refused.get(addr)).is_some_and(
+            |(limit, &(first, last))| last.saturating_sub(first) > limit && last <= local_ms,
+        );
+        if refused_long {
             return Ok(());
         }
         let claims_replica = matches!(subject, Subject::Master { .. })

@@ -31,9 +31,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use picket::engine::{
-    Addr, AdminAnswer, AdminCommand, DurableState, Input, Instant, LinkId, MasterSettings,
-    NodeSettings, Output, PeerId, PeerMessage, PromotedWrites, RedisCommand, Reply, RequestId,
-    Settings, Supervisor, Ticket,
+    Addr, AdminAnswer, AdminCommand, DurableState, Input, Instant, LinkFailure, LinkId,
+    MasterSettings, NodeSettings, Output, PeerId, PeerMessage, PromotedWrites, RedisCommand, Reply,
+    RequestId, Settings, Supervisor, Ticket,
 };
 use picket::wire::info::parse_info;
 use rand::{RngExt, SeedableRng};
@@ -420,6 +420,7 @@ impl Simulation {
             }
             let mut settings = MasterSettings::new(&group.name, master_addr, group.quorum);
             settings.down_after = group.down_after;
+            settings.down_after_refused = group.down_after_refused;
             settings.failover_timeout = group.failover_timeout;
             settings.parallel_syncs = group.parallel_syncs;
             settings.fencing = group.fencing;
@@ -840,9 +841,14 @@ impl Simulation {
                     return;
                 }
                 let link = c.link;
+                if let Some(addr) = self.conn_target(conn) {
+                    let local = self.nodes[i].clock.local_ms(self.now);
+                    self.checker.on_link_failed(i, &addr, local, LinkFailure::Other);
+                }
                 self.nodes[i].links.remove(&link);
                 self.close_conn(conn);
-                self.handle_node(i, Input::LinkDown { link, reason: "connect timeout".to_owned() });
+                let reason = "connect timeout".to_owned();
+                self.handle_node(i, Input::LinkDown { link, reason, failure: LinkFailure::Other });
             }
             _ => {}
         }
@@ -882,11 +888,15 @@ impl Simulation {
                     "connection reset"
                 };
                 if let Some(addr) = &target {
-                    self.checker.on_link(i, addr, false);
+                    self.checker.on_link_failed(i, addr, local, LinkFailure::Refused);
                 }
                 self.nodes[i].links.remove(&link);
                 self.close_conn(conn);
-                self.handle_node(i, Input::LinkDown { link, reason: reason.to_owned() });
+                let reason = reason.to_owned();
+                self.handle_node(
+                    i,
+                    Input::LinkDown { link, reason, failure: LinkFailure::Refused },
+                );
             }
         }
     }

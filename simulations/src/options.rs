@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use picket::engine::Fencing;
+use picket::engine::settings::DEFAULT_DOWN_AFTER_REFUSED;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -38,6 +39,8 @@ pub struct GroupOptions {
     pub quorum: u32,
     /// `down_after`.
     pub down_after: Duration,
+    /// `down_after_refused` (the crash rule); `None` = off.
+    pub down_after_refused: Option<Duration>,
     /// `failover_timeout`.
     pub failover_timeout: Duration,
     /// `parallel_syncs`.
@@ -153,6 +156,7 @@ impl Options {
             priorities: vec![100, 100],
             quorum: 2,
             down_after: Duration::from_millis(1000),
+            down_after_refused: Some(DEFAULT_DOWN_AFTER_REFUSED),
             failover_timeout: Duration::from_millis(5000),
             parallel_syncs: 1,
             write_rate: 10,
@@ -196,7 +200,9 @@ impl Options {
         } else {
             rng.random_range(1..=3)
         };
-        let groups = (0..group_count).map(|i| sample_group(&mut rng, i, nodes)).collect();
+        let mut groups: Vec<GroupOptions> =
+            (0..group_count).map(|i| sample_group(&mut rng, i, nodes)).collect();
+        sample_crash_rules(seed, &mut groups);
         let tilt_period = match rng.random_range(0..4) {
             0 => Duration::from_millis(5000),
             1 => Duration::from_millis(10_000),
@@ -305,6 +311,20 @@ impl Options {
     }
 }
 
+/// Draws each group's crash rule from a generator of its own, so that every other choice a seed
+/// made before the rule existed stays as it was: mostly the default, sometimes off, sometimes a
+/// threshold from 20 ms (below one reconnect period) to 2 s (above some `down_after`).
+fn sample_crash_rules(seed: u64, groups: &mut [GroupOptions]) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0c4a_54ed_0000_0017);
+    for group in groups {
+        group.down_after_refused = match rng.random_range(0..10) {
+            0 | 1 => None,
+            2 | 3 => Some(Duration::from_millis(rng.random_range(20..=2000))),
+            _ => Some(DEFAULT_DOWN_AFTER_REFUSED),
+        };
+    }
+}
+
 fn sample_group(rng: &mut ChaCha8Rng, index: usize, nodes: usize) -> GroupOptions {
     let replicas = rng.random_range(1..=3);
     let name = group_name(index);
@@ -337,6 +357,7 @@ fn sample_group(rng: &mut ChaCha8Rng, index: usize, nodes: usize) -> GroupOption
         priorities,
         quorum,
         down_after,
+        down_after_refused: Some(DEFAULT_DOWN_AFTER_REFUSED),
         failover_timeout: Duration::from_millis(rng.random_range(2000..=15_000)),
         parallel_syncs: rng.random_range(1..=2),
         write_rate: rng.random_range(1..100),

@@ -281,7 +281,8 @@ impl Redis {
         self.lease = if keep_config { self.saved_lease } else { Lease::NONE };
         self.came_back_unfenced = self.role == Role::Master && self.lease.min_replicas == 0;
         if self.came_back_unfenced {
-            // What a failover promised of it rested on a fence this restart threw away.
+            // A new process that no fence holds: what a failover promised of the old one (it
+            // was dead meanwhile, so the promise was kept) does not carry over.
             self.promised_fenced_by = None;
         }
         self.paused_until = 0;

@@ -471,3 +471,67 @@ fn a_new_master_stays_writable_when_its_deposed_master_comes_back() {
     }
     run_until_converged(&mut sim, secs(40));
 }
+
+/// A quiet three-node cluster whose group has `down_after` 5 s and the crash rule's default
+/// threshold (300 ms), run for 3 s.
+fn slow_down_after_cluster() -> Simulation {
+    let mut options = Options::quiet(1, 3);
+    options.groups[0].down_after = secs(5);
+    let mut sim = Simulation::new(options, Trace::Off);
+    sim.run_for(secs(3)).unwrap();
+    sim
+}
+
+/// Every node names a master other than `old` for `session`, with a config epoch past 0.
+fn replaced(sim: &Simulation, old: &str) -> bool {
+    (0..sim.nodes.len())
+        .all(|i| sim.belief(i, "session").is_some_and(|(a, e)| a.to_string() != old && e > 0))
+}
+
+#[test]
+fn a_killed_master_is_replaced_by_the_crash_rule_long_before_down_after() {
+    let mut sim = slow_down_after_cluster();
+    let master = member(&sim, 0, 0);
+    let old = sim.redis[master].addr.to_string();
+    sim.kill_redis(master);
+    let killed = sim.now;
+    // Refused for 300 ms, one reconnect period, agreement, election, promotion: under a second,
+    // where the silence rule alone would take five.
+    let done = sim.run_until_true(secs(1), |s| replaced(s, &old)).unwrap();
+    let took = Duration::from_micros(sim.now - killed);
+    assert!(done, "not replaced within 1 s of the kill:\n{}", sim.describe());
+    assert!(took >= Duration::from_millis(300), "replaced {took:?} after the kill");
+    expect_promotions(&mut sim, 1);
+    sim.restart_redis(master, true, false);
+    run_until_converged(&mut sim, secs(30));
+    assert_eq!(sim.checker.promotions_sent, 1);
+}
+
+#[test]
+fn a_silent_master_keeps_the_down_after_rule() {
+    // Stopped (SIGSTOP), then cut off by a partition that drops packets: neither refuses a
+    // connection, so neither is down before five seconds of silence.
+    for dropped in [false, true] {
+        let mut sim = slow_down_after_cluster();
+        let master = member(&sim, 0, 0);
+        let old = sim.redis[master].addr.to_string();
+        if dropped {
+            let others: Vec<Endpoint> = (0..3).map(Endpoint::Node).collect();
+            sim.partition(
+                "the master cut off".into(),
+                Network::paths_between(&[Endpoint::Redis(master)], &others, true),
+                Cut::Drop,
+            );
+        } else {
+            sim.pause_redis(master);
+        }
+        let silenced = sim.now;
+        let early = sim.run_until_true(Duration::from_millis(4400), |s| replaced(s, &old)).unwrap();
+        assert!(!early, "replaced before down_after (dropped: {dropped}):\n{}", sim.describe());
+        assert_eq!(sim.checker.promotions_sent, 0);
+        let done = sim.run_until_true(secs(3), |s| replaced(s, &old)).unwrap();
+        let took = Duration::from_micros(sim.now - silenced);
+        assert!(done, "not replaced after down_after (dropped: {dropped}):\n{}", sim.describe());
+        assert!(took > Duration::from_millis(4400), "{took:?}");
+    }
+}

@@ -107,6 +107,7 @@ pub(crate) struct RawMaster {
     pub(crate) address: Addr,
     pub(crate) quorum: u32,
     pub(crate) down_after_ms: Option<u64>,
+    pub(crate) down_after_refused_ms: Option<u64>,
     pub(crate) failover_timeout_ms: Option<u64>,
     pub(crate) parallel_syncs: Option<u32>,
     pub(crate) auth_user: Option<String>,

@@ -98,6 +98,7 @@ fn master(out: &mut Out, config: &Config, master: &MasterSettings) {
     out.string("address", &master.addr.to_string());
     out.raw("quorum", master.quorum);
     out.millis("down_after_ms", master.down_after);
+    out.millis("down_after_refused_ms", master.down_after_refused.unwrap_or(Duration::ZERO));
     out.millis("failover_timeout_ms", master.failover_timeout);
     out.raw("parallel_syncs", master.parallel_syncs);
     // The configured source, not `master.auth`: a file password may not be resolved yet.

@@ -69,6 +69,7 @@ name = "session"
 address = "Redis-Session:6379"
 quorum = 3
 down_after_ms = 5000
+down_after_refused_ms = 200
 failover_timeout_ms = 60000
 parallel_syncs = 2
 auth_user = "picket"
@@ -237,6 +238,7 @@ fn every_key_is_parsed() {
             addr: addr("redis-session:6379"),
             quorum: 3,
             down_after: ms(5000),
+            down_after_refused: Some(ms(200)),
             failover_timeout: ms(60_000),
             parallel_syncs: 2,
             auth: Some(Credentials {
@@ -264,13 +266,13 @@ fn every_key_is_parsed() {
     assert_eq!(session_auth.user.as_deref(), Some("picket"));
     assert_eq!(
         secret_view(Some(&session_auth.password)),
-        Some((inline("redis-key"), Some("redis-key"), 43, "master \"session\": auth_pass"))
+        Some((inline("redis-key"), Some("redis-key"), 44, "master \"session\": auth_pass"))
     );
     let cache_auth = &config.master_auth["cache"];
     assert_eq!(cache_auth.user, None);
     assert_eq!(
         secret_view(Some(&cache_auth.password)),
-        Some((file("/run/secrets/cache-pass"), None, 57, "master \"cache\": auth_pass_file"))
+        Some((file("/run/secrets/cache-pass"), None, 58, "master \"cache\": auth_pass_file"))
     );
     assert_eq!(
         config.master_tls,
@@ -299,12 +301,12 @@ fn every_key_is_parsed() {
     assert_eq!((app.name.as_str(), app.role), ("app", UserRole::Read));
     assert_eq!(
         secret_view(Some(&app.password)),
-        Some((inline("app-key"), Some("app-key"), 73, "user \"app\": password"))
+        Some((inline("app-key"), Some("app-key"), 74, "user \"app\": password"))
     );
     assert_eq!((ops.name.as_str(), ops.role), ("ops", UserRole::Admin));
     assert_eq!(
         secret_view(Some(&ops.password)),
-        Some((file("/run/secrets/ops"), None, 78, "user \"ops\": password_file"))
+        Some((file("/run/secrets/ops"), None, 79, "user \"ops\": password_file"))
     );
 }
 
@@ -348,6 +350,7 @@ fn defaults() {
     let master = &config.masters[0];
     assert_eq!((master.down_after, master.failover_timeout), (ms(30_000), ms(180_000)));
     assert_eq!((master.parallel_syncs, master.reboot_down_after), (1, None));
+    assert_eq!(master.down_after_refused, Some(ms(300)), "the crash rule is on by default");
     assert!(config.master_auth.is_empty());
     assert_eq!(
         config.engine_settings().node,
@@ -411,8 +414,8 @@ fn errors_name_file_line_and_key() {
         (
             format!("{BASE}quorom = 1\n"),
             "config/picket.toml:13:1: master \"session\": quorom: unknown key, expected one of \
-             `name`, `address`, `quorum`, `down_after_ms`, `failover_timeout_ms`, \
-             `parallel_syncs`, `auth_user`, `auth_pass`, `auth_pass_file`, `tls`, `tls_ca_file`, \
+             `name`, `address`, `quorum`, `down_after_ms`, `down_after_refused_ms`, \
+             `failover_timeout_ms`, `parallel_syncs`, `auth_user`, `auth_pass`, `auth_pass_file`, `tls`, `tls_ca_file`, \
              `tls_cert_file`, `tls_key_file`, `tls_server_name`, `tls_insecure_skip_verify`, \
              `reboot_down_after_ms`, `replica_priority`, `notification_script`, \
              `client_reconfig_script`, `fencing`, `max_lag_on_failover_bytes`, \
@@ -519,6 +522,11 @@ fn errors_name_file_line_and_key() {
         (
             format!("{BASE}down_after_ms = 0\n"),
             "config/picket.toml:13:1: master \"session\": down_after_ms: must be at least 1",
+        ),
+        (
+            format!("{BASE}down_after_ms = 1000\ndown_after_refused_ms = 1000\n"),
+            "config/picket.toml:14:1: master \"session\": down_after_refused_ms: must be less \
+             than down_after_ms (1000), or 0 to turn the crash rule off",
         ),
         (
             format!("{BASE}failover_timeout_ms = 0\n"),
@@ -792,7 +800,7 @@ fn unreadable_secret_files_are_reported_at_their_key() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "config/picket.toml:57:1: master \"cache\": auth_pass_file: /run/secrets/cache-pass is empty"
+        "config/picket.toml:58:1: master \"cache\": auth_pass_file: /run/secrets/cache-pass is empty"
     );
 }
 
@@ -997,6 +1005,7 @@ name = "session"
 address = "redis-session:6379"
 quorum = 3
 down_after_ms = 5000
+down_after_refused_ms = 200
 failover_timeout_ms = 60000
 parallel_syncs = 2
 auth_user = "picket"
@@ -1015,6 +1024,7 @@ name = "cache"
 address = "10.0.0.9:6379"
 quorum = 1
 down_after_ms = 30000
+down_after_refused_ms = 300
 failover_timeout_ms = 180000
 parallel_syncs = 1
 auth_pass_file = "/run/secrets/cache-pass"
@@ -1326,4 +1336,12 @@ proptest! {
         let config = parse(&text, Path::new(PATH)).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         assert_render_fixpoint(&config);
     }
+}
+
+#[test]
+fn zero_turns_the_crash_rule_off() {
+    let config = parse_ok(&format!("{BASE}down_after_refused_ms = 0\n"));
+    assert_eq!(config.masters[0].down_after_refused, None);
+    let config = parse_ok(&format!("{BASE}down_after_refused_ms = 150\n"));
+    assert_eq!(config.masters[0].down_after_refused, Some(ms(150)));
 }

@@ -455,6 +455,18 @@ fn master(
     let mut settings = MasterSettings::new(&raw.name, raw.address.clone(), raw.quorum);
     settings.down_after =
         millis(doc, &at.key("down_after_ms"), raw.down_after_ms, settings.down_after)?;
+    settings.down_after_refused = match raw.down_after_refused_ms {
+        None => settings.down_after_refused,
+        Some(0) => None,
+        Some(ms) if Duration::from_millis(ms) >= settings.down_after => {
+            let message = format!(
+                "must be less than down_after_ms ({}), or 0 to turn the crash rule off",
+                settings.down_after.as_millis()
+            );
+            return Err(doc.error(&at.key("down_after_refused_ms"), message));
+        }
+        Some(ms) => Some(Duration::from_millis(ms)),
+    };
     settings.failover_timeout = millis(
         doc,
         &at.key("failover_timeout_ms"),

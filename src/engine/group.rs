@@ -456,6 +456,7 @@ impl Group {
         for (addr, instance) in &self.instances {
             let is_master = *addr == self.master;
             let down = instance.unresponsive(now, &timing)
+                || instance.refused_too_long(&timing)
                 || (is_master && master_claims_replica_too_long(instance, now, &timing))
                 || (is_master
                     && instance

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::engine::addr::Addr;
 use crate::engine::fence::Lease;
 use crate::engine::ids::{LinkId, RequestId};
-use crate::engine::io::{Output, RedisCommand, Reply};
+use crate::engine::io::{LinkFailure, Output, RedisCommand, Reply};
 use crate::engine::node::Node;
 use crate::engine::report::InfoReport;
 use crate::engine::settings::MasterSettings;
@@ -41,6 +41,16 @@ pub enum LinkState {
         /// Since when.
         since: Instant,
     },
+}
+
+/// A run of connection attempts the instance's host refused, with nothing else in between: the
+/// evidence of the crash rule.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Refusals {
+    /// The first refusal (or reset) of the run.
+    pub first: Instant,
+    /// The latest.
+    pub last: Instant,
 }
 
 /// What a request was, so its reply can be interpreted.
@@ -114,6 +124,9 @@ pub struct Instance {
     pub role_reported_at: Option<Instant>,
     /// Since when the instance is subjectively down.
     pub sdown_since: Option<Instant>,
+    /// The refusals since the link last came up or failed otherwise, if the last attempt was
+    /// refused.
+    pub refusals: Option<Refusals>,
     /// When a master was seen restarting (new run id), until its first `PONG`.
     pub rebooted_at: Option<Instant>,
     /// Since when the instance reports a role or master other than its group expects.
@@ -147,6 +160,7 @@ impl Instance {
             fence_sent_at: None,
             role_reported_at: None,
             sdown_since: None,
+            refusals: None,
             rebooted_at: None,
             misconfigured_since: None,
             last_corrected_at: None,
@@ -208,6 +222,7 @@ impl Instance {
     pub fn link_up(&mut self, link: LinkId, resolved: Option<String>, now: Instant) {
         if matches!(self.link, LinkState::Connecting { id, .. } if id == link) {
             self.link = LinkState::Up { id: link, since: now };
+            self.refusals = None;
             self.resolved = resolved;
             self.pending.clear();
             self.ping_in_flight_since = None;
@@ -218,11 +233,13 @@ impl Instance {
         }
     }
 
-    /// The connection `link` failed or broke: schedule a reconnect with bounded backoff.
+    /// The connection `link` failed or broke: schedule a reconnect with bounded backoff. A
+    /// refusal extends the run of refusals (or starts one); any other failure ends it.
     pub fn link_down(
         &mut self,
         node: &mut Node,
         link: LinkId,
+        failure: LinkFailure,
         now: Instant,
         timing: &MasterTiming,
     ) {
@@ -231,19 +248,38 @@ impl Instance {
             LinkState::Up { id, .. } if id == link => 0,
             _ => return,
         };
-        self.drop_link(node, now, failures, timing);
+        let refusals = match failure {
+            LinkFailure::Refused => {
+                Some(Refusals { first: self.refusals.map_or(now, |r| r.first), last: now })
+            }
+            LinkFailure::Other => None,
+        };
+        self.drop_link(node, now, failures, refusals, timing);
     }
 
-    /// Forgets the current connection (closing it is the caller's business) and schedules the
-    /// next attempt: at once after a working link broke, with doubling backoff after failed
-    /// attempts, never longer than the ping period.
-    fn drop_link(&mut self, node: &mut Node, now: Instant, failures: u32, timing: &MasterTiming) {
+    /// Forgets the current connection (closing it is the caller's business), records the run of
+    /// refusals it leaves, and schedules the next attempt: at once after a working link broke,
+    /// with doubling backoff after failed attempts, never longer than the ping period, nor than
+    /// [`MasterTiming::refused_retry_max`] while a run of refusals has yet to reach the crash
+    /// rule's threshold (once it has, the instance is down and a dead host costs no more
+    /// attempts than before the rule).
+    fn drop_link(
+        &mut self,
+        node: &mut Node,
+        now: Instant,
+        failures: u32,
+        refusals: Option<Refusals>,
+        timing: &MasterTiming,
+    ) {
         if let LinkState::Up { id, .. } | LinkState::Connecting { id, .. } = self.link {
             node.links.remove(&id);
         }
+        let counting = refusals.is_some() && !spans_threshold(refusals, timing);
+        let longest = if counting { timing.refused_retry_max() } else { timing.reconnect_max() };
         let exponent = failures.saturating_sub(1).min(16);
-        let backoff = (RECONNECT_MIN * 2u32.saturating_pow(exponent)).min(timing.reconnect_max());
+        let backoff = (RECONNECT_MIN * 2u32.saturating_pow(exponent)).min(longest);
         let delay = if failures == 0 { Duration::ZERO } else { backoff };
+        self.refusals = refusals;
         self.link = LinkState::Down { retry_at: now + delay, failures };
         self.pending.clear();
         self.ping_in_flight_since = None;
@@ -254,7 +290,7 @@ impl Instance {
     pub fn close(&mut self, node: &mut Node, now: Instant, timing: &MasterTiming) {
         if let LinkState::Up { id, .. } | LinkState::Connecting { id, .. } = self.link {
             node.out.push(Output::Disconnect { link: id });
-            self.drop_link(node, now, 0, timing);
+            self.drop_link(node, now, 0, None, timing);
         }
     }
 
@@ -316,7 +352,7 @@ impl Instance {
             .is_some_and(|t| now.saturating_since(t) >= timing.link_watchdog)
         {
             node.out.push(Output::Disconnect { link });
-            self.drop_link(node, now, 0, timing);
+            self.drop_link(node, now, 0, None, timing);
             return;
         }
         if self.pending.len() >= MAX_PENDING_REQUESTS {
@@ -445,6 +481,14 @@ impl Instance {
         self.last_ok_reply_at + timing.down_after + Duration::from_millis(1)
     }
 
+    /// Whether every connection attempt has been refused for longer than `down_after_refused`
+    /// (the crash rule): the instance's port has had no process behind it all that time. It
+    /// becomes true only as a refusal arrives, and stays so until an attempt ends otherwise.
+    #[must_use]
+    pub fn refused_too_long(&self, timing: &MasterTiming) -> bool {
+        spans_threshold(self.refusals, timing)
+    }
+
     /// Whether no acceptable reply has arrived for longer than `down_after`.
     #[must_use]
     pub fn unresponsive(&self, now: Instant, timing: &MasterTiming) -> bool {
@@ -466,6 +510,14 @@ impl Instance {
     pub fn reported_role(&self) -> Option<&crate::engine::report::ReportedRole> {
         self.info.as_ref().map(|i| &i.role)
     }
+}
+
+/// Whether a run of refusals lasts longer than the crash rule's threshold (never, with it off).
+fn spans_threshold(refusals: Option<Refusals>, timing: &MasterTiming) -> bool {
+    timing
+        .down_after_refused
+        .zip(refusals)
+        .is_some_and(|(limit, r)| r.last.saturating_since(r.first) > limit)
 }
 
 /// `PONG`, `LOADING` and `MASTERDOWN` mean the instance is alive (Sentinel's rule); anything
@@ -545,12 +597,64 @@ mod tests {
         for _ in 0..5 {
             i.poll_connect(&mut node, now, &t, &m, 0);
             let LinkState::Connecting { id, .. } = i.link else { panic!() };
-            i.link_down(&mut node, id, now, &t);
+            i.link_down(&mut node, id, LinkFailure::Other, now, &t);
             let LinkState::Down { retry_at, .. } = i.link else { panic!() };
             delays.push(retry_at.saturating_since(now).as_millis());
             now = retry_at;
         }
         assert_eq!(delays, vec![25, 50, 100, 100, 100]);
+    }
+
+    #[test]
+    fn a_run_of_refusals_is_ended_by_any_other_outcome() {
+        let (mut node, mut i, t, mut m) = setup();
+        m.down_after_refused = Some(Duration::from_millis(300));
+        let t = MasterTiming { down_after_refused: m.down_after_refused, ..t };
+        let attempt = |i: &mut Instance, node: &mut Node, now: u64, failure| {
+            let now = Instant::from_millis(now);
+            i.poll_connect(node, now, &t, &m, 0);
+            let LinkState::Connecting { id, .. } = i.link else { panic!() };
+            i.link_down(node, id, failure, now, &t);
+        };
+        for now in [0, 25, 75, 125, 175, 225, 275] {
+            attempt(&mut i, &mut node, now, LinkFailure::Refused);
+        }
+        assert!(!i.refused_too_long(&t), "275 ms of refusals");
+        // An attempt that timed out proves nothing: the run starts again.
+        attempt(&mut i, &mut node, 325, LinkFailure::Other);
+        assert_eq!(i.refusals, None);
+        // Then the ping period's backoff (100 ms) until the next refusal.
+        for now in [425, 475, 525, 575, 625, 675, 725] {
+            attempt(&mut i, &mut node, now, LinkFailure::Refused);
+        }
+        assert!(!i.refused_too_long(&t), "exactly 300 ms of refusals");
+        attempt(&mut i, &mut node, 775, LinkFailure::Refused);
+        assert!(i.refused_too_long(&t));
+        // Past the threshold, attempts fall back to the ping period; a link that comes up ends
+        // the run too.
+        assert_eq!(i.link, LinkState::Down { retry_at: Instant::from_millis(875), failures: 16 });
+        i.poll_connect(&mut node, Instant::from_millis(875), &t, &m, 0);
+        let LinkState::Connecting { id, .. } = i.link else { panic!() };
+        i.link_up(id, None, Instant::from_millis(875));
+        assert!(!i.refused_too_long(&t));
+    }
+
+    #[test]
+    fn refused_attempts_back_off_to_fifty_ms_at_most() {
+        let (mut node, mut i, t, _) = setup();
+        let m = MasterSettings::new("m", i.addr.clone(), 1);
+        let t = MasterTiming { down_after_refused: m.down_after_refused, ..t };
+        let mut now = Instant::ZERO;
+        let mut delays = Vec::new();
+        for _ in 0..5 {
+            i.poll_connect(&mut node, now, &t, &m, 0);
+            let LinkState::Connecting { id, .. } = i.link else { panic!() };
+            i.link_down(&mut node, id, LinkFailure::Refused, now, &t);
+            let LinkState::Down { retry_at, .. } = i.link else { panic!() };
+            delays.push(retry_at.saturating_since(now).as_millis());
+            now = retry_at;
+        }
+        assert_eq!(delays, vec![25, 50, 50, 50, 50]);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum Input {
         link: LinkId,
         /// Why, for logs.
         reason: String,
+        /// What kind of failure it was, for the crash rule.
+        failure: LinkFailure,
     },
     /// A reply to a request sent with [`Output::Send`].
     Replied {
@@ -57,6 +59,19 @@ pub enum Input {
         /// The command.
         command: AdminCommand,
     },
+}
+
+/// How a link failed, as far as the engine's rules tell failures apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkFailure {
+    /// The instance's host answered that no process holds the port: the connection was refused
+    /// (`ECONNREFUSED`) or reset (`ECONNRESET`). A slow, busy or stopped Redis keeps its port
+    /// open, so a run of these means the process is gone (see
+    /// [`crate::engine::MasterSettings::down_after_refused`]).
+    Refused,
+    /// Anything else: a timeout, a connection closed by the instance, a failed handshake, a name
+    /// that does not resolve. Only silence tells these from a slow instance.
+    Other,
 }
 
 /// A monitored instance's reply, decoded by the shell into what the engine needs.

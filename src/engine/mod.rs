@@ -51,7 +51,8 @@ pub use fence::{Fencing, Lease};
 pub use gossip::{Body, MasterReport, PeerMessage, Sender, StateVersion};
 pub use ids::{LinkId, NodeId, PeerId, RequestId, Ticket};
 pub use io::{
-    AdminAnswer, AdminCommand, AdminRefusal, Input, Output, PromotedWrites, RedisCommand, Reply,
+    AdminAnswer, AdminCommand, AdminRefusal, Input, LinkFailure, Output, PromotedWrites,
+    RedisCommand, Reply,
 };
 pub use report::{InfoReport, ListedReplica, ReplicaLink, ReportedRole};
 pub use settings::{Credentials, MasterSettings, NodeSettings, Settings, TlsProfile};

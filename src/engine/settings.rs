@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::engine::addr::Addr;
 use crate::engine::fence::Fencing;
 
+/// The crash rule's default threshold: a few reconnect attempts' worth of refusals, far below
+/// any `down_after` in use, and still long enough to ride out a connection refused once.
+pub const DEFAULT_DOWN_AFTER_REFUSED: Duration = Duration::from_millis(300);
+
 /// Everything the engine needs to know about its deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
@@ -125,6 +129,12 @@ pub struct MasterSettings {
     pub quorum: u32,
     /// No acceptable reply for this long makes an instance subjectively down.
     pub down_after: Duration,
+    /// The crash rule: an instance whose host has refused (or reset) every connection attempt
+    /// for longer than this is subjectively down without waiting out `down_after`. A killed
+    /// Redis leaves nothing listening on its port, while a slow, busy or stopped one keeps it
+    /// open; timeouts and silence keep the `down_after` rule. `None` = off (Sentinel's rule
+    /// only). ODOWN still needs the quorum's reports, and the failover its votes.
+    pub down_after_refused: Option<Duration>,
     /// Bounds every phase of a failover and the wait between attempts.
     pub failover_timeout: Duration,
     /// How many replicas are repointed at the new master at the same time.
@@ -157,7 +167,8 @@ pub struct MasterSettings {
 }
 
 impl MasterSettings {
-    /// A master with Sentinel's defaults for everything but its name, address and quorum.
+    /// A master with Sentinel's defaults for everything but its name, address and quorum, and
+    /// Picket's for what Sentinel does not have (the crash rule after 300 ms of refusals).
     #[must_use]
     pub fn new(name: &str, addr: Addr, quorum: u32) -> Self {
         Self {
@@ -165,6 +176,7 @@ impl MasterSettings {
             addr,
             quorum,
             down_after: Duration::from_millis(30_000),
+            down_after_refused: Some(DEFAULT_DOWN_AFTER_REFUSED),
             failover_timeout: Duration::from_millis(180_000),
             parallel_syncs: 1,
             auth: None,

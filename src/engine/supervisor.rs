@@ -177,13 +177,13 @@ impl Supervisor {
                     self.touched.insert(group);
                 }
             }
-            Input::LinkDown { link, reason } => {
+            Input::LinkDown { link, reason, failure } => {
                 if let Some((group, addr)) = self.node.links.get(&link).cloned() {
-                    tracing::debug!(%addr, %reason, "link down");
+                    tracing::debug!(%addr, %reason, ?failure, "link down");
                     if let Some(g) = self.groups.get_mut(&group) {
                         let timing = g.timing;
                         if let Some(instance) = g.instances.get_mut(&addr) {
-                            instance.link_down(&mut self.node, link, now, &timing);
+                            instance.link_down(&mut self.node, link, failure, now, &timing);
                         }
                     }
                     self.touched.insert(group);

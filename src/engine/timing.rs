@@ -28,6 +28,8 @@ pub const FAILOVER_POLL_PERIOD: Duration = ms(10);
 pub const MAX_PENDING_REQUESTS: usize = 100;
 /// First reconnect delay after a link fails; it doubles up to the ping period.
 pub const RECONNECT_MIN: Duration = ms(25);
+/// Longest backoff between connection attempts while they are refused and the crash rule is on.
+pub const REFUSED_RETRY_MAX: Duration = ms(50);
 /// A replica repointed during a failover that shows no progress for this long is treated as
 /// done (Sentinel's `SLAVE-RECONF-TIMEOUT`), bounded by the failover timeout.
 pub const REPLICA_RECONF_TIMEOUT: Duration = ms(10_000);
@@ -49,6 +51,9 @@ pub struct MasterTiming {
     pub ping_period: Duration,
     /// No acceptable reply for this long makes an instance subjectively down.
     pub down_after: Duration,
+    /// Refusals of every connection attempt for longer than this make an instance subjectively
+    /// down (the crash rule); `None` = off.
+    pub down_after_refused: Option<Duration>,
     /// A link whose oldest PING is unanswered for this long is closed and reopened, so a
     /// connection that silently died (a peer host rebooted behind a partition) cannot hide a
     /// recovered instance.
@@ -81,6 +86,7 @@ impl MasterTiming {
         Self {
             ping_period,
             down_after,
+            down_after_refused: master.down_after_refused.filter(|d| !d.is_zero()),
             link_watchdog: down_after.max(ms(1000)),
             connect_timeout: down_after.clamp(ms(500), ms(5000)),
             election_timeout: down_after.clamp(ms(1000), ms(10_000)).min(failover_timeout),
@@ -116,6 +122,18 @@ impl MasterTiming {
     pub fn reconnect_max(&self) -> Duration {
         self.ping_period.max(RECONNECT_MIN)
     }
+
+    /// Longest backoff while every attempt is refused, with the crash rule on: a quarter of
+    /// `down_after_refused`, between 10 and 50 ms (and never above [`Self::reconnect_max`]).
+    /// The rule fires at the first refusal past the threshold, so a crash is seen within
+    /// `down_after_refused` plus this; a refused SYN costs the host one packet in return.
+    #[must_use]
+    pub fn refused_retry_max(&self) -> Duration {
+        self.down_after_refused.map_or_else(
+            || self.reconnect_max(),
+            |limit| (limit / 4).clamp(ms(10), REFUSED_RETRY_MAX).min(self.reconnect_max()),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -138,6 +156,24 @@ mod tests {
         assert_eq!(t.election_jitter, ms(100));
         assert_eq!(t.enforce_grace, ms(1000));
         assert_eq!(t.reconnect_max(), ms(100));
+    }
+
+    #[test]
+    fn refused_attempts_are_a_quarter_of_the_crash_threshold_apart_at_most() {
+        let mut m = MasterSettings::new("m", "127.0.0.1:6379".parse::<Addr>().unwrap(), 2);
+        m.down_after = ms(5000);
+        assert_eq!(MasterTiming::of(&m).refused_retry_max(), ms(50));
+        m.down_after_refused = Some(ms(100));
+        assert_eq!(MasterTiming::of(&m).refused_retry_max(), ms(25));
+        m.down_after_refused = Some(ms(20));
+        assert_eq!(MasterTiming::of(&m).refused_retry_max(), ms(10));
+        // Off (0 or none): the ordinary backoff.
+        m.down_after_refused = Some(ms(0));
+        assert_eq!(MasterTiming::of(&m).down_after_refused, None);
+        assert_eq!(MasterTiming::of(&m).refused_retry_max(), ms(500));
+        m.down_after = ms(100);
+        m.down_after_refused = Some(ms(300));
+        assert_eq!(MasterTiming::of(&m).refused_retry_max(), ms(25), "the ping period bounds it");
     }
 
     #[test]

@@ -23,7 +23,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_util::either::Either;
 
-use crate::engine::{Addr, Credentials, Lease, PromotedWrites, RedisCommand, Reply, RequestId};
+use crate::engine::{
+    Addr, Credentials, Lease, LinkFailure, PromotedWrites, RedisCommand, Reply, RequestId,
+};
 use crate::hub::{TlsEndpoint, TlsFailure, TlsStats};
 use crate::tls;
 use crate::wire::info::parse_info;
@@ -72,17 +74,45 @@ type Stream = Either<TcpStream, TlsStream<TcpStream>>;
 /// carry.
 pub(super) type LinkTls = (Arc<ClientConfig>, ServerName<'static>);
 
-/// Why opening a link failed: the reason for the engine's log, and the TLS failure behind it,
-/// if any (the caller counts and reports those).
+/// Why a link failed: the reason for the engine's log, and the kind of failure its crash rule
+/// tells apart.
+#[derive(Debug)]
+pub(super) struct Failed {
+    pub(super) reason: String,
+    pub(super) failure: LinkFailure,
+}
+
+impl From<String> for Failed {
+    fn from(reason: String) -> Self {
+        Self { reason, failure: LinkFailure::Other }
+    }
+}
+
+/// The engine's kind of a socket error: a refusal or a reset means nothing holds the port.
+fn failure_of(error: &io::Error) -> LinkFailure {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset => LinkFailure::Refused,
+        _ => LinkFailure::Other,
+    }
+}
+
+/// Why opening a link failed, and the TLS failure behind it, if any (the caller counts and
+/// reports those).
 #[derive(Debug)]
 pub(super) struct OpenError {
-    pub(super) reason: String,
+    pub(super) failed: Failed,
     pub(super) tls: Option<TlsFailure>,
+}
+
+impl From<Failed> for OpenError {
+    fn from(failed: Failed) -> Self {
+        Self { failed, tls: None }
+    }
 }
 
 impl From<String> for OpenError {
     fn from(reason: String) -> Self {
-        Self { reason, tls: None }
+        Failed::from(reason).into()
     }
 }
 
@@ -95,6 +125,16 @@ enum ReadError {
     Closed,
     /// The bytes are not valid RESP.
     Invalid(String),
+}
+
+impl From<ReadError> for Failed {
+    fn from(error: ReadError) -> Self {
+        let failure = match &error {
+            ReadError::Io(e) => failure_of(e),
+            ReadError::Closed | ReadError::Invalid(_) => LinkFailure::Other,
+        };
+        Self { reason: error.to_string(), failure }
+    }
 }
 
 impl fmt::Display for ReadError {
@@ -133,9 +173,10 @@ impl InstanceConnection {
             .map_err(|e| format!("cannot resolve {target}: {e}"))?
             .min_by_key(std::net::SocketAddr::is_ipv6)
             .ok_or_else(|| format!("{target} resolves to no address"))?;
-        let tcp = TcpStream::connect(resolved)
-            .await
-            .map_err(|e| format!("cannot connect to {resolved}: {e}"))?;
+        let tcp = TcpStream::connect(resolved).await.map_err(|e| Failed {
+            reason: format!("cannot connect to {resolved}: {e}"),
+            failure: failure_of(&e),
+        })?;
         // PINGs are tiny and latency is what they measure.
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
         let stream = match tls {
@@ -144,7 +185,8 @@ impl InstanceConnection {
                 match tls::connect(config, name, tcp, TlsEndpoint::Redis, stats).await {
                     Ok(stream) => Either::Right(stream),
                     Err(e) => {
-                        return Err(OpenError { reason: e.to_string(), tls: Some(e.failure) });
+                        let failed = Failed::from(e.to_string());
+                        return Err(OpenError { failed, tls: Some(e.failure) });
                     }
                 }
             }
@@ -181,7 +223,7 @@ impl InstanceConnection {
     }
 
     /// Writes everything queued.
-    pub(super) async fn flush(&mut self) -> Result<(), String> {
+    pub(super) async fn flush(&mut self) -> Result<(), Failed> {
         if self.write.is_empty() {
             return Ok(());
         }
@@ -195,7 +237,8 @@ impl InstanceConnection {
         if self.write.capacity() > KEEP_BUFFER {
             self.write = Vec::new();
         }
-        written.map_err(|e| format!("write failed: {e}"))
+        written
+            .map_err(|e| Failed { reason: format!("write failed: {e}"), failure: failure_of(&e) })
     }
 
     /// Reads until the oldest pending request is answered. Cancel-safe: bytes read before a
@@ -205,11 +248,11 @@ impl InstanceConnection {
     /// # Errors
     /// The connection closed or failed, or the instance sent something that is not a reply to
     /// a pending request. The link is unusable after an error.
-    pub(super) async fn next_reply(&mut self) -> Result<(RequestId, Reply), String> {
+    pub(super) async fn next_reply(&mut self) -> Result<(RequestId, Reply), Failed> {
         loop {
-            let frame = self.next_frame().await.map_err(|e| e.to_string())?;
+            let frame = self.next_frame().await?;
             let Some(pending) = self.pending.front_mut() else {
-                return Err(format!("unexpected frame with no request pending: {frame:?}"));
+                return Err(format!("unexpected frame with no request pending: {frame:?}").into());
             };
             pending.frames_left -= 1;
             if let Frame::Error(e) = &frame {
@@ -263,12 +306,10 @@ fn first_read_failed(error: ReadError, stats: &TlsStats) -> OpenError {
             } else {
                 "; the instance refused Picket's client certificate"
             };
-            OpenError {
-                reason: format!("TLS handshake failed ({}): {error}{hint}", failure.as_str()),
-                tls,
-            }
+            let reason = format!("TLS handshake failed ({}): {error}{hint}", failure.as_str());
+            OpenError { failed: reason.into(), tls }
         }
-        None => error.to_string().into(),
+        None => Failed::from(error).into(),
     }
 }
 

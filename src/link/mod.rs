@@ -4,7 +4,9 @@
 //! it. Each link is one task owning one connection (`conn.rs`): commands are pipelined on it as
 //! they arrive, and every reply (or the connection breaking) goes back to the runtime as an
 //! engine input tagged with the link and request ids the engine chose. A hung instance simply
-//! never answers: the engine's timers notice, not this module.
+//! never answers: the engine's timers notice, not this module. A connection refused or reset by
+//! the instance's host is reported as such ([`crate::engine::LinkFailure::Refused`]): that is the
+//! evidence of the engine's crash rule.
 //!
 //! A command that waited in its queue longer than the engine's stall gap is not written: the
 //! process stalled after the engine decided it, on what it knew before the stall. It is answered
@@ -29,7 +31,7 @@ use crate::engine::{
 };
 use crate::hub::TlsStats;
 use crate::tls::RedisTls;
-use conn::{InstanceConnection, LinkTls};
+use conn::{Failed, InstanceConnection, LinkTls};
 
 /// How many commands may wait to be written on one link. The engine caps requests in flight per
 /// link at 100, so this is never reached in practice; it bounds memory if it ever were.
@@ -166,7 +168,7 @@ async fn run_link(
         Ok(tls) => tls,
         Err(reason) => {
             shared.complain(&spec.addr, &reason);
-            let _ = inputs.send(Input::LinkDown { link: id, reason }).await;
+            let _ = inputs.send(link_down(id, reason.into())).await;
             return;
         }
     };
@@ -182,14 +184,14 @@ async fn run_link(
         Ok(Ok(ok)) => ok,
         Ok(Err(error)) => {
             if error.tls.is_some() {
-                shared.complain(&spec.addr, &error.reason);
+                shared.complain(&spec.addr, &error.failed.reason);
             }
-            let _ = inputs.send(Input::LinkDown { link: id, reason: error.reason }).await;
+            let _ = inputs.send(link_down(id, error.failed)).await;
             return;
         }
         Err(_) => {
             let reason = format!("connect timed out after {:?}", spec.timeout);
-            let _ = inputs.send(Input::LinkDown { link: id, reason }).await;
+            let _ = inputs.send(link_down(id, reason.into())).await;
             return;
         }
     };
@@ -225,12 +227,12 @@ async fn run_link(
                 }
                 match conn.flush().await {
                     Ok(()) => continue,
-                    Err(reason) => Input::LinkDown { link: id, reason },
+                    Err(failed) => link_down(id, failed),
                 }
             }
             reply = conn.next_reply() => match reply {
                 Ok((request, reply)) => Input::Replied { link: id, request, reply },
-                Err(reason) => Input::LinkDown { link: id, reason },
+                Err(failed) => link_down(id, failed),
             },
         };
         let broken = matches!(input, Input::LinkDown { .. });
@@ -238,4 +240,9 @@ async fn run_link(
             return;
         }
     }
+}
+
+/// The engine's input for link `id` failing as `failed` says.
+fn link_down(link: LinkId, failed: Failed) -> Input {
+    Input::LinkDown { link, reason: failed.reason, failure: failed.failure }
 }

@@ -146,7 +146,7 @@ impl Redis {
         // A config file, so that CONFIG REWRITE (part of every reconfiguration) succeeds.
         let bind = if host == "127.0.0.1" { host.to_owned() } else { format!("127.0.0.1 {host}") };
         let mut conf = format!(
-            "port {port}\nbind {bind}\nprotected-mode no\nsave \"\"\nappendonly no\ndir {}\nlogfile {}/redis.log\n",
+            "port {port}\nbind {bind}\nprotected-mode no\nsave \"\"\nappendonly no\ndir {}\nlogfile {}/redis.log\nenable-debug-command local\n",
             dir.path().display(),
             dir.path().display()
         );

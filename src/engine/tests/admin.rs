@@ -230,8 +230,5 @@ fn maintenance_pauses_and_resumes_and_the_view_says_so() {
     assert_eq!(out[1..], ["emit -maintenance master mymaster 127.0.0.1 6379", "answer Ok"]);
     assert!(h.sup.view().master("mymaster").is_some_and(|m| !m.safety.maintenance_paused));
     let unknown = AdminCommand::Maintenance { master: Some("nope".into()), paused: true };
-    assert_eq!(
-        admin(&mut h, unknown),
-        AdminAnswer::Refused(AdminRefusal::NoSuchMaster)
-    );
+    assert_eq!(admin(&mut h, unknown), AdminAnswer::Refused(AdminRefusal::NoSuchMaster));
 }

@@ -8,7 +8,7 @@ use crate::engine::addr::Addr;
 use crate::engine::durable::DurableState;
 use crate::engine::gossip::{Body, PeerMessage};
 use crate::engine::ids::LinkId;
-use crate::engine::io::{Input, Output, RedisCommand, Reply};
+use crate::engine::io::{Input, LinkFailure, Output, RedisCommand, Reply};
 use crate::engine::report::{InfoReport, ListedReplica, ReportedRole};
 use crate::engine::settings::{MasterSettings, NodeSettings, Settings};
 use crate::engine::supervisor::Supervisor;
@@ -24,8 +24,10 @@ pub(crate) fn settings(peers: &[&str], quorum: u32) -> Settings {
     let mut master = MasterSettings::new("mymaster", addr("127.0.0.1:6379"), quorum);
     master.down_after = Duration::from_millis(1000);
     master.failover_timeout = Duration::from_millis(10_000);
-    // Sentinel's behaviour, so that sequences compare with Sentinel's; fencing has its own tests.
+    // Sentinel's behaviour, so that sequences compare with Sentinel's; fencing and the crash
+    // rule have their own tests.
     master.fencing = crate::engine::fence::Fencing::Off;
+    master.down_after_refused = None;
     Settings {
         node: NodeSettings::new(
             addr("127.0.0.1:26380"),
@@ -175,7 +177,11 @@ impl Harness {
                     self.links.insert(*link, addr.clone());
                     Some(Input::LinkUp { link: *link, resolved: Some(addr.host().to_owned()) })
                 } else {
-                    Some(Input::LinkDown { link: *link, reason: "refused".into() })
+                    Some(Input::LinkDown {
+                        link: *link,
+                        reason: "refused".into(),
+                        failure: LinkFailure::Refused,
+                    })
                 }
             }
             Output::Disconnect { link } => {
@@ -188,7 +194,11 @@ impl Harness {
                 let fake = self.redis.get_mut(&addr)?;
                 if !fake.up {
                     self.links.remove(link);
-                    return Some(Input::LinkDown { link: *link, reason: "closed".into() });
+                    return Some(Input::LinkDown {
+                        link: *link,
+                        reason: "closed".into(),
+                        failure: LinkFailure::Other,
+                    });
                 }
                 if fake.hung {
                     self.held.push((addr, output.clone()));
@@ -287,7 +297,8 @@ impl Harness {
         }
     }
 
-    /// Kills the instance at `addr` (`SIGKILL`): open links break, connections are refused.
+    /// Kills the instance at `addr` (`SIGKILL`): open links are closed (the kernel sends FIN
+    /// for the dead process), new connections are refused.
     pub(crate) fn kill(&mut self, addr_text: &str) {
         let a = addr(addr_text);
         self.redis.get_mut(&a).unwrap().up = false;
@@ -296,7 +307,11 @@ impl Harness {
             self.links.iter().filter(|(_, l)| **l == a).map(|(id, _)| *id).collect();
         for link in broken {
             self.links.remove(&link);
-            self.handle(Input::LinkDown { link, reason: "connection reset".into() });
+            self.handle(Input::LinkDown {
+                link,
+                reason: "connection closed".into(),
+                failure: LinkFailure::Other,
+            });
         }
     }
 

@@ -2,6 +2,7 @@
 //! these outputs.
 
 mod admin;
+mod crash;
 mod election;
 mod failover;
 mod harness;
