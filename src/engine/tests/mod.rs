@@ -4,5 +4,6 @@
 mod admin;
 mod election;
 mod failover;
+mod fencing;
 mod harness;
 mod monitoring;
