@@ -32,9 +32,10 @@
 //!   surely stopped acknowledging it ([`fenced_at`]: each reports its link to it down, or has
 //!   followed another master since its INFO said so). While such doubt lasts the master's writes
 //!   are paused for [`HOLD_PAUSE`], renewed at half of it, and never lifted with `CLIENT UNPAUSE`
-//!   (it would lift other nodes' pauses too): the last pause runs out. A strict failover does not
-//!   release its new master, and an aborted switchover does not release the master it paused,
-//!   while the doubt lasts. Unexpected masters are paused (and the pause renewed) during this
+//!   (it would lift other nodes' pauses too): the last pause runs out. A strict failover whose
+//!   old master is fenced ends without releasing its new master while the doubt lasts (the hold
+//!   takes over, and the demotions that end the doubt are not kept waiting), and an aborted
+//!   switchover does not release the master it paused. Unexpected masters are paused (and the pause renewed) during this
 //!   node's own failovers too, the replica being promoted aside, so that the hold is rarely
 //!   needed. A dead old master does not hold the new one forever: its replicas leave it and its
 //!   lease lapses. An old master without a lease (relaxed to none because its replicas were
@@ -623,19 +624,24 @@ impl Group {
     }
 
     /// Strict mode's wait: the new master's writes are released once the old master surely
-    /// refuses them. An old master that answers again meanwhile (it was cut off, or restarted)
-    /// is paused at once: that fences it.
+    /// refuses them (and no other instance may accept writes: else the failover ends and the
+    /// hold keeps them paused). An old master that answers again meanwhile (it was cut off, or
+    /// restarted) is paused at once: that fences it.
     pub(crate) fn step_release(&mut self, node: &mut Node, now: Instant) {
         let Some(Phase::Release { old_master }) = self.failover.as_ref().map(|f| f.phase.clone())
         else {
             return;
         };
         self.fence_returning_old_master(node, now);
-        if self.old_master_fenced_at().is_some_and(|at| at <= now) && !self.must_hold(now) {
-            let released = self
-                .instances
-                .get_mut(&self.master)
-                .is_some_and(|m| m.send(node, now, RedisCommand::UnpauseWrites));
+        if self.old_master_fenced_at().is_some_and(|at| at <= now) {
+            // If another instance may still accept writes, the failover ends all the same (what
+            // comes after it, demoting that instance, must not wait for it) and the hold keeps
+            // the master paused instead of releasing it.
+            let released = self.must_hold(now)
+                || self
+                    .instances
+                    .get_mut(&self.master)
+                    .is_some_and(|m| m.send(node, now, RedisCommand::UnpauseWrites));
             if released {
                 self.end(node, &old_master, now);
                 return;

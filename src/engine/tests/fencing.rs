@@ -113,3 +113,22 @@ fn an_aborted_switchover_keeps_the_master_paused_while_a_stale_master_may_accept
     );
     assert!(h.sup.view().masters[0].failover.is_none(), "the switchover gave up");
 }
+
+#[test]
+fn a_strict_failover_ends_without_releasing_its_master_while_a_stale_master_may_accept_writes() {
+    let mut h = with_stale_master();
+    h.advance_to(11_000);
+    // The stale master is cut off (paused until 20 s, the master held from 19 s), then the
+    // master dies: 6380 is promoted, when the stale master may accept writes.
+    h.hang("127.0.0.1:6381");
+    h.advance_to(19_500);
+    h.take();
+    h.kill("127.0.0.1:6379");
+    h.advance_to(60_000);
+    let pauses = h.pauses();
+    // The failover ends once the dead master's lease has lapsed, but 6380 is never released
+    // with `CLIENT UNPAUSE`: the hold keeps renewing its pause while 6381 may accept writes.
+    assert!(h.sup.view().masters[0].failover.is_none(), "{pauses:?}");
+    assert!(!pauses.iter().any(|p| p.contains("Unpause")), "{pauses:?}");
+    assert!(pauses.ends_with(&["6380 PauseWrites { pause: 2s }".to_owned()]), "{pauses:?}");
+}
