@@ -84,6 +84,11 @@ const SEEDS: &[(u64, &str)] = &[
     (8_000_727, "fencing: a stale lease reading gave a false fence window"),
     (8_000_757, "fencing: a stale lease reading gave a false fence window"),
     (8_001_834, "fencing: a stale lease reading gave a false fence window"),
+    // Engine, fencing: in strict mode an old master that refused its demotion was kept paused
+    // only by renewals, which stopped while a switchover ran and then could not reach it (a
+    // partition); the aborted switchover released the master beside it ("strict mode holds the
+    // master paused while another instance may accept writes"). Fails with the fix reverted.
+    (434, "fencing: strict master released beside an old master whose pause lapsed"),
     // Simulator: every node lost its disk in turn and with them the address of an old master
     // that then came back as a second master no supervisor could see.
     (5_002_628, "simulator: disk loss forgot an instance"),

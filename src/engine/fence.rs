@@ -23,6 +23,26 @@
 //!   demoted, or the replicas of its lease stopped acknowledging it more than [`Lease::expiry`]
 //!   ago ([`fenced_at`]). There is then never a moment with two masters accepting writes, at the
 //!   cost of writes blocking for that long after a failover.
+//! * **The hold** (`strict` only). The same rule at every moment, not only at the end of a
+//!   failover: the master is never writable while another instance of the group may be. That
+//!   is any instance besides the master that last reported `role:master` and is not surely
+//!   fenced: no pause it acknowledged lasts beyond [`HOLD_MARGIN`] from now (this node tracks
+//!   the end of each acknowledged pause, send time plus its length, and forgets it when it sends
+//!   `CLIENT UNPAUSE` or sees the instance restarted), and the replicas of its lease have not
+//!   surely stopped acknowledging it ([`fenced_at`]: each reports its link to it down, or has
+//!   followed another master since its INFO said so). While such doubt lasts the master's writes
+//!   are paused for [`HOLD_PAUSE`], renewed at half of it, and never lifted with `CLIENT UNPAUSE`
+//!   (it would lift other nodes' pauses too): the last pause runs out. A strict failover whose
+//!   old master is fenced ends without releasing its new master while the doubt lasts (the hold
+//!   takes over, and the demotions that end the doubt are not kept waiting), and an aborted
+//!   switchover does not release the master it paused. Unexpected masters are paused (and the pause renewed) during this
+//!   node's own failovers too, the replica being promoted aside, so that the hold is rarely
+//!   needed. A dead old master does not hold the new one forever: its replicas leave it and its
+//!   lease lapses. An old master without a lease (relaxed to none because its replicas were
+//!   gone, or promoted with none) can be shown to refuse writes only by a pause or its
+//!   demotion: while it stays out of reach, the new master stays paused, so strict mode trades
+//!   that group's write availability for the promise; an operator who knows it is dead removes
+//!   it with `SENTINEL RESET`.
 //!
 //! Writes a master acknowledged before its fence closed and did not replicate are lost in every
 //! mode: replication is asynchronous. `bounded` (the default) promotes at full speed and states,
@@ -42,7 +62,7 @@ use crate::engine::node::Node;
 use crate::engine::peers::Peers;
 use crate::engine::report::ReportedRole;
 use crate::engine::time::Instant;
-use crate::engine::timing::{INFO_PERIOD, STRICT_PAUSE};
+use crate::engine::timing::{HOLD_MARGIN, HOLD_PAUSE, INFO_PERIOD, STRICT_PAUSE};
 
 /// How a master is fenced (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -337,11 +357,13 @@ impl Group {
         }
     }
 
-    /// Lifts the pause this failover put on the old master (it is given up).
+    /// Lifts the pause this failover put on the old master (it is given up), unless strict mode
+    /// must hold it: another instance may accept writes (the pause then runs out by itself).
     pub(crate) fn release_old_master(&mut self, node: &mut Node, now: Instant) {
         let Some(failover) = &self.failover else { return };
         let Some(old) = failover.fence.old_master.clone() else { return };
         if failover.fence.old_paused_at.is_some()
+            && !self.must_hold(now)
             && let Some(instance) = self.instances.get_mut(&old)
         {
             instance.send(node, now, RedisCommand::UnpauseWrites);
@@ -542,34 +564,41 @@ impl Group {
 
     /// Pauses the writes of an instance that reports `role:master` but is not the master (an
     /// old master back from a crash or a partition), at once rather than after the grace its
-    /// demotion waits for. Only when no failover can be under way anywhere that could have
-    /// promoted it: this node leads none, its peers are heard, in sync, lead none, and none has
-    /// voted in an election whose outcome this node has not adopted.
+    /// demotion waits for. Only when no failover can be under way elsewhere that could have
+    /// promoted it: its peers are heard, in sync, lead none, and none has voted in an election
+    /// whose outcome this node has not adopted (or that this node won). During this node's own
+    /// failover it goes on, sparing the replica being promoted: strict mode counts on these
+    /// pauses lasting.
     pub(crate) fn fence_unexpected_masters(
         &mut self,
         node: &mut Node,
         peers: &Peers,
         now: Instant,
     ) {
-        if self.settings.fencing == Fencing::Off || self.failover.is_some() {
+        if self.settings.fencing == Fencing::Off {
             return;
         }
+        let own_epoch = self
+            .failover
+            .as_ref()
+            .filter(|_| self.leading_past_election())
+            .map_or(self.config_epoch, |f| f.epoch.max(self.config_epoch));
         let fresh: Vec<_> =
             peers.iter().filter(|(_, p)| p.is_fresh(now, peers.timeout())).collect();
         let quiet = fresh.len() + 1 >= node.settings.majority()
             && fresh.iter().all(|(_, p)| p.in_sync())
             && peers.fresh_reports(&self.settings.name, now).all(|(_, _, r)| {
-                r.failover.is_none()
-                    && r.voted_epoch <= self.config_epoch
-                    && r.config_epoch <= self.config_epoch
+                r.failover.is_none() && r.voted_epoch <= own_epoch && r.config_epoch <= own_epoch
             });
-        if !quiet {
+        if !quiet || (self.failover.is_some() && !self.leading_past_election()) {
             return;
         }
+        let candidate = self.failover.as_ref().and_then(|f| f.promoted(&self.master));
         let pause = self.timing.failover_timeout;
         let master = self.master.clone();
         for (addr, instance) in &mut self.instances {
             let unexpected = *addr != master
+                && Some(addr) != candidate.as_ref()
                 && instance.up_link().is_some()
                 && matches!(instance.reported_role(), Some(ReportedRole::Master));
             // Renewed at half its length until it is demoted.
@@ -619,8 +648,9 @@ impl Group {
     }
 
     /// Strict mode's wait: the new master's writes are released once the old master surely
-    /// refuses them. An old master that answers again meanwhile (it was cut off, or restarted)
-    /// is paused at once: that fences it.
+    /// refuses them (and no other instance may accept writes: else the failover ends and the
+    /// hold keeps them paused). An old master that answers again meanwhile (it was cut off, or
+    /// restarted) is paused at once: that fences it.
     pub(crate) fn step_release(&mut self, node: &mut Node, now: Instant) {
         let Some(Phase::Release { old_master }) = self.failover.as_ref().map(|f| f.phase.clone())
         else {
@@ -628,16 +658,110 @@ impl Group {
         };
         self.fence_returning_old_master(node, now);
         if self.old_master_fenced_at().is_some_and(|at| at <= now) {
-            let released = self
-                .instances
-                .get_mut(&self.master)
-                .is_some_and(|m| m.send(node, now, RedisCommand::UnpauseWrites));
+            // If another instance may still accept writes, the failover ends all the same (what
+            // comes after it, demoting that instance, must not wait for it) and the hold keeps
+            // the master paused instead of releasing it.
+            let released = self.must_hold(now)
+                || self
+                    .instances
+                    .get_mut(&self.master)
+                    .is_some_and(|m| m.send(node, now, RedisCommand::UnpauseWrites));
             if released {
                 self.end(node, &old_master, now);
                 return;
             }
         }
         self.renew_strict_pause(node, now);
+    }
+}
+
+/// Strict mode's hold: the master is never writable while another instance may be.
+impl Group {
+    /// Strict mode: whether an instance besides the master may accept writes now or within
+    /// [`HOLD_MARGIN`], so that the master must not (see the module docs).
+    #[must_use]
+    pub fn must_hold(&self, now: Instant) -> bool {
+        self.settings.fencing == Fencing::Strict
+            && self.instances.keys().any(|addr| self.may_accept_writes(addr, now))
+    }
+
+    /// Whether the instance at `addr` (not the master) may accept writes within
+    /// [`HOLD_MARGIN`]: it last reported `role:master`, and neither a pause it acknowledged
+    /// lasts beyond that nor the replicas of its lease surely stopped acknowledging it. An
+    /// instance without a lease (none read, or none needed) is fenced only by a pause or its
+    /// demotion, however long it stays out of reach.
+    fn may_accept_writes(&self, addr: &Addr, now: Instant) -> bool {
+        let Some(instance) = self.instances.get(addr) else { return false };
+        if *addr == self.master || !matches!(instance.reported_role(), Some(ReportedRole::Master)) {
+            return false;
+        }
+        if instance.paused_until.is_some_and(|until| until > now + HOLD_MARGIN) {
+            return false;
+        }
+        let Some(lease) = instance.lease else { return true };
+        let acks = self.instances.keys().filter(|a| *a != addr).map(|a| self.acked_until(a, addr));
+        fenced_at(lease, acks).is_none_or(|at| at > now)
+    }
+
+    /// When the instance at `replica` stopped acknowledging the one at `master`, at the latest,
+    /// if it surely did: it reports its link to it down (since then), or follows another
+    /// master or none (since the first INFO that said so). `None` if it may still acknowledge
+    /// it, or nothing is known.
+    fn acked_until(&self, replica: &Addr, master: &Addr) -> Option<Instant> {
+        let instance = self.instances.get(replica)?;
+        let (info, at) = (instance.info.as_ref()?, instance.info_at?);
+        let target = self.instances.get(master)?;
+        match &info.role {
+            ReportedRole::Replica(link)
+                if link.master.as_ref().is_some_and(|m| m == master || target.is_at(m)) =>
+            {
+                // Redis rounds the down time down to whole seconds: `at - down` is no earlier
+                // than the real moment.
+                (!link.link_up).then(|| at - link.link_down_for.unwrap_or_default())
+            }
+            _ => instance.followed_since,
+        }
+    }
+
+    /// Strict mode: pauses the master's writes while another instance may accept writes,
+    /// renewing the pause at half its length. No `CLIENT UNPAUSE` when the doubt is gone: it
+    /// would lift other pauses too (a failover's, another node's); the last pause runs out.
+    /// A failover holding the new master paused itself is left to do so.
+    pub(crate) fn hold_master(&mut self, node: &mut Node, now: Instant) {
+        if !self.must_hold(now) || self.holds_strict_pause() {
+            return;
+        }
+        let due = self.hold_sent_at.is_none_or(|at| now.saturating_since(at) >= HOLD_PAUSE / 2);
+        let Some(master) = self.instances.get_mut(&self.master) else { return };
+        if due && master.send(node, now, RedisCommand::PauseWrites { pause: HOLD_PAUSE }) {
+            self.hold_sent_at = Some(now);
+        }
+    }
+
+    /// When the hold may next have to start or be renewed: another instance's pause nears its
+    /// end or its lease lapses, or the master's pause is due again.
+    pub(crate) fn hold_deadlines(&self) -> Vec<Instant> {
+        if self.settings.fencing != Fencing::Strict {
+            return Vec::new();
+        }
+        let mut deadlines = Vec::new();
+        for (addr, instance) in &self.instances {
+            if *addr == self.master
+                || !matches!(instance.reported_role(), Some(ReportedRole::Master))
+            {
+                continue;
+            }
+            if let Some(until) = instance.paused_until {
+                deadlines.push(until - HOLD_MARGIN);
+            }
+            if let Some(lease) = instance.lease {
+                let acks =
+                    self.instances.keys().filter(|a| *a != addr).map(|a| self.acked_until(a, addr));
+                deadlines.extend(fenced_at(lease, acks));
+            }
+        }
+        deadlines.extend(self.hold_sent_at.map(|at| at + HOLD_PAUSE / 2));
+        deadlines
     }
 }
 

@@ -113,6 +113,9 @@ pub struct Group {
     /// The master the last switch replaced, until it reports following the current master with
     /// its link up: it does not count for the lease meanwhile (see [`crate::engine::fence`]).
     pub deposed: Option<Addr>,
+    /// Strict mode: when this node last paused the master's writes because another instance
+    /// may still accept writes (see [`crate::engine::fence`]).
+    pub hold_sent_at: Option<Instant>,
     /// Set when the group was added with `SENTINEL MONITOR`: its quorum at the time.
     pub monitored_quorum: Option<u32>,
     /// Options changed with `SENTINEL SET`, persisted so they survive restarts.
@@ -179,6 +182,7 @@ impl Group {
             held: None,
             isolation_fence: false,
             deposed: None,
+            hold_sent_at: None,
             monitored_quorum: None,
             changes: BTreeMap::new(),
         }
@@ -331,6 +335,7 @@ impl Group {
             self.maintain_lease(node, peers, now);
             self.fence_if_isolated(node, peers, now);
             self.fence_unexpected_masters(node, peers, now);
+            self.hold_master(node, now);
         }
         self.poll_monitoring(node, now);
     }
@@ -401,9 +406,21 @@ impl Group {
             self.history = history;
             node.lazy_dirty = true;
         }
+        let followed = |role: &ReportedRole| match role {
+            ReportedRole::Master => None,
+            ReportedRole::Replica(link) => Some(link.master.clone()),
+        };
+        let follows_other = previous.is_none_or(|p| followed(&p.role) != followed(&report.role));
         if let Some(instance) = self.instances.get_mut(addr) {
             if old_role != Some(new_role) {
                 instance.role_reported_at = Some(now);
+            }
+            if follows_other {
+                instance.followed_since = Some(now);
+            }
+            if rebooted {
+                // A restart lifts any pause.
+                instance.paused_until = None;
             }
             if rebooted && reboot_watch {
                 instance.rebooted_at = Some(now);
@@ -837,6 +854,9 @@ impl Group {
             if matches!(failover.phase, Phase::Release { .. }) {
                 consider(self.old_master_fenced_at());
             }
+        }
+        for at in self.hold_deadlines() {
+            consider(Some(at));
         }
         if self.isolation_fence {
             // Renewed while the isolation lasts (and lifted as soon as it ends).

@@ -64,9 +64,11 @@ pub enum RequestKind {
     Reconfigure,
     /// `CONFIG GET` of the lease.
     ReadLease,
-    /// A pause and disconnection of the instance's clients before a promotion.
-    Fence,
-    /// Setting the lease, or pausing or releasing writes.
+    /// A pause (this long) and disconnection of the instance's clients before a promotion.
+    Fence(Duration),
+    /// A pause of the instance's writes, this long.
+    Pause(Duration),
+    /// Setting the lease, or releasing writes.
     Admin,
 }
 
@@ -122,6 +124,13 @@ pub struct Instance {
     pub fence_sent_at: Option<Instant>,
     /// When the reported role last changed (or was first seen).
     pub role_reported_at: Option<Instant>,
+    /// Since when it reports its current role and master (the first INFO that showed them):
+    /// a replica that follows another master stopped acknowledging the one before by then.
+    pub followed_since: Option<Instant>,
+    /// Until when its writes are surely paused: the send time plus the length of the last pause
+    /// it acknowledged (Redis keeps the longer of two pauses). Cleared when this node lifts its
+    /// pauses (`CLIENT UNPAUSE`, a promotion) and when it is seen restarted.
+    pub paused_until: Option<Instant>,
     /// Since when the instance is subjectively down.
     pub sdown_since: Option<Instant>,
     /// The refusals since the link last came up or failed otherwise, if the last attempt was
@@ -159,6 +168,8 @@ impl Instance {
             lease: None,
             fence_sent_at: None,
             role_reported_at: None,
+            followed_since: None,
+            paused_until: None,
             sdown_since: None,
             refusals: None,
             rebooted_at: None,
@@ -304,11 +315,15 @@ impl Instance {
                 RequestKind::Reconfigure
             }
             RedisCommand::ReadLease => RequestKind::ReadLease,
-            RedisCommand::Fence { .. } => RequestKind::Fence,
-            RedisCommand::SetLease(_)
-            | RedisCommand::PauseWrites { .. }
-            | RedisCommand::UnpauseWrites => RequestKind::Admin,
+            RedisCommand::Fence { pause } => RequestKind::Fence(pause),
+            RedisCommand::PauseWrites { pause } => RequestKind::Pause(pause),
+            RedisCommand::SetLease(_) | RedisCommand::UnpauseWrites => RequestKind::Admin,
         };
+        if matches!(command, RedisCommand::UnpauseWrites | RedisCommand::Promote { .. }) {
+            // A promotion either lifts every pause or sets its own, which the new master's
+            // holder tracks.
+            self.paused_until = None;
+        }
         if matches!(
             command,
             RedisCommand::SetLease(_) | RedisCommand::Promote { lease: Some(_), .. }
@@ -331,7 +346,8 @@ impl Instance {
             }
             RequestKind::Reconfigure
             | RequestKind::ReadLease
-            | RequestKind::Fence
+            | RequestKind::Fence(_)
+            | RequestKind::Pause(_)
             | RequestKind::Admin => {}
         }
         node.out.push(Output::Send { link, request, command });
@@ -418,10 +434,28 @@ impl Instance {
                 self.lease = Some(lease);
                 Digest::Nothing
             }
-            (RequestKind::Fence, Reply::Done) => Digest::Fenced,
-            (RequestKind::Reconfigure | RequestKind::ReadLease | RequestKind::Fence, _)
-            | (RequestKind::Admin, _) => Digest::Nothing,
+            (RequestKind::Fence(pause), Reply::Done) => {
+                self.note_paused(sent_at + pause);
+                Digest::Fenced
+            }
+            (RequestKind::Pause(pause), Reply::Done) => {
+                self.note_paused(sent_at + pause);
+                Digest::Nothing
+            }
+            (
+                RequestKind::Reconfigure
+                | RequestKind::ReadLease
+                | RequestKind::Fence(_)
+                | RequestKind::Pause(_)
+                | RequestKind::Admin,
+                _,
+            ) => Digest::Nothing,
         })
+    }
+
+    /// It acknowledged a pause that lasts until `until` at the earliest.
+    fn note_paused(&mut self, until: Instant) {
+        self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
     }
 
     /// The earliest instant at which monitoring this instance has something to do, given the

@@ -37,6 +37,12 @@ pub const REPLICA_RECONF_TIMEOUT: Duration = ms(10_000);
 /// at half that while the old master's fence is still open. If the leader dies, writes resume by
 /// themselves within it.
 pub const STRICT_PAUSE: Duration = ms(5000);
+/// Strict mode's hold: how long one pause of the master's writes lasts while another instance
+/// may still accept writes. Renewed at half that; once the doubt is gone, writes resume within it.
+pub const HOLD_PAUSE: Duration = ms(2000);
+/// Strict mode's hold: how long before another instance's acknowledged pause runs out the master
+/// is paused, so that its pause is in place first.
+pub const HOLD_MARGIN: Duration = ms(1000);
 /// After a stall, the longest the node waits for fresh INFO from the instances it is connected
 /// to before it acts again (one that does not answer is then judged by its silence).
 pub const REREAD_LIMIT: Duration = ms(1000);

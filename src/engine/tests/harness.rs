@@ -102,6 +102,8 @@ pub(crate) struct Harness {
     pub redis: BTreeMap<Addr, Fake>,
     /// Open links: which instance each belongs to.
     links: BTreeMap<LinkId, Addr>,
+    /// Every link ever opened, and its instance (for rendering outputs taken late).
+    opened: BTreeMap<LinkId, Addr>,
     /// Whether link outputs are answered automatically.
     pub serve: bool,
     /// Outputs addressed to hung instances, answered when they resume.
@@ -122,6 +124,7 @@ impl Harness {
             log: Vec::new(),
             redis,
             links: BTreeMap::new(),
+            opened: BTreeMap::new(),
             serve: true,
             held: Vec::new(),
         };
@@ -175,6 +178,7 @@ impl Harness {
                     None
                 } else if fake.is_some_and(|f| f.up) {
                     self.links.insert(*link, addr.clone());
+                    self.opened.insert(*link, addr.clone());
                     Some(Input::LinkUp { link: *link, resolved: Some(addr.host().to_owned()) })
                 } else {
                     Some(Input::LinkDown {
@@ -250,7 +254,9 @@ impl Harness {
     fn info_of(&self, addr: &Addr) -> InfoReport {
         let fake = &self.redis[addr];
         let mut report = match &fake.master_of {
-            None => InfoReport::master(&fake.run_id),
+            None => {
+                InfoReport { master_repl_offset: fake.offset, ..InfoReport::master(&fake.run_id) }
+            }
             Some(m) => {
                 let mut r = InfoReport::replica(&fake.run_id, m.clone(), fake.offset);
                 if let ReportedRole::Replica(link) = &mut r.role {
@@ -500,6 +506,30 @@ impl Harness {
                 self.handle(full_state(peer, epoch, t + 1_000_000, reports.to_vec()));
             }
         }
+    }
+
+    /// Takes the recorded outputs and renders the pauses among them (`CLIENT PAUSE` with or
+    /// without disconnecting clients, `CLIENT UNPAUSE`, a promotion) as `port command`.
+    pub(crate) fn pauses(&mut self) -> Vec<String> {
+        let outputs = self.take();
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send { link, command, .. }
+                    if matches!(
+                        command,
+                        RedisCommand::Fence { .. }
+                            | RedisCommand::PauseWrites { .. }
+                            | RedisCommand::UnpauseWrites
+                            | RedisCommand::Promote { .. }
+                    ) =>
+                {
+                    let port = self.opened.get(link).map_or(0, Addr::port);
+                    Some(format!("{port} {command:?}"))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Renders and takes the recorded outputs.

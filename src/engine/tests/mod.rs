@@ -5,6 +5,7 @@ mod admin;
 mod crash;
 mod election;
 mod failover;
+mod fencing;
 mod harness;
 mod monitoring;
 mod state;

@@ -1,0 +1,134 @@
+//! Strict fencing's hold: the master is never writable while another instance may be.
+
+use super::harness::{Harness, addr, settings};
+use crate::engine::fence::Fencing;
+use crate::engine::ids::Ticket;
+use crate::engine::io::{AdminCommand, Input};
+use crate::engine::settings::Settings;
+
+/// A node alone (quorum 1) watching the standard group in strict mode.
+fn strict() -> Settings {
+    let mut settings = settings(&[], 1);
+    settings.masters[0].fencing = Fencing::Strict;
+    settings
+}
+
+/// The standard group, where 6381 comes back from a restart at 1 s as a master of its own that
+/// ignores `REPLICAOF` (an old master that does not take its demotion).
+fn with_stale_master() -> Harness {
+    let mut h = Harness::new(strict(), None, Harness::group());
+    h.advance_to(1_000);
+    h.restart("127.0.0.1:6381", "stale", None);
+    h.redis.get_mut(&addr("127.0.0.1:6381")).unwrap().ignores_replicaof = true;
+    h.take();
+    h
+}
+
+#[test]
+fn the_master_is_held_paused_while_a_stale_master_may_accept_writes() {
+    let mut h = with_stale_master();
+    // Its next INFO shows it a master: it is paused, and until that pause is acknowledged it
+    // may accept writes, so the master is paused too (for two seconds).
+    h.advance_to(10_000);
+    assert_eq!(h.pauses(), ["6381 PauseWrites { pause: 10s }", "6379 PauseWrites { pause: 2s }"]);
+    // Cut off at 14 s: its renewal at 15 s is not acknowledged, so its pause surely lasts until
+    // 20 s only.
+    h.advance_to(14_000);
+    h.hang("127.0.0.1:6381");
+    h.advance_to(18_999);
+    assert_eq!(h.pauses(), ["6381 PauseWrites { pause: 10s }"]);
+    // A second before it may accept writes again the master is paused, with short pauses
+    // renewed at half their length (never lifted with `CLIENT UNPAUSE`). The stale master's
+    // link is closed (it stopped answering): nothing reaches it.
+    h.advance_to(21_000);
+    assert_eq!(
+        h.pauses(),
+        [
+            "6379 PauseWrites { pause: 2s }",
+            "6379 PauseWrites { pause: 2s }",
+            "6379 PauseWrites { pause: 2s }",
+        ]
+    );
+    // Back at 21.5 s: the renewals it now answers last until 30 s, so the hold ends; the
+    // master's last pause runs out by itself.
+    h.advance_to(21_500);
+    h.resume("127.0.0.1:6381");
+    h.advance_to(29_000);
+    assert_eq!(h.pauses(), ["6381 PauseWrites { pause: 10s }", "6381 PauseWrites { pause: 10s }"]);
+}
+
+#[test]
+fn a_dead_old_master_holds_the_new_master_only_until_its_lease_lapses() {
+    let mut redis = Harness::group();
+    for fake in redis.values_mut() {
+        fake.lease = crate::engine::fence::Lease::majority_of(2);
+    }
+    let mut h = Harness::new(strict(), None, redis);
+    h.advance_to(2_000);
+    h.take();
+    // Killed: nothing pauses it, its replicas lose their link, and the failover waits for its
+    // lease (two replicas) to lapse before the new master takes writes.
+    h.kill("127.0.0.1:6379");
+    h.advance_to(30_000);
+    let pauses = h.pauses();
+    assert_eq!(
+        pauses.first().map(String::as_str),
+        Some(
+            "6380 Promote { lease: Some(Lease { min_replicas: 1, max_lag_s: 1 }), writes: Paused(5s) }"
+        ),
+        "{pauses:?}"
+    );
+    assert_eq!(pauses.last().map(String::as_str), Some("6380 UnpauseWrites"), "{pauses:?}");
+    // It stays dead: its lease has lapsed, so nothing holds the new master any more.
+    h.advance_to(60_000);
+    assert_eq!(h.pauses(), Vec::<String>::new());
+}
+
+#[test]
+fn an_aborted_switchover_keeps_the_master_paused_while_a_stale_master_may_accept_writes() {
+    let mut h = with_stale_master();
+    h.advance_to(14_000);
+    // The stale master is cut off, paused until 20 s; the master is ahead of its replica, which
+    // is stuck, so the switchover started at 15.5 s never sees it catch up.
+    h.hang("127.0.0.1:6381");
+    h.redis.get_mut(&addr("127.0.0.1:6379")).unwrap().offset = 500;
+    h.advance_to(15_500);
+    h.take();
+    h.handle(Input::Admin {
+        ticket: Ticket(1),
+        command: AdminCommand::Failover { master: "mymaster".into() },
+    });
+    // It gives up at 20.5 s (the stale master's link is closed by then), when the stale master may accept writes again: the master is not
+    // released (the hold, from 19 s, keeps renewing its pause).
+    h.advance_to(22_000);
+    assert_eq!(
+        h.pauses(),
+        [
+            "6379 Fence { pause: 10s }",
+            "6379 PauseWrites { pause: 2s }",
+            "6379 PauseWrites { pause: 2s }",
+            "6379 PauseWrites { pause: 2s }",
+            "6379 PauseWrites { pause: 2s }",
+        ]
+    );
+    assert!(h.sup.view().masters[0].failover.is_none(), "the switchover gave up");
+}
+
+#[test]
+fn a_strict_failover_ends_without_releasing_its_master_while_a_stale_master_may_accept_writes() {
+    let mut h = with_stale_master();
+    h.advance_to(11_000);
+    // The stale master is cut off (paused until 20 s, the master held from 19 s), then the
+    // master dies: 6380 is promoted, when the stale master may accept writes.
+    h.hang("127.0.0.1:6381");
+    h.advance_to(19_500);
+    h.take();
+    h.kill("127.0.0.1:6379");
+    h.advance_to(60_000);
+    let pauses = h.pauses();
+    // The failover ends once the dead master's lease has lapsed, but 6380 is never released
+    // with `CLIENT UNPAUSE`: the hold keeps renewing its pause while 6381 may accept writes.
+    assert!(h.sup.view().masters[0].failover.is_none(), "{pauses:?}");
+    assert!(!pauses.iter().any(|p| p.contains("Unpause")), "{pauses:?}");
+    assert!(pauses.ends_with(&["6380 PauseWrites { pause: 2s }".to_owned()]), "{pauses:?}");
+}
