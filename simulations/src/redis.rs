@@ -280,11 +280,12 @@ impl Redis {
         self.saved_role = self.role.clone();
         self.lease = if keep_config { self.saved_lease } else { Lease::NONE };
         self.came_back_unfenced = self.role == Role::Master && self.lease.min_replicas == 0;
-        if self.came_back_unfenced {
-            // A new process that no fence holds: what a failover promised of the old one (it
-            // was dead meanwhile, so the promise was kept) does not carry over.
-            self.promised_fenced_by = None;
-        }
+        // What a failover promised (`+fence-window`) was about the process it fenced, which was
+        // dead meanwhile, so the promise was kept. A restarted process lost any pause: if it
+        // comes back writable beside the new master, that is a second master like any other,
+        // held to the mode's general bound (a node pauses it as soon as it sees it), not to
+        // the window stated for its predecessor (seed 567).
+        self.promised_fenced_by = None;
         self.paused_until = 0;
         self.acks.clear();
         self.link = ReplLink::Down { since: None };
