@@ -43,6 +43,7 @@ fn forged_switch(key: &FrameKey, from: &str, master: &str, fake_addr: &str) -> V
                 failover: None,
                 down_replicas: Vec::new(),
                 maintenance: picket::engine::gossip::Maintenance::default(),
+                lease_set: None,
             }],
         },
     };

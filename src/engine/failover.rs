@@ -525,8 +525,9 @@ impl Group {
     /// it: its reply usually confirms the promotion at once.
     fn send_promote_command(&mut self, node: &mut Node, replica: &Addr, now: Instant) -> bool {
         let fencing = self.settings.fencing;
+        let lease = self.promoted_lease();
         let command = RedisCommand::Promote {
-            lease: self.promoted_lease(),
+            lease,
             writes: match fencing {
                 Fencing::Off => PromotedWrites::Untouched,
                 Fencing::Bounded => PromotedWrites::Released,
@@ -539,6 +540,9 @@ impl Group {
             return false;
         }
         instance.send(node, now, RedisCommand::Info);
+        if let Some(lease) = lease {
+            self.lease_set = Some((replica.clone(), lease));
+        }
         if let Some(failover) = &mut self.failover {
             failover.fence.offsets = offsets;
             if fencing == Fencing::Strict {

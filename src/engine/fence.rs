@@ -104,7 +104,7 @@ impl Fencing {
 pub const LEASE_MAX_LAG_S: u32 = 1;
 
 /// The lease a master runs under: Redis's `min-replicas-to-write` and `min-replicas-max-lag`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lease {
     /// `min-replicas-to-write` (0: no lease).
     pub min_replicas: u32,
@@ -158,6 +158,11 @@ pub fn fenced_at(lease: Lease, acks: impl IntoIterator<Item = Option<Instant>>) 
     // The lease holds while `needed` replicas acknowledged recently: it lapses after the one
     // that acknowledged `needed`-th most recently.
     acks[needed - 1].map(|last| last + lease.expiry())
+}
+
+/// The weakest of `leases` (the fewest replicas required), if any.
+fn weakest(leases: impl IntoIterator<Item = Lease>) -> Option<Lease> {
+    leases.into_iter().min_by_key(|l| (l.min_replicas, std::cmp::Reverse(l.max_lag_s)))
 }
 
 impl Group {
@@ -219,6 +224,12 @@ impl Group {
     /// answer to `CONFIG GET` has not caught up, so that nodes briefly disagreeing do not
     /// flood it.
     pub(crate) fn maintain_lease(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
+        self.peer_lease = weakest(
+            peers
+                .fresh_reports(&self.settings.name, now)
+                .filter(|(_, _, r)| r.addr == self.master)
+                .filter_map(|(_, _, r)| r.lease_set),
+        );
         if self.deposed_rejoined() {
             self.deposed = None;
         }
@@ -244,6 +255,7 @@ impl Group {
         master.fence_sent_at = Some(now);
         master.send(node, now, RedisCommand::SetLease(target));
         master.send(node, now, RedisCommand::ReadLease);
+        self.lease_set = Some((self.master.clone(), target));
         node.emit(Event {
             kind: EventKind::FenceLease,
             subject: Some(subject),
@@ -335,8 +347,12 @@ impl Group {
         let fencing = self.settings.fencing;
         let pause = self.timing.failover_timeout;
         let old = self.master.clone();
+        let peer_lease = self.peer_lease;
         let Some(master) = self.instances.get_mut(&old) else { return false };
-        let lease = master.lease;
+        // The lease this node read, unless a peer set a weaker one since (a quorum relaxed it
+        // while this node's reading, which rides on INFO, was older: seed 8200140).
+        let lease =
+            master.lease.map(|read| weakest([read].into_iter().chain(peer_lease)).unwrap_or(read));
         let sent = fencing != Fencing::Off && master.send(node, now, RedisCommand::Fence { pause });
         if sent {
             master.send(node, now, RedisCommand::Info);

@@ -17,6 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::engine::addr::Addr;
+use crate::engine::fence::Lease;
 use crate::engine::ids::NodeId;
 
 /// One message from one node to another.
@@ -114,6 +115,10 @@ pub struct MasterReport {
     pub down_replicas: Vec<Addr>,
     /// Whether automatic failovers of this master are paused, as the node last heard.
     pub maintenance: Maintenance,
+    /// The lease this node last set on the master it names (its relaxation by quorum
+    /// included): a failover takes the weakest lease it heard of as the old master's, so a
+    /// relaxation another node made since this node last read the lease is not missed.
+    pub lease_set: Option<Lease>,
 }
 
 /// Maintenance mode of one master: automatic failovers paused or not, versioned so that every

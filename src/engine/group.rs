@@ -17,7 +17,7 @@ use crate::engine::durable::{DurableMaster, SettingChange};
 use crate::engine::election::{Ballot, votes_needed};
 use crate::engine::event::{Detail, Event, EventKind, Subject};
 use crate::engine::failover::{Failover, Phase, Reconf};
-use crate::engine::fence::Fencing;
+use crate::engine::fence::{Fencing, Lease};
 use crate::engine::gossip::{FailoverReport, Maintenance, MasterReport};
 use crate::engine::ids::{NodeId, PeerId};
 use crate::engine::instance::{Digest, Instance};
@@ -102,6 +102,10 @@ pub struct Group {
     pub history: Option<String>,
     /// Whether automatic failovers are paused (maintenance mode), replicated and persisted.
     pub maintenance: Maintenance,
+    /// The lease this node last set, and on which instance (reported to peers).
+    pub lease_set: Option<(Addr, Lease)>,
+    /// The weakest lease a fresh peer reports it set on the current master.
+    pub peer_lease: Option<Lease>,
     /// When the master last changed (a failover here or elsewhere), for the minimum interval
     /// between automatic failovers.
     pub last_switch_at: Option<Instant>,
@@ -183,6 +187,8 @@ impl Group {
             isolation_fence: false,
             deposed: None,
             hold_sent_at: None,
+            lease_set: None,
+            peer_lease: None,
             monitored_quorum: None,
             changes: BTreeMap::new(),
         }
@@ -317,6 +323,11 @@ impl Group {
             }),
             down_replicas: self.replicas_seen_down(node),
             maintenance: self.maintenance,
+            lease_set: self
+                .lease_set
+                .as_ref()
+                .filter(|(at, _)| *at == self.master)
+                .map(|(_, l)| *l),
         }
     }
 

@@ -91,6 +91,7 @@ fn peer_report(slot: u16, node: Option<NodeId>, fresh: bool, at: Instant) -> Pee
             failover: None,
             down_replicas: Vec::new(),
             maintenance: crate::engine::gossip::Maintenance::default(),
+            lease_set: None,
         }),
     }
 }
@@ -152,6 +153,7 @@ fn fixture(at: Instant) -> View {
         failover: Some(FailoverReport { epoch: 9, elected: true }),
         down_replicas: Vec::new(),
         maintenance: crate::engine::gossip::Maintenance::default(),
+        lease_set: None,
     });
     let cache = MasterView {
         name: "cache".into(),

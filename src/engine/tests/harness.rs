@@ -459,6 +459,7 @@ pub(crate) fn report(
         failover: None,
         down_replicas: Vec::new(),
         maintenance: crate::engine::gossip::Maintenance::default(),
+        lease_set: None,
     }
 }
 
