@@ -158,7 +158,7 @@ fn status_why_history_and_events_against_a_three_node_cluster() {
         node_extra: format!("\n[http]\nadmin_token = \"{ADMIN}\"\n"),
         ..ClusterOptions::default()
     };
-    let cluster = Cluster::start(3, vec![Group::start("cache", 2, None)], &options);
+    let mut cluster = Cluster::start(3, vec![Group::start("cache", 2, None)], &options);
     cluster.wait_ready();
     let http = cluster.pickets[0].spec.http_addr();
     let url = format!("http://{http}");
@@ -345,6 +345,67 @@ fn status_why_history_and_events_against_a_three_node_cluster() {
          <t> warning +failover-end master cache M\n\
          <t> warning +switch-master cache M R2\n",
     );
+
+    // `events -f` follows node 2 across its restart: the kept events, then a reconnection, the
+    // gap (the restarted process numbers its events anew) and the new process's events.
+    let url2 = format!("http://{}", cluster.pickets[1].spec.http_addr());
+    let follower = Follower::start(&url2);
+    wait_for("the followed stream to replay the failover", CLUSTER_WAIT, || {
+        follower.stdout().contains("+switch-master")
+    });
+    cluster.pickets[1].restart();
+    // Reconnected with Last-Event-ID: the new process numbers its events from 1, so the node
+    // reports a gap, then sends what the new process published.
+    let after_gap = |text: &str| {
+        let gap = text.find("(some events were lost")?;
+        text[gap..]
+            .lines()
+            .skip(1)
+            .find(|l| l.contains(" notice ") || l.contains(" warning "))
+            .map(str::to_owned)
+    };
+    let start = std::time::Instant::now();
+    while after_gap(&follower.stdout()).is_none() {
+        assert!(start.elapsed() < CLUSTER_WAIT, "no reconnection:\n{}", follower.stdout());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `picket ctl events -f` running in the background, its output collected.
+struct Follower {
+    child: std::process::Child,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Follower {
+    fn start(url: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_picket"))
+            .args(["ctl", "--url", url, "events", "-f"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (mut pipe, sink) = (child.stdout.take().unwrap(), std::sync::Arc::clone(&stdout));
+        std::thread::spawn(move || {
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut pipe, &mut buf) {
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self { child, stdout }
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A tmux server of its own (its own socket), killed when dropped.

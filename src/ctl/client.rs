@@ -11,8 +11,10 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::Value;
 
-/// How long a request may take (the event stream has no total limit, only this per read).
+/// How long a request may take.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest silence on the event stream: three of the server's keep-alive intervals.
+const STREAM_SILENCE: Duration = picket::http::KEEP_ALIVE.saturating_mul(3);
 
 /// Where the node is and how to talk to it.
 pub(super) struct Api {
@@ -66,7 +68,7 @@ impl Api {
         let mut builder = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(TIMEOUT)
-            .read_timeout(TIMEOUT)
+            .read_timeout(STREAM_SILENCE)
             .user_agent(concat!("picket-ctl/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = cacert {
             let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
@@ -110,14 +112,14 @@ impl Api {
 
     /// `GET url`, as JSON.
     pub(super) async fn get(&self, url: reqwest::Url) -> Result<Value, CtlError> {
-        let builder = self.request(self.client.get(url));
+        let builder = self.request(self.client.get(url).timeout(TIMEOUT));
         let response = self.send(builder).await?;
         json_of(response).await
     }
 
     /// `POST url` with an empty body, as JSON.
     pub(super) async fn post(&self, url: reqwest::Url) -> Result<Value, CtlError> {
-        let builder = self.request(self.client.post(url));
+        let builder = self.request(self.client.post(url).timeout(TIMEOUT));
         let response = self.send(builder).await?;
         json_of(response).await
     }

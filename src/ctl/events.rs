@@ -53,14 +53,14 @@ pub(super) async fn follow(api: &Api, zone: &Zone, style: Style) -> Result<(), C
     let mut last_id = Some(0);
     let mut connected_once = false;
     loop {
-        match stream(api, &mut last_id, zone, style).await {
+        match stream(api, &mut last_id, &mut connected_once, zone, style).await {
             Ok(()) => eprintln!("picket: the event stream of {} ended; reconnecting", api.base()),
-            // A wrong token or a disabled route will not fix itself.
+            // A wrong token or a disabled route will not fix itself, and a node that cannot be
+            // reached at all is more likely a wrong URL than a restart.
             Err(Failure::Refused(e)) => return Err(e),
             Err(Failure::Lost(e)) if !connected_once => return Err(e),
             Err(Failure::Lost(e)) => eprintln!("picket: {e}; reconnecting"),
         }
-        connected_once = true;
         tokio::time::sleep(RECONNECT).await;
     }
 }
@@ -77,6 +77,7 @@ enum Failure {
 async fn stream(
     api: &Api,
     last_id: &mut Option<u64>,
+    connected: &mut bool,
     zone: &Zone,
     style: Style,
 ) -> Result<(), Failure> {
@@ -84,6 +85,7 @@ async fn stream(
         .event_stream(*last_id)
         .await
         .map_err(|e| if e.transport { Failure::Lost(e) } else { Failure::Refused(e) })?;
+    *connected = true;
     let mut parser = Parser::default();
     loop {
         let chunk = response.chunk().await.map_err(|e| {
