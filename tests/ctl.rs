@@ -321,6 +321,7 @@ fn status_why_history_and_events_against_a_three_node_cluster() {
         &reconfigurations_sorted(&history),
         "cache <t> <t> as leader epoch 1 succeeded took <t>\n\
          old master M -> promoted R2\n\
+         bytes possibly lost: 0\n\
          AT +PHASE STEP EVENT INSTANCE\n\
          <t> <t> started +try-failover\n\
          <t> <t> elected +elected-leader\n\

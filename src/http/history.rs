@@ -64,6 +64,9 @@ struct Failover {
     reason: Option<&'static str>,
     old_master: Option<Addr>,
     new_master: Option<Addr>,
+    /// Replication bytes the promoted replica lacked of the old master's last known offset
+    /// (`+failover-loss`, on the leader): writes possibly lost.
+    bytes_possibly_lost: Option<u64>,
     started_unix_ms: u64,
     ended_unix_ms: Option<u64>,
     duration_ms: Option<u64>,
@@ -116,6 +119,7 @@ impl Failover {
             reason: None,
             old_master,
             new_master: None,
+            bytes_possibly_lost: None,
             started_unix_ms: 0,
             ended_unix_ms: None,
             duration_ms: None,
@@ -240,6 +244,11 @@ impl FailoverHistory {
                 };
                 track.ensure_open(name, "leader", master_addr(record)).new_master = promoted;
                 track.step(record, "promoted");
+            }
+            EventKind::FailoverLoss => {
+                if let (Some(open), Detail::Loss { bytes }) = (&mut track.open, &event.detail) {
+                    open.bytes_possibly_lost = Some(*bytes);
+                }
             }
             EventKind::ReplicaReconfDone
             | EventKind::ReplicaReconfTimeout
@@ -403,5 +412,22 @@ mod tests {
         );
         let steps: Vec<&str> = f.timeline.iter().map(|s| s.step).collect();
         assert_eq!(steps, ["odown", "started", "aborted"]);
+    }
+
+    #[test]
+    fn the_leader_records_the_bytes_possibly_lost() {
+        let mut history = FailoverHistory::default();
+        let mut loss = master_event(EventKind::FailoverLoss);
+        loss.detail = Detail::Loss { bytes: 4096 };
+        feed(
+            &mut history,
+            vec![
+                master_event(EventKind::TryFailover),
+                master_event(EventKind::ElectedLeader),
+                loss,
+            ],
+        );
+        let f = history.list(Some("m"))[0];
+        assert_eq!(f.bytes_possibly_lost, Some(4096));
     }
 }
