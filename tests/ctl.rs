@@ -481,3 +481,32 @@ fn status_watch_redraws_in_place_and_shows_a_failover_in_a_terminal() {
     });
     assert_eq!(cluster.group("watched").replicas[0].addr(), new_master);
 }
+
+#[test]
+fn https_nodes_are_reached_with_the_ca_given_by_cacert() {
+    use support::tls::{Pki, Validity};
+    let pki = Pki::new("ctl");
+    let node_tls = support::NodeTls {
+        dir: pki.dir().to_owned(),
+        ca_file: pki.ca_file.clone(),
+        client_auth: "none",
+        peers: false,
+        listeners: true,
+    };
+    pki.issue_to(&node_tls.pair("127.0.0.1"), &["127.0.0.1"], Validity::Current);
+    let options =
+        ClusterOptions { quorum: 1, node_tls: Some(node_tls), ..ClusterOptions::default() };
+    let cluster = Cluster::start(1, vec![Group::start("secure", 1, None)], &options);
+    let url = format!("https://{}", cluster.pickets[0].spec.tls_http_addr());
+    let ca = pki.ca_file.to_str().unwrap().to_owned();
+    let status = wait_until("ctl status over HTTPS", CLUSTER_WAIT, || {
+        let (code, stdout, _) = ctl(&url, &["--cacert", &ca, "status"]);
+        (code == 0).then_some(stdout)
+    });
+    assert!(status.contains("secure  master "), "{status}");
+    // The platform's roots do not know this CA: refused, in words.
+    let (code, _, stderr) = ctl(&url, &["status"]);
+    assert_eq!(code, 1);
+    assert!(stderr.starts_with(&format!("picket: cannot reach the node at {url}")), "{stderr}");
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+}
