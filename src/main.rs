@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod ctl;
 mod import_sentinel;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -41,6 +42,9 @@ enum Command {
     /// the node continues from the Sentinel's id, epochs and current masters. Every line that
     /// cannot be carried over is listed with the reason.
     ImportSentinel(import_sentinel::ImportArgs),
+    /// Operate a running cluster through any node's HTTP API: status, why a failover would not
+    /// happen, failover history, events, manual failover.
+    Ctl(ctl::CtlArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => fail(&message),
         },
+        Command::Ctl(args) => ctl::run(args),
         Command::Demo => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(runtime) => runtime,

@@ -130,6 +130,8 @@ struct InstanceJson<'a> {
     sdown_ms: Option<u64>,
     last_ok_ping_ms_ago: u64,
     last_reply_ms_ago: Option<u64>,
+    /// Time since its last INFO reply (`null` before the first): `why` shows how stale it is.
+    info_ms_ago: Option<u64>,
     ping_rtt_ms: Option<u64>,
     /// Replication offset it reports.
     offset: u64,
@@ -298,6 +300,7 @@ fn instance_json(i: &InstanceView, now: Instant, healthy: Option<bool>) -> Insta
         sdown_ms: i.sdown_since.map(|t| ms_since(now, t)),
         last_ok_ping_ms_ago: ms_since(now, i.last_ok_reply_at),
         last_reply_ms_ago: i.last_reply_at.map(|t| ms_since(now, t)),
+        info_ms_ago: i.info_at.map(|t| ms_since(now, t)),
         ping_rtt_ms: i.ping_rtt.map(millis),
         offset: i.repl_offset,
         lag_bytes: None,
