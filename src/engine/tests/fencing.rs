@@ -1,7 +1,7 @@
 //! Strict fencing's hold: the master is never writable while another instance may be.
 
-use super::harness::{Harness, addr, settings};
-use crate::engine::fence::Fencing;
+use super::harness::{Harness, PEERS, addr, known_node, report, settings, vote_for};
+use crate::engine::fence::{Fencing, Lease};
 use crate::engine::ids::Ticket;
 use crate::engine::io::{AdminCommand, Input};
 use crate::engine::settings::Settings;
@@ -61,7 +61,7 @@ fn the_master_is_held_paused_while_a_stale_master_may_accept_writes() {
 fn a_dead_old_master_holds_the_new_master_only_until_its_lease_lapses() {
     let mut redis = Harness::group();
     for fake in redis.values_mut() {
-        fake.lease = crate::engine::fence::Lease::majority_of(2);
+        fake.lease = Lease::majority_of(2);
     }
     let mut h = Harness::new(strict(), None, redis);
     h.advance_to(2_000);
@@ -131,4 +131,41 @@ fn a_strict_failover_ends_without_releasing_its_master_while_a_stale_master_may_
     assert!(h.sup.view().masters[0].failover.is_none(), "{pauses:?}");
     assert!(!pauses.iter().any(|p| p.contains("Unpause")), "{pauses:?}");
     assert!(pauses.ends_with(&["6380 PauseWrites { pause: 2s }".to_owned()]), "{pauses:?}");
+}
+
+/// The standard group fenced in `bounded` mode, its master hung at 450 ms, while both peers
+/// report having set `lease_set` on it; then this node wins the election.
+fn bounded_failover_with_peer_leases(lease_set: Option<Lease>) -> Vec<String> {
+    let mut settings = settings(PEERS, 2);
+    settings.masters[0].fencing = Fencing::Bounded;
+    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    let with_lease = |sdown| {
+        let mut r = report("127.0.0.1:6379", 0, sdown, 0);
+        r.lease_set = lease_set;
+        vec![r]
+    };
+    // Long enough for the lease to be set and read back.
+    h.advance_with_peers(5_000, &with_lease(false));
+    h.hang("127.0.0.1:6379");
+    h.advance_with_peers(6_500, &with_lease(true));
+    let id = h.sup.id();
+    h.handle(vote_for(1, 1, id));
+    h.advance_with_peers(8_000, &with_lease(true));
+    h.events().into_iter().filter(|e| e.starts_with("+fence-window")).collect()
+}
+
+#[test]
+fn a_lease_a_peer_relaxed_makes_the_fence_window_unknown() {
+    // This node read the master's lease (a majority of its two replicas) and never saw it
+    // relaxed; the window follows from that lease.
+    assert_eq!(
+        bounded_failover_with_peer_leases(None),
+        ["+fence-window master mymaster 127.0.0.1 6379 #window-ms 2901"]
+    );
+    // The peers relaxed it (its replicas were gone, as they saw it): the old master may run
+    // without a lease, so no window can be promised (seed 8200140 promised 3000 ms).
+    assert_eq!(
+        bounded_failover_with_peer_leases(Some(Lease::NONE)),
+        ["+fence-window master mymaster 127.0.0.1 6379 #window-ms unknown"]
+    );
 }
