@@ -325,6 +325,7 @@ fn status_why_history_and_events_against_a_three_node_cluster() {
          AT +PHASE STEP EVENT INSTANCE\n\
          <t> <t> started +try-failover\n\
          <t> <t> elected +elected-leader\n\
+         <t> <t> catch_up +failover-state-wait-catch-up R2\n\
          <t> <t> promoted +promoted-slave R2\n\
          <t> <t> replica_reconfigured +slave-reconf-done M\n\
          <t> <t> replica_reconfigured +slave-reconf-done R1\n\
