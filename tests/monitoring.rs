@@ -22,7 +22,10 @@ const LONG: Duration = Duration::from_secs(30);
 
 fn lone_picket(group: &Group) -> Picket {
     let specs = node_specs(3);
-    let options = ClusterOptions::default();
+    // These tests time the silence rule (`down_after_ms`) on killed processes; the crash rule,
+    // which would see their refused connections first, has its own tests (crash_detection.rs).
+    let options =
+        ClusterOptions { master_extra: "down_after_refused_ms = 0\n".into(), ..Default::default() };
     Picket::start(specs[0].clone(), |state| {
         config_text(&specs[0], &specs, &[group], state, &options)
     })
