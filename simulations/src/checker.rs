@@ -6,8 +6,12 @@
 //!
 //! Identity: votes, candidacies and leaders are keyed by **voter slot** (the node's index in the
 //! simulation), which survives every restart, including one that loses the disk and comes back
-//! with a new node id: a slot must never vote twice in one epoch, whatever its id. Durable epochs
-//! are keyed by node id, which a restart with the disk kept preserves.
+//! with a new node id: a slot must never vote twice in one epoch, whatever its id. One vote is
+//! exempt: a candidate's vote for itself by an identity that lost its disk. No living node can
+//! count it (only that candidate counted its own vote, and it is gone), so nobody can know of it
+//! and it cannot elect anyone. Leaders are also compared by node id, so that two identities of
+//! one slot elected in one epoch are caught. Durable epochs are keyed by node id, which a restart
+//! with the disk kept preserves.
 //!
 //! The checker never looks inside an engine and never calls the engine's rules: it computes
 //! majorities and quorums itself, from the run's options. It sees what a real deployment could
@@ -133,8 +137,10 @@ pub struct Checker {
     groups: BTreeMap<String, GroupRules>,
     /// The group of every instance, by address.
     instances: BTreeMap<Addr, String>,
-    /// The leader (voter slot) of each (master, epoch).
-    leaders: BTreeMap<(String, u64), usize>,
+    /// The leader (voter slot and node id) of each (master, epoch).
+    leaders: BTreeMap<(String, u64), (usize, NodeId)>,
+    /// The node id each slot runs now.
+    ids: Vec<Option<NodeId>>,
     /// Each voter slot's vote per (master, epoch).
     votes: BTreeMap<(usize, String, u64), NodeId>,
     /// Granted votes each candidate was sent, per (master, epoch): the voters' slots.
@@ -177,6 +183,7 @@ impl Checker {
             groups: options.groups.iter().map(|g| (g.name.clone(), GroupRules::of(g))).collect(),
             instances: BTreeMap::new(),
             leaders: BTreeMap::new(),
+            ids: vec![None; options.nodes],
             votes: BTreeMap::new(),
             granted: BTreeMap::new(),
             voted_for_others: BTreeMap::new(),
@@ -219,6 +226,10 @@ impl Checker {
         self.tilted.remove(&node);
         self.trying.remove(&node);
         self.told[node] = Told::default();
+        let previous = self.ids[node].replace(started.node_id);
+        if let Some(lost) = previous.filter(|id| *id != started.node_id) {
+            self.votes.retain(|(voter, _, _), candidate| *voter != node || *candidate != lost);
+        }
         self.epochs_never_decrease(started)
     }
 
@@ -375,7 +386,7 @@ impl Checker {
                         format!("n{node} elected for {name} without trying"),
                     );
                 };
-                self.one_leader_per_epoch(node, name, epoch)?;
+                self.one_leader_per_epoch(node, node_id, name, epoch)?;
             }
             _ => {}
         }
@@ -484,23 +495,28 @@ impl Checker {
         }
     }
 
-    /// **Election safety** (Sentinel 3.8; Raft §5.2): at most one voter slot is elected leader
-    /// of a failover of a given master in a given epoch.
+    /// **Election safety** (Sentinel 3.8; Raft §5.2): at most one node is elected leader of a
+    /// failover of a given master in a given epoch: one voter slot, and one identity of it.
     fn one_leader_per_epoch(
         &mut self,
         node: usize,
+        node_id: NodeId,
         master: &str,
         epoch: u64,
     ) -> Result<(), Violation> {
         let key = (master.to_owned(), epoch);
         match self.leaders.get(&key) {
-            Some(leader) if *leader != node => violation(
+            Some(&(slot, id)) if slot != node || id != node_id => violation(
                 "one-leader-per-epoch",
-                format!("n{node} and n{leader} both elected for {master} in epoch {epoch}"),
+                format!(
+                    "n{node} ({}) and n{slot} ({}) both elected for {master} in epoch {epoch}",
+                    node_id.short(),
+                    id.short()
+                ),
             ),
             Some(_) => Ok(()),
             None => {
-                self.leaders.insert(key, node);
+                self.leaders.insert(key, (node, node_id));
                 Ok(())
             }
         }
@@ -536,7 +552,7 @@ impl Checker {
                 ),
             });
         }
-        if self.leaders.get(&(r.group.to_owned(), epoch)) != Some(&r.node) {
+        if self.leaders.get(&(r.group.to_owned(), epoch)) != Some(&(r.node, r.node_id)) {
             return Err(Violation {
                 rule: "promotion-is-elected",
                 detail: format!(

@@ -89,6 +89,22 @@ const SEEDS: &[(u64, &str)] = &[
     // partition); the aborted switchover released the master beside it ("strict mode holds the
     // master paused while another instance may accept writes"). Fails with the fix reverted.
     (434, "fencing: strict master released beside an old master whose pause lapsed"),
+    // Simulator: a candidate that lost its disk had voted for itself, and its new identity voted
+    // again in that epoch. Nobody alive could count the lost self-vote, so the checker no longer
+    // holds it against the slot (and compares leaders by node id instead).
+    (8_303_295, "simulator: a lost identity's vote for itself"),
+    (8_304_345, "simulator: a lost identity's vote for itself"),
+    (8_304_858, "simulator: a lost identity's vote for itself"),
+    // Engine: after a short stall, peers' last contact was shifted by the stall, so a crashed
+    // peer's old report counted towards an ODOWN ("a stall makes no peer report fresher").
+    (8_307_044, "ODOWN counted a stale peer report after a stall"),
+    // Engine, fencing: an old master that restarted during a failover lost its pause, which the
+    // failover still counted on: it stated a 0 ms fence window ("a restart lifts pauses").
+    (8_305_313, "fencing: a restarted old master's pause still counted"),
+    // Engine, fencing: a paused old master without a lease ignored its demotion and was cut
+    // off; its pause ran out past the 0 ms window stated ("a pause is a promise only where a
+    // lease takes over").
+    (8_305_388, "fencing: a window stated from a pause without a lease"),
     // Simulator: every node lost its disk in turn and with them the address of an old master
     // that then came back as a second master no supervisor could see.
     (5_002_628, "simulator: disk loss forgot an instance"),

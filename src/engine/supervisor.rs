@@ -69,6 +69,9 @@ pub struct Supervisor {
     sent_reports: BTreeMap<String, MasterReport>,
     /// While learning the vote floor: the highest epoch heard from each peer.
     floor_heard: BTreeMap<PeerId, u64>,
+    /// While learning the vote floor: epochs heard before then are not counted (see
+    /// [`Supervisor::learn_vote_floor`]).
+    floor_listen_from: Instant,
     stats: Stats,
 }
 
@@ -129,10 +132,14 @@ impl Supervisor {
             gossip_version: StateVersion { incarnation, seq: 0 },
             sent_reports: BTreeMap::new(),
             floor_heard: BTreeMap::new(),
+            floor_listen_from: now,
             stats: Stats::default(),
             next_group: groups.len(),
             groups,
         };
+        if supervisor.node.awaiting_vote_floor {
+            supervisor.floor_listen_from = now + supervisor.floor_quarantine();
+        }
         if fresh || restored.as_ref().is_some_and(|s| supervisor.durable() != *s) {
             supervisor.node.out.mark_urgent();
         }
@@ -185,6 +192,7 @@ impl Supervisor {
                         if let Some(instance) = g.instances.get_mut(&addr) {
                             instance.link_down(&mut self.node, link, failure, now, &timing);
                         }
+                        g.forget_pauses_of(&addr);
                     }
                     self.touched.insert(group);
                 }
@@ -301,20 +309,17 @@ impl Supervisor {
     }
 
     /// The process did not run for `gap`: what the node knew is stale and the silence it did
-    /// not hear proves nothing. Silence clocks skip the gap, every connected instance is asked
-    /// for INFO at once, and the node acts on nothing until [`Self::reread_done`].
+    /// not hear proves nothing. Instances' silence clocks skip the gap, every connected instance
+    /// is asked for INFO at once, and the node acts on nothing until [`Self::reread_done`].
+    /// Peers keep the moment they were really last heard: their reports from before the stall
+    /// are no fresher for it (an ODOWN counted a crashed peer's old report as fresh when they
+    /// were shifted by the gap, simulator seed 8307044); only their going down waits for the
+    /// re-read to have listened (see [`Self::on_peer_expired`]).
     fn start_reread(&mut self, now: Instant, gap: Duration) {
         for group in self.groups.values_mut() {
             for instance in group.instances.values_mut() {
                 instance.on_stall(now, gap);
             }
-        }
-        let slots: Vec<PeerId> = self.peers.ids().collect();
-        for slot in slots {
-            if let Some(peer) = self.peers.get_mut(slot) {
-                peer.last_heard_at = peer.last_heard_at.map(|at| (at + gap).min(now));
-            }
-            self.timers.set(Timer::PeerExpiry(slot), self.peers.expiry(slot));
         }
         if self.node.rereading_since.is_none() {
             self.node.emit(Event {
@@ -386,12 +391,22 @@ impl Supervisor {
                         self.node.out.mark_urgent();
                     }
                 }
-                Timer::PeerExpiry(slot) => self.on_peer_expired(slot),
+                Timer::PeerExpiry(slot) => self.on_peer_expired(now, slot),
             }
         }
     }
 
-    fn on_peer_expired(&mut self, slot: PeerId) {
+    fn on_peer_expired(&mut self, now: Instant, slot: PeerId) {
+        if let Some(since) = self.node.rereading_since {
+            let listened = since + self.node.settings.stall_gap();
+            if now < listened {
+                self.timers.set(Timer::PeerExpiry(slot), Some(listened));
+                return;
+            }
+        }
+        if self.peers.get(slot).is_none_or(|p| p.is_fresh(now, self.peers.timeout())) {
+            return;
+        }
         let Some(peer) = self.peers.get_mut(slot) else { return };
         peer.down = true;
         let (Some(id), Some(addr)) = (peer.node_id, peer.client_addr.clone()) else { return };
@@ -524,7 +539,7 @@ impl Supervisor {
             self.touched.extend(self.groups.keys().copied());
         }
         self.node.observe_epoch(from.current_epoch, None);
-        self.learn_vote_floor(slot, from.current_epoch);
+        self.learn_vote_floor(now, slot, from.current_epoch);
         match body {
             Body::Heartbeat { version } => self.on_heartbeat(now, slot, version),
             Body::State { base, version, masters } => {
@@ -551,8 +566,15 @@ impl Supervisor {
 
     /// A node that started without state abstains from voting until it has heard the epochs of
     /// enough peers that any majority it may have voted in before includes one of them.
-    fn learn_vote_floor(&mut self, slot: PeerId, epoch: u64) {
-        if !self.node.awaiting_vote_floor {
+    ///
+    /// That covers elections that had ended when the floor is learned. An election still under
+    /// way could be completed later by a voter heard at a lower epoch (with five voters: the lost
+    /// vote went to X, X's other supporter Y had not voted yet, this node hears Y before it does
+    /// and grants the same epoch to someone else). So only epochs heard after
+    /// [`Self::floor_quarantine`] count: by then every election in which the lost state could
+    /// have voted has been won or given up.
+    fn learn_vote_floor(&mut self, now: Instant, slot: PeerId, epoch: u64) {
+        if !self.node.awaiting_vote_floor || now < self.floor_listen_from {
             return;
         }
         let heard = self.floor_heard.entry(slot).or_insert(0);
@@ -566,6 +588,16 @@ impl Supervisor {
             self.node.out.mark_urgent();
             tracing::info!(floor = self.node.vote_floor, "vote floor learned from peers");
         }
+    }
+
+    /// How long a node that lost its state waits before it counts peers' epochs for its vote
+    /// floor: the longest a candidate collects votes in one epoch (a vote this node granted
+    /// before it lost its state was granted before it started), plus the peer timeout for
+    /// replies still in flight.
+    fn floor_quarantine(&self) -> Duration {
+        let election =
+            self.groups.values().map(|g| g.timing.election_timeout).max().unwrap_or_default();
+        election + self.node.settings.peer_timeout
     }
 
     fn request_sync(&mut self, now: Instant, slot: PeerId) {

@@ -149,6 +149,14 @@ fn a_node_without_state_abstains_until_it_has_heard_every_peer_it_needs() {
     h.advance_to(450);
     h.hang("127.0.0.1:6379");
     h.advance_to(1401);
+    // Within the quarantine (election timeout 1 s + peer timeout 1.5 s after the start), epochs
+    // heard do not count: an election the lost state voted in may still be collecting votes.
+    h.handle(from_peer(1, 3, Body::SyncRequest));
+    h.handle(from_peer(2, 2, Body::SyncRequest));
+    h.take();
+    h.handle(vote_request(1, 4, 0, false));
+    assert!(h.rendered().contains(&"peer0 vote-reply mymaster e=4 for=-".to_owned()));
+    h.advance_to(2600);
     h.handle(from_peer(1, 3, Body::SyncRequest));
     h.take();
     // Heard only one of the two peers: with three voters, a majority it may have joined before
