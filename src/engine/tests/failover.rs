@@ -287,6 +287,27 @@ fn a_short_stall_is_not_silence() {
 }
 
 #[test]
+fn a_stall_makes_no_peer_report_fresher() {
+    let mut h = Harness::new(settings(PEERS, 2), Some(known_node(9)), Harness::group());
+    h.advance_to(450);
+    h.hang("127.0.0.1:6379");
+    // Peer 1 says the master is down at 1000 and is never heard again (it crashed).
+    h.advance_to(1000);
+    h.handle(full_state(1, 0, 1, vec![report("127.0.0.1:6379", 0, true, 0)]));
+    h.advance_to(1200);
+    h.take();
+    // 1.2 s without running. This node's own silence clock skips the stall, so it sees the
+    // master down only after it; by then peer 1's report is 1.65 s old, past the peer timeout
+    // (1.5 s), and must not make a quorum (simulator seed 8307044).
+    h.now = crate::engine::time::Instant::from_millis(2400);
+    h.handle(Input::Tick);
+    h.advance_to(4000);
+    let events = h.events();
+    assert!(events.contains(&"+sdown master mymaster 127.0.0.1 6379".to_owned()), "{events:?}");
+    assert!(!events.iter().any(|e| e.starts_with("+odown")), "{events:?}");
+}
+
+#[test]
 fn time_going_backwards_is_a_clock_fault_too() {
     let mut h = Harness::new(settings(PEERS, 2), Some(known_node(9)), Harness::group());
     h.advance_to(5000);
