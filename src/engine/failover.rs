@@ -383,7 +383,10 @@ impl Group {
                 }
             }
             Phase::SelectReplica => self.select_or_wait(node, now),
-            Phase::Drain { replica, target } => self.step_drain(node, &replica, target, now),
+            Phase::Drain { replica, target } => {
+                self.step_drain(node, &replica, target, now);
+                self.fence_returning_old_master(node, now);
+            }
             Phase::Promote { replica } => {
                 self.fence_returning_old_master(node, now);
                 if !self.send_promotion(node, &replica, now)

@@ -429,10 +429,6 @@ impl Group {
             if follows_other {
                 instance.followed_since = Some(now);
             }
-            if rebooted {
-                // A restart lifts any pause.
-                instance.paused_until = None;
-            }
             if rebooted && reboot_watch {
                 instance.rebooted_at = Some(now);
             }
@@ -447,6 +443,9 @@ impl Group {
 
             instance.info = Some(report);
             instance.info_at = Some(now);
+        }
+        if rebooted {
+            self.forget_pauses_of(addr);
         }
         for replica in listed {
             if self.find(&replica).is_none() {

@@ -169,3 +169,32 @@ fn a_lease_a_peer_relaxed_makes_the_fence_window_unknown() {
         ["+fence-window master mymaster 127.0.0.1 6379 #window-ms unknown"]
     );
 }
+
+#[test]
+fn an_old_master_that_restarts_during_a_switchover_is_fenced_again() {
+    let mut settings = settings(&[], 1);
+    settings.masters[0].fencing = Fencing::Bounded;
+    let mut h = Harness::new(settings, None, Harness::group());
+    h.advance_to(5_000);
+    // The master is ahead of its stuck replicas: the switchover waits for a catch-up.
+    h.redis.get_mut(&addr("127.0.0.1:6379")).unwrap().offset = 500;
+    h.take();
+    h.handle(Input::Admin {
+        ticket: Ticket(1),
+        command: AdminCommand::Failover { master: "mymaster".into() },
+    });
+    h.advance_to(5_200);
+    // The paused master dies and comes back: its pause went with the process. The promotion
+    // (at once, the old master being gone) must not count on that pause for its fence window
+    // (simulator seed 8305313 stated 0 ms), and the old master is fenced again as soon as it
+    // answers, before its demotion.
+    h.kill("127.0.0.1:6379");
+    h.advance_to(5_500);
+    h.restart("127.0.0.1:6379", "again", None);
+    h.advance_to(7_000);
+    let out = h.rendered();
+    let windows: Vec<&String> = out.iter().filter(|o| o.contains("+fence-window")).collect();
+    assert_eq!(windows, ["emit +fence-window master mymaster 127.0.0.1 6379 #window-ms 3000"]);
+    let fences = out.iter().filter(|o| o.starts_with("redis Fence")).count();
+    assert_eq!(fences, 2, "{out:?}");
+}
