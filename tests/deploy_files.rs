@@ -1,7 +1,8 @@
 //! The deployment files, without Docker or a cluster: the compose stack's and the Kubernetes
 //! ConfigMap's `picket.toml` pass `picket check` for every node, every address in them is a
 //! host name, the Kubernetes manifests pass the API schemas and the cross-reference checks
-//! of `docker/k8s/check-manifests`, and every metric the Grafana dashboard
+//! of `docker/k8s/check-manifests`, the compose stack's Prometheus configuration passes
+//! `promtool check config` with the alert rules, and every metric the Grafana dashboard
 //! (`docker/grafana/picket.json`) queries is one a running Picket exports. The stack itself runs
 //! in `tests/docker_e2e.rs`.
 
@@ -18,8 +19,8 @@ use std::time::Duration;
 use promql_parser::parser::{self, Expr};
 use promql_parser::util::{ExprVisitor, walk_expr};
 use serde_json::Value;
-use support::http::metrics;
-use support::{ClusterOptions, Group, Picket, config_text, node_specs, wait_until};
+use support::http::{metrics, promtool};
+use support::{ClusterOptions, Group, Picket, config_text, missing, node_specs, wait_until};
 
 fn picket_check(config: &Path, announce: &str) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_picket"))
@@ -134,6 +135,29 @@ fn the_compose_file_is_accepted_by_compose_when_it_is_installed() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn the_compose_stacks_prometheus_configuration_loads_with_the_alert_rules() {
+    // As the compose file mounts them: the rules next to the configuration.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    fs::copy("docker/prometheus/prometheus.yml", &config).unwrap();
+    fs::copy("config/alerts.yml", dir.path().join("alerts.yml")).unwrap();
+    let checked = promtool(&["check", "config", &config.display().to_string()], None);
+    if missing("promtool (Debian's prometheus package)", checked.is_some()) {
+        return;
+    }
+    if let Some(Err(output)) = checked {
+        panic!("promtool check config docker/prometheus/prometheus.yml:\n{output}");
+    }
+    let compose = fs::read_to_string("docker/compose.yaml").unwrap();
+    for mount in [
+        "./prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro",
+        "../config/alerts.yml:/etc/prometheus/alerts.yml:ro",
+    ] {
+        assert!(compose.contains(mount), "docker/compose.yaml mounts {mount}");
+    }
 }
 
 /// The families a running Picket serves on `/metrics` (those with samples; `# TYPE` lines), as
