@@ -15,20 +15,21 @@
 //! classic text format (`text/plain; version=0.0.4`), which `promtool check metrics` and older
 //! tools read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use prometheus_client::encoding::text::encode_registry;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
-use crate::engine::view::{InstanceView, MasterView};
-use crate::engine::{Detail, EventKind, Fencing, Instant, MasterStatus, View};
+use crate::engine::view::{InstanceView, MasterView, Stats};
+use crate::engine::{Addr, Detail, EventKind, Fencing, Instant, MasterStatus, NodeId, View};
 use crate::hub::PeerStats;
 use crate::hub::{EventRecord, Failpoints, ScriptOutcome, ServerStats, TlsStats};
 
@@ -223,15 +224,7 @@ pub struct Sources<'a> {
 /// Renders every metric in `format`.
 #[must_use]
 pub fn render(sources: &Sources<'_>, format: Format) -> String {
-    let mut scrape = Scrape::default();
-    node_metrics(&mut scrape, sources);
-    master_metrics(&mut scrape, sources);
-    sentinel_compat_metrics(&mut scrape, sources);
-    instance_metrics(&mut scrape, sources);
-    traffic_metrics(&mut scrape, sources);
-    notify_metrics(&mut scrape, sources.stats);
-    tls_metrics(&mut scrape, sources.tls);
-    event_metrics(&mut scrape, sources.events);
+    let scrape = Scrape::of(sources);
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = encode_registry(&mut out, &scrape.registry);
@@ -244,33 +237,103 @@ pub fn render(sources: &Sources<'_>, format: Format) -> String {
     }
 }
 
+/// The name of every series `/metrics` can export, as Prometheus stores them: counters with
+/// their `_total` suffix, histograms as their `_bucket`, `_sum` and `_count` series. The same
+/// registrations as a scrape, of a node with no master, peer or event yet: families that have no
+/// sample yet are listed too, where the exposition leaves them out. What dashboards may query
+/// (`docker/grafana/picket.json` is checked against it).
+#[must_use]
+pub fn series_names() -> BTreeSet<String> {
+    let addr = Addr::new("127.0.0.1", 26379).expect("a valid address");
+    let view = View {
+        at: Instant::ZERO,
+        node_id: NodeId::from_bytes([0; 20]),
+        announce: addr.clone(),
+        client_addr: addr,
+        current_epoch: 0,
+        tilt_since: None,
+        voters: 1,
+        majority: 1,
+        awaiting_vote_floor: false,
+        peers_in_contact: 0,
+        masters: Vec::new(),
+        peers: Vec::new(),
+        stats: Stats::default(),
+    };
+    let sources = Sources {
+        view: &view,
+        now: Instant::ZERO,
+        stats: &ServerStats::default(),
+        peers: &PeerStats::default(),
+        failpoints: &Failpoints::default(),
+        events: &EventMetrics::default(),
+        tls: &TlsStats::default(),
+    };
+    Scrape::of(&sources).series
+}
+
 /// Builds one scrape's registry.
 #[derive(Default)]
 struct Scrape {
     registry: Registry,
+    /// The series names of every family registered, with or without samples.
+    series: BTreeSet<String>,
 }
 
 impl Scrape {
+    /// Every metric, from `sources`.
+    fn of(sources: &Sources<'_>) -> Self {
+        let mut scrape = Self::default();
+        node_metrics(&mut scrape, sources);
+        master_metrics(&mut scrape, sources);
+        sentinel_compat_metrics(&mut scrape, sources);
+        instance_metrics(&mut scrape, sources);
+        traffic_metrics(&mut scrape, sources);
+        notify_metrics(&mut scrape, sources.stats);
+        tls_metrics(&mut scrape, sources.tls);
+        event_metrics(&mut scrape, sources.events);
+        scrape
+    }
+
+    /// Registers a family, named `name` with its unit's suffix, and notes its series names.
+    fn register(&mut self, name: &str, help: &str, unit: Option<Unit>, metric: impl Metric) {
+        let name_with_unit = match &unit {
+            Some(unit) => format!("{name}_{}", unit.as_str()),
+            None => name.to_owned(),
+        };
+        let suffixes: &[&str] = match metric.metric_type() {
+            MetricType::Counter => &["_total"],
+            MetricType::Histogram => &["_bucket", "_sum", "_count"],
+            MetricType::Info => &["_info"],
+            MetricType::Gauge | MetricType::Unknown => &[""],
+        };
+        self.series.extend(suffixes.iter().map(|suffix| format!("{name_with_unit}{suffix}")));
+        match unit {
+            Some(unit) => self.registry.register_with_unit(name, help, unit, metric),
+            None => self.registry.register(name, help, metric),
+        }
+    }
+
     fn gauge(&mut self, name: &str, help: &str, samples: impl IntoIterator<Item = (Labels, i64)>) {
         let family = Family::<Labels, Gauge>::default();
         for (labels, value) in samples {
             family.get_or_create(&labels).set(value);
         }
-        self.registry.register(name, help, family);
+        self.register(name, help, None, family);
     }
 
     /// An unlabelled gauge.
     fn value(&mut self, name: &str, help: &str, value: i64) {
         let gauge = Gauge::<i64>::default();
         gauge.set(value);
-        self.registry.register(name, help, gauge);
+        self.register(name, help, None, gauge);
     }
 
     /// An unlabelled counter.
     fn total(&mut self, name: &str, help: &str, value: u64) {
         let counter = Counter::<u64>::default();
         counter.inc_by(value);
-        self.registry.register(name, help, counter);
+        self.register(name, help, None, counter);
     }
 
     fn seconds(
@@ -283,7 +346,7 @@ impl Scrape {
         for (labels, value) in samples {
             family.get_or_create(&labels).set(value);
         }
-        self.registry.register_with_unit(name, help, Unit::Seconds, family);
+        self.register(name, help, Some(Unit::Seconds), family);
     }
 
     fn counter(
@@ -296,14 +359,14 @@ impl Scrape {
         for (labels, value) in samples {
             family.get_or_create(&labels).inc_by(value);
         }
-        self.registry.register(name, help, family);
+        self.register(name, help, None, family);
     }
 
     /// An unlabelled counter of bytes.
     fn bytes(&mut self, name: &str, help: &str, value: u64) {
         let counter = Counter::<u64>::default();
         counter.inc_by(value);
-        self.registry.register_with_unit(name, help, Unit::Bytes, counter);
+        self.register(name, help, Some(Unit::Bytes), counter);
     }
 }
 
@@ -766,57 +829,61 @@ fn tls_metrics(s: &mut Scrape, tls: &TlsStats) {
 }
 
 fn event_metrics(s: &mut Scrape, e: &EventMetrics) {
-    let r = &mut s.registry;
-    r.register("picket_events", "Events published, by event name", e.events.clone());
-    r.register(
+    s.register("picket_events", "Events published, by event name", None, e.events.clone());
+    s.register(
         "picket_failovers_started",
         "Failovers this node started (+try-failover)",
+        None,
         e.started.clone(),
     );
-    r.register(
+    s.register(
         "picket_failovers_succeeded",
         "Failovers this node led to the end (+failover-end, with or without timeout)",
+        None,
         e.succeeded.clone(),
     );
-    r.register(
+    s.register(
         "picket_failovers_aborted",
         "Failovers this node started that ended without switching, by reason",
+        None,
         e.aborted.clone(),
     );
-    r.register(
+    s.register(
         "picket_master_switches",
         "Master address changes this node adopted (+switch-master), led or observed",
+        None,
         e.switches.clone(),
     );
-    r.register_with_unit(
+    s.register(
         "picket_failover_duration",
         "Duration of the failovers this node led, from +try-failover to +failover-end",
-        Unit::Seconds,
+        Some(Unit::Seconds),
         e.duration.clone(),
     );
-    r.register_with_unit(
+    s.register(
         "picket_failover_possibly_lost",
         "Replication bytes the promoted replicas lacked of the old masters' last known offsets, \
          over the failovers this node led (+failover-loss)",
-        Unit::Bytes,
+        Some(Unit::Bytes),
         e.lost_bytes.clone(),
     );
-    r.register_with_unit(
+    s.register(
         "picket_failover_last_possibly_lost",
         "Replication bytes the last promoted replica lacked of the old master's last known offset",
-        Unit::Bytes,
+        Some(Unit::Bytes),
         e.last_lost_bytes.clone(),
     );
-    r.register_with_unit(
+    s.register(
         "picket_failover_last_fence_window",
         "How long after the last promotion the old master may still have accepted writes \
          (+fence-window, bounded fencing; absent when unknown)",
-        Unit::Seconds,
+        Some(Unit::Seconds),
         e.last_fence_window.clone(),
     );
-    r.register(
+    s.register(
         "picket_failovers_held",
         "Automatic failovers held back (+failover-held), by reason: maintenance or min-interval",
+        None,
         e.held.clone(),
     );
 }
@@ -866,6 +933,27 @@ mod tests {
             "# HELP a_bytes_total Bytes.\n# TYPE a_bytes_total counter\na_bytes_total 3\n\
              # HELP g A gauge.\n# TYPE g gauge\ng 1\n"
         );
+    }
+
+    #[test]
+    fn series_names_list_every_family_with_the_suffixes_prometheus_stores() {
+        let names = series_names();
+        for name in [
+            "picket_master_info",
+            "picket_instance_ping_rtt_seconds",
+            "picket_gossip_sent_bytes_total",
+            "picket_resp_commands_total",
+            // Families without a sample yet: no failover has happened.
+            "picket_master_switches_total",
+            "picket_failover_duration_seconds_bucket",
+            "picket_failover_duration_seconds_sum",
+            "picket_failover_duration_seconds_count",
+            "picket_failover_possibly_lost_bytes_total",
+            "redis_sentinel_master_status",
+        ] {
+            assert!(names.contains(name), "{name} missing from {names:?}");
+        }
+        assert!(!names.contains("picket_failover_duration_seconds"), "no such series");
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! address a service name), a client in Sentinel mode, the session master's container stopped,
 //! the failover seen through the Sentinel port, the HTTP API and the event stream, the old master
 //! brought back, one Picket cut off the network (it must not cause a failover), brought back, and
-//! every node converged. Everything the test creates is removed at the end, also on failure.
+//! every node converged. The stack's Prometheus (docker/prometheus/) loads config/alerts.yml and
+//! scrapes the three nodes: its HTTP API must show the failover alert firing for the session
+//! group after the failover, and the quorum-lost alert firing for the last node once two nodes
+//! are stopped. Everything the test creates is removed at the end, also on failure.
 //!
 //! Ignored by plain `cargo test` (it builds images and runs containers for a few minutes):
 //! `scripts/test` runs it in its own step, `cargo test --test docker_e2e -- --ignored`. Skipped,
-//! with a message, where no Docker engine or Compose is reachable.
+//! with a message, where no Docker engine or Compose is reachable; under `CI=true` that fails.
 //!
 //! Settings (environment):
 //! - `PICKET_BINARY`: the executable to put in the image (scripts/test passes the release build);
@@ -30,6 +33,10 @@ use std::thread::{self, JoinHandle, sleep};
 use std::time::{Duration, Instant};
 
 const PICKETS: [&str; 3] = ["picket-1", "picket-2", "picket-3"];
+/// config/alerts.yml's alert for a master that changed (a failover, led or observed).
+const FAILOVER_ALERT: &str = "PicketFailoverHappened";
+/// config/alerts.yml's alert for a node that cannot reach a majority of the voters.
+const QUORUM_LOST_ALERT: &str = "PicketQuorumLost";
 const GROUPS: [&str; 3] = ["session", "cache", "realtime"];
 /// Bounds on waits, generous for two busy cores: nothing here is a speed assertion.
 const START: Duration = Duration::from_secs(180);
@@ -221,7 +228,7 @@ impl Stack {
     }
 
     fn dump_logs(&self) {
-        for service in PICKETS {
+        for service in PICKETS.into_iter().chain(["prometheus"]) {
             if let Ok(logs) = self.compose(&["logs", "--no-color", "--tail", "150", service]) {
                 eprintln!("---- last logs of {service} ----\n{logs}");
             }
@@ -380,6 +387,63 @@ impl Drop for EventStream {
     }
 }
 
+/// The `data` of a Prometheus HTTP API answer (`GET /api/v1/...` on the published `port`), once
+/// it answers 200 with `"status": "success"`.
+fn prometheus_api(port: u16, path: &str) -> Option<serde_json::Value> {
+    let (status, body) = http_get(port, path)?;
+    let answer: serde_json::Value = serde_json::from_str(&body).ok()?;
+    (status == 200 && answer["status"] == "success").then(|| answer["data"].clone())
+}
+
+/// The alerts named `name` that Prometheus has active (pending or firing): their state and
+/// labels, from `GET /api/v1/alerts`.
+fn active_alerts(port: u16, name: &str) -> Option<Vec<(String, BTreeMap<String, String>)>> {
+    let data = prometheus_api(port, "/api/v1/alerts")?;
+    let alerts = data["alerts"].as_array()?;
+    Some(
+        alerts
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == name)
+            .map(|a| {
+                let labels = a["labels"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect();
+                (a["state"].as_str().unwrap_or_default().to_owned(), labels)
+            })
+            .collect(),
+    )
+}
+
+/// Waits until the alert `name` fires with `label` = `value`; returns every active alert of
+/// that name then.
+fn wait_firing(
+    port: u16,
+    name: &str,
+    label: &str,
+    value: &str,
+    timeout: Duration,
+) -> Vec<(String, BTreeMap<String, String>)> {
+    poll(&format!("Prometheus fires {name} for {label}={value}"), timeout, || {
+        let alerts = active_alerts(port, name)?;
+        alerts
+            .iter()
+            .any(|(state, labels)| {
+                state == "firing" && labels.get(label).map(String::as_str) == Some(value)
+            })
+            .then_some(alerts)
+    })
+}
+
+/// A missing capability: fails under `CI=true` (a skipped test has not passed), else says why
+/// the test did not run.
+fn skipped(why: &str) {
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true and {why}");
+    println!("SKIPPED docker_e2e: {why}");
+}
+
 /// Checks that hold in every phase: the current master of `group` is `master` on every node
 /// (durable state) and in Redis.
 fn assert_agreed(stack: &Stack, group: &str, master: &str, what: &str) -> u64 {
@@ -394,11 +458,11 @@ fn assert_agreed(stack: &Stack, group: &str, master: &str, what: &str) -> u64 {
 #[ignore = "builds images and runs the compose stack for minutes: scripts/test runs it"]
 fn the_compose_stack_fails_over_and_a_partitioned_node_changes_nothing() {
     if docker(&["info"]).is_err() {
-        println!("SKIPPED docker_e2e: no Docker engine is reachable (`docker info` failed)");
+        skipped("no Docker engine is reachable (`docker info` failed)");
         return;
     }
     let Some(compose) = compose_command() else {
-        println!("SKIPPED docker_e2e: neither `docker compose` nor `docker-compose` is installed");
+        skipped("neither `docker compose` nor `docker-compose` is installed");
         return;
     };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -429,6 +493,7 @@ fn the_compose_stack_fails_over_and_a_partitioned_node_changes_nothing() {
             ("PICKET_1_HTTP_PORT", String::new()),
             ("PICKET_2_HTTP_PORT", String::new()),
             ("PICKET_3_HTTP_PORT", String::new()),
+            ("PICKET_PROMETHEUS_PORT", String::new()),
         ],
     };
 
@@ -515,6 +580,48 @@ fn the_compose_stack_fails_over_and_a_partitioned_node_changes_nothing() {
     } else {
         not_run("GET /healthz, /readyz, /v1/masters, /metrics; container HEALTHCHECK healthy");
     }
+
+    step("Prometheus: config/alerts.yml loaded, the three nodes scraped, no alert of ours active");
+    let prometheus = stack.host_port("prometheus", 9090);
+    if http_served {
+        poll(
+            "Prometheus has evaluated every rule of config/alerts.yml without error",
+            LONG,
+            || {
+                let data = prometheus_api(prometheus, "/api/v1/rules")?;
+                let rules: Vec<&serde_json::Value> = data["groups"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|g| g["rules"].as_array())
+                    .flatten()
+                    .collect();
+                let names: Vec<&str> = rules.iter().filter_map(|r| r["name"].as_str()).collect();
+                let evaluated = !rules.is_empty() && rules.iter().all(|r| r["health"] == "ok");
+                (evaluated && names.contains(&FAILOVER_ALERT) && names.contains(&QUORUM_LOST_ALERT))
+                    .then_some(())
+            },
+        );
+        // At least one scrape of each node before the failover: the alert sees the epoch change.
+        poll("Prometheus scrapes picket-1, picket-2 and picket-3", LONG, || {
+            let data = prometheus_api(prometheus, "/api/v1/targets")?;
+            let up: Vec<&str> = data["activeTargets"]
+                .as_array()?
+                .iter()
+                .filter(|t| t["health"] == "up")
+                .filter_map(|t| t["labels"]["instance"].as_str())
+                .collect();
+            PICKETS.iter().all(|p| up.contains(p)).then_some(())
+        });
+        // A node that had not yet heard its peers at its first scrape may have had the
+        // quorum-lost alert pending for a moment; it must clear.
+        poll("neither alert is active while every node and master is up", LONG, || {
+            let failover = active_alerts(prometheus, FAILOVER_ALERT)?;
+            let quorum = active_alerts(prometheus, QUORUM_LOST_ALERT)?;
+            (failover.is_empty() && quorum.is_empty()).then_some(())
+        });
+    } else {
+        not_run("Prometheus scraping /metrics and evaluating config/alerts.yml");
+    }
     let events = if http_served { EventStream::open(http_ports[1]) } else { None };
 
     step("stopping the session master's container (docker stop redis-session-0)");
@@ -564,6 +671,17 @@ fn the_compose_stack_fails_over_and_a_partitioned_node_changes_nothing() {
     }
     for group in ["cache", "realtime"] {
         assert_agreed(&stack, group, &format!("redis-{group}-0:6379"), "other groups untouched");
+    }
+
+    step(&format!("Prometheus fires {FAILOVER_ALERT} for session, and only for session"));
+    if http_served {
+        let alerts = wait_firing(prometheus, FAILOVER_ALERT, "master", "session", LONG);
+        println!("  {alerts:?}");
+        for (_, labels) in &alerts {
+            assert_eq!(labels["master"], "session", "only session failed over: {alerts:?}");
+        }
+    } else {
+        not_run("Prometheus's failover alert");
     }
 
     step("the new master through the Sentinel port, the HTTP API and the event stream");
@@ -719,6 +837,24 @@ fn the_compose_stack_fails_over_and_a_partitioned_node_changes_nothing() {
     docker(&["stop", "-t", "15", &node]).unwrap();
     let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", &node]).unwrap();
     assert_eq!(code.trim(), "0", "picket exits 0 on SIGTERM (137 would mean it was killed)");
+
+    step(&format!(
+        "docker stop picket-3 as well: Prometheus fires {QUORUM_LOST_ALERT} for picket-1"
+    ));
+    if http_served {
+        let before = active_alerts(prometheus, QUORUM_LOST_ALERT).unwrap_or_default();
+        assert!(
+            before.iter().all(|(state, _)| state != "firing"),
+            "no quorum-lost alert fires while two of three nodes run: {before:?}"
+        );
+        let stopped = Instant::now();
+        docker(&["stop", "-t", "15", &stack.container("picket-3")]).unwrap();
+        // The node's peer timeout, then the rule's `for: 1m`, then an evaluation.
+        let alerts = wait_firing(prometheus, QUORUM_LOST_ALERT, "instance", "picket-1", START);
+        println!("  {:.0}s after docker stop: {alerts:?}", stopped.elapsed().as_secs_f64());
+    } else {
+        not_run("Prometheus's quorum-lost alert");
+    }
 
     step("docker compose down -v");
     let project = stack.project.clone();
