@@ -67,9 +67,10 @@ pub struct Supervisor {
     /// The version of the reports last sent to peers, and the reports themselves.
     gossip_version: StateVersion,
     sent_reports: BTreeMap<String, MasterReport>,
-    /// While learning the vote floor: the highest epoch heard from each peer.
-    floor_heard: BTreeMap<PeerId, u64>,
-    /// While learning the vote floor: epochs heard before then are not counted (see
+    /// While learning the vote floor: the highest epoch heard from each peer, and when it was
+    /// last heard.
+    floor_heard: BTreeMap<PeerId, (u64, Instant)>,
+    /// While learning the vote floor: from then on, hearing some of the peers is enough (see
     /// [`Supervisor::learn_vote_floor`]).
     floor_listen_from: Instant,
     stats: Stats,
@@ -565,23 +566,30 @@ impl Supervisor {
     }
 
     /// A node that started without state abstains from voting until it has heard the epochs of
-    /// enough peers that any majority it may have voted in before includes one of them.
+    /// enough peers that any majority it may have voted in before includes one of them, and
+    /// the floor is the highest epoch heard.
     ///
-    /// That covers elections that had ended when the floor is learned. An election still under
-    /// way could be completed later by a voter heard at a lower epoch (with five voters: the lost
-    /// vote went to X, X's other supporter Y had not voted yet, this node hears Y before it does
-    /// and grants the same epoch to someone else). So only epochs heard after
-    /// [`Self::floor_quarantine`] count: by then every election in which the lost state could
-    /// have voted has been won or given up.
+    /// Hearing every peer is always enough: the candidate the lost state voted for is among
+    /// them, at that epoch or later. Hearing fewer (voters minus a majority, plus one) covers the
+    /// elections that had ended, but with five voters or more an election still collecting votes
+    /// could be completed later by a voter heard at a lower epoch (the lost vote went to X, X's
+    /// other supporter Y had not voted yet, this node hears Y but not X, and grants the same epoch
+    /// to someone else). So that shortcut counts only peers heard after
+    /// [`Self::floor_quarantine`]: by then every election in which the lost state could have voted
+    /// has been won or given up. With three voters the two coincide: both peers must be heard.
     fn learn_vote_floor(&mut self, now: Instant, slot: PeerId, epoch: u64) {
-        if !self.node.awaiting_vote_floor || now < self.floor_listen_from {
+        if !self.node.awaiting_vote_floor {
             return;
         }
-        let heard = self.floor_heard.entry(slot).or_insert(0);
-        *heard = (*heard).max(epoch);
+        let heard = self.floor_heard.entry(slot).or_insert((0, now));
+        *heard = (heard.0.max(epoch), now);
         let needed = self.node.settings.voters() - self.node.settings.majority() + 1;
-        if self.floor_heard.len() >= needed {
-            let floor = self.floor_heard.values().copied().max().unwrap_or(0);
+        let listening = now >= self.floor_listen_from;
+        let heard_since = self.floor_heard.values().filter(|(_, at)| *at >= self.floor_listen_from);
+        if self.floor_heard.len() >= self.peers.len()
+            || (listening && heard_since.count() >= needed)
+        {
+            let floor = self.floor_heard.values().map(|(e, _)| *e).max().unwrap_or(0);
             self.node.vote_floor = floor.max(self.node.current_epoch);
             self.node.awaiting_vote_floor = false;
             self.floor_heard.clear();
