@@ -268,6 +268,13 @@ pub enum Detail {
         /// Bytes.
         bytes: u64,
     },
+    /// `+try-failover`: the epoch of the attempt. Not in the payload (Sentinel's names the master
+    /// only), but readers of the event stream (the failover history) need not infer it from the
+    /// `+vote-for-leader` that follows.
+    Attempt {
+        /// The epoch this node is trying to win.
+        epoch: u64,
+    },
     /// `+failover-held`: why an automatic failover is not started.
     Held {
         /// `maintenance` or `min-interval`.
@@ -360,6 +367,7 @@ impl Event {
             Detail::Window { ms: Some(ms) } => write!(out, " #window-ms {ms}"),
             Detail::Window { ms: None } => write!(out, " #window-ms unknown"),
             Detail::Loss { bytes } => write!(out, " #bytes {bytes}"),
+            Detail::Attempt { .. } => Ok(()),
             Detail::Held { reason } => write!(out, " #{reason}"),
             Detail::Stall { ms } => write!(out, "#stalled-ms {ms}"),
             Detail::Reread { ms } => write!(out, "#reread-ms {ms}"),

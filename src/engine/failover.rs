@@ -304,7 +304,11 @@ impl Group {
             },
             fence: FailoverFence::default(),
         });
-        node.emit_about(EventKind::TryFailover, self.master_subject());
+        node.emit(Event {
+            kind: EventKind::TryFailover,
+            subject: Some(self.master_subject()),
+            detail: Detail::Attempt { epoch },
+        });
         node.emit(Event {
             kind: EventKind::VoteForLeader,
             subject: None,

@@ -34,9 +34,6 @@ pub const MAX_STEPS: usize = 64;
 #[derive(Debug, Default)]
 pub(super) struct FailoverHistory {
     masters: BTreeMap<String, Track>,
-    /// The master whose `+try-failover` was the previous event: the `+vote-for-leader` that
-    /// follows it (the leader's vote for itself) carries the failover's epoch.
-    epoch_for: Option<String>,
 }
 
 /// One master's state.
@@ -215,15 +212,6 @@ impl FailoverHistory {
     /// Updates the timelines with one published event.
     pub(super) fn observe(&mut self, record: &EventRecord) {
         let event = &record.event;
-        let tried = self.epoch_for.take();
-        if event.kind == EventKind::VoteForLeader {
-            if let (Some(master), Detail::Vote { epoch, .. }) = (tried, &event.detail)
-                && let Some(failover) = self.masters.get_mut(&master).and_then(|t| t.open.as_mut())
-            {
-                failover.epoch = Some(*epoch);
-            }
-            return;
-        }
         let Some(name) = event.master_name() else { return };
         if event.kind == EventKind::Unmonitor {
             self.masters.remove(name);
@@ -246,9 +234,11 @@ impl FailoverHistory {
             EventKind::TryFailover => {
                 track.close("aborted", Some("superseded"));
                 let mut failover = Failover::open(name, "leader", master_addr(record), track);
+                if let Detail::Attempt { epoch } = event.detail {
+                    failover.epoch = Some(epoch);
+                }
                 failover.push(Step::of(record, "started"));
                 track.open = Some(failover);
-                self.epoch_for = Some(name.to_owned());
             }
             EventKind::ElectedLeader => {
                 track.ensure_open(name, "leader", master_addr(record));
@@ -417,20 +407,23 @@ mod tests {
     #[test]
     fn a_leader_abort_is_recorded_with_its_reason_and_epoch() {
         let mut history = FailoverHistory::default();
+        let attempt =
+            Event { detail: Detail::Attempt { epoch: 7 }, ..master_event(EventKind::TryFailover) };
+        // A vote for another node's newer epoch in between does not change this attempt's.
         let vote = Event {
             kind: EventKind::VoteForLeader,
             subject: None,
             detail: Detail::Vote {
                 leader: "a".repeat(40).parse().unwrap(),
-                epoch: 7,
-                master: "session".into(),
+                epoch: 8,
+                master: "m".into(),
             },
         };
         feed(
             &mut history,
             vec![
                 master_event(EventKind::Odown),
-                master_event(EventKind::TryFailover),
+                attempt,
                 vote,
                 master_event(EventKind::AbortNotElected),
             ],
