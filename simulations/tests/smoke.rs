@@ -20,7 +20,6 @@ const THREADS: usize = 2;
 const KNOWN_FAILING: &[(u64, &str, &str)] = &[
     // Strict fencing relies on pauses, which run out and need a node that reaches the instance
     // to renew them (README, "Fencing and data safety", known gap; fencing issue).
-    (19, "no-two-writable-masters", "strict: the held master was cut off with the node holding it"),
     (55, "no-two-writable-masters", "strict: a frozen old master without a lease resumed"),
 ];
 
