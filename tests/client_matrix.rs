@@ -11,7 +11,8 @@
 //! 3. restart the old master and keep writing until the pickets have made it a replica: every
 //!    acknowledged write must be on the real (new) master, none lost on the old one;
 //! 4. `requirepass` on the Redis instances, then also on the pickets' Sentinel port;
-//! 5. a fresh client started while the first picket it lists is dead.
+//! 5. a fresh client started while the first picket it lists hangs (SIGSTOP), then while it is
+//!    dead (SIGKILL).
 //!
 //! Clients in other languages are small scripts under `tests/clients/`, run as real processes
 //! and driven over stdin/stdout (`set`, `get`, `replica_get`, one JSON reply each); the Rust
@@ -68,6 +69,8 @@ struct Client {
     launch: Launch,
     replica_reads: Support,
     sentinel_auth: Support,
+    /// Whether it gets past a first sentinel that accepts connections and never answers.
+    hung_first_node: Support,
     /// How it follows a failover, when the library does not do all of it.
     note: &'static str,
 }
@@ -78,6 +81,7 @@ const CLIENTS: &[Client] = &[
         launch: Launch::Python("redis-py-resp2"),
         replica_reads: Ok(()),
         sentinel_auth: Ok(()),
+        hung_first_node: Ok(()),
         note: "",
     },
     Client {
@@ -85,6 +89,7 @@ const CLIENTS: &[Client] = &[
         launch: Launch::Python("redis-py-resp3"),
         replica_reads: Ok(()),
         sentinel_auth: Ok(()),
+        hung_first_node: Ok(()),
         note: "RESP3 to the instances and to the Sentinel port",
     },
     Client {
@@ -92,6 +97,7 @@ const CLIENTS: &[Client] = &[
         launch: Launch::Python("redis-py-asyncio"),
         replica_reads: Ok(()),
         sentinel_auth: Ok(()),
+        hung_first_node: Ok(()),
         note: "",
     },
     Client {
@@ -99,6 +105,7 @@ const CLIENTS: &[Client] = &[
         launch: Launch::Python("valkey-py"),
         replica_reads: Ok(()),
         sentinel_auth: Ok(()),
+        hung_first_node: Ok(()),
         note: "",
     },
     Client {
@@ -106,6 +113,7 @@ const CLIENTS: &[Client] = &[
         launch: Launch::Python("coredis"),
         replica_reads: Ok(()),
         sentinel_auth: Ok(()),
+        hung_first_node: Ok(()),
         note: "",
     },
     Client {
@@ -113,6 +121,7 @@ const CLIENTS: &[Client] = &[
         launch: Launch::Ruby,
         replica_reads: Ok(()),
         sentinel_auth: Ok(()),
+        hung_first_node: Ok(()),
         note: "",
     },
     Client {
@@ -123,6 +132,7 @@ const CLIENTS: &[Client] = &[
             "phpredis 5.3's RedisSentinel constructor takes host, port, timeout, persistent, \
              retry_interval and read_timeout: no password (it came in phpredis 6.0)",
         ),
+        hung_first_node: Ok(()),
         note: "no Sentinel-aware connection: RedisSentinel only queries, so the script \
                re-resolves through it after an error, as phpredis leaves to applications",
     },
@@ -137,6 +147,7 @@ const CLIENTS: &[Client] = &[
             "v5's sentinel.go dials sentinels with an Options of address, timeouts and pool \
              sizes only: FailoverOptions.Password is the master's",
         ),
+        hung_first_node: Ok(()),
         note: "",
     },
     Client {
@@ -144,6 +155,12 @@ const CLIENTS: &[Client] = &[
         launch: Launch::RedisSync,
         replica_reads: Ok(()),
         sentinel_auth: Ok(()),
+        hung_first_node: Err(
+            "the blocking SentinelClient talks to sentinels with no read timeout: reconnect in \
+             sentinel.rs opens them with Client::get_connection and queries ROLE, and the \
+             builder's TcpSettings offer only nodelay, keepalive and TCP_USER_TIMEOUT, which a \
+             stopped peer's kernel satisfies (seen here: no reply in 60 s)",
+        ),
         note: "SentinelClient hands out connections: the driver keeps one and asks the same \
                SentinelClient for another after an error",
     },
@@ -152,6 +169,7 @@ const CLIENTS: &[Client] = &[
         launch: Launch::RedisAsync,
         replica_reads: Ok(()),
         sentinel_auth: Ok(()),
+        hung_first_node: Ok(()),
         note: "as redis-rs-sync, with get_async_connection",
     },
     Client {
@@ -164,6 +182,12 @@ const CLIENTS: &[Client] = &[
              slot owner.\" (seen here with the replicas feature on)",
         ),
         sentinel_auth: Ok(()),
+        hung_first_node: Err(
+            "fred 10.1 moves to the next sentinel only when connecting or AUTH fails \
+             (connect_to_sentinel in router/sentinel.rs); a first sentinel that accepts the \
+             connection and never answers times out GET-MASTER-ADDR-BY-NAME and fails the \
+             whole connection (seen here: init() returned \"Request timed out.\")",
+        ),
         note: "feature sentinel-auth; one client object, reconnecting forever",
     },
 ];
@@ -434,13 +458,14 @@ impl Outcome {
     }
 }
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "resolve + write",
     "replica read",
     "kill -9 master → first write",
     "old master back",
     "requirepass on Redis",
     "password on Picket",
+    "first node hung",
     "first node dead",
 ];
 
@@ -712,21 +737,35 @@ fn plain_family(clients: &[&'static Client], matrix: &Matrix) {
     });
     drop(running);
 
-    // The first picket every client lists is dead while fresh clients start.
+    // The first picket every client lists hangs (SIGSTOP: it accepts connections and never
+    // answers), then is dead (SIGKILL: connections refused), while fresh clients start.
+    cluster.pickets[0].pause();
+    each(clients, |client| {
+        let outcome = match client.hung_first_node {
+            Ok(()) => Outcome::of(fresh_client_writes(&cluster, client, "first-hung")),
+            Err(why) => Outcome::Unsupported(why),
+        };
+        matrix.record(client, SCENARIOS[6], outcome);
+    });
     cluster.pickets[0].kill();
     each(clients, |client| {
-        let target = Target::new(&cluster, client.name, "", "");
-        let outcome = Driver::start(client, &target).and_then(|(mut driver, _)| {
-            let key = format!("{}:first-dead", client.name);
-            set_through_the_lease(&mut driver, &key, "v")?;
-            let (master, _) = cluster.agreed_master(client.name);
-            match stored(cluster.group(client.name).at(&master).unwrap(), &key) {
-                Some(v) if v == "v" => Ok(String::new()),
-                other => Err(format!("acknowledged, but the master {master} holds {other:?}")),
-            }
-        });
-        matrix.record(client, SCENARIOS[6], Outcome::of(outcome));
+        let outcome = Outcome::of(fresh_client_writes(&cluster, client, "first-dead"));
+        matrix.record(client, SCENARIOS[7], outcome);
     });
+}
+
+/// A new client (all pickets listed, the first one unwell) writes once; the write must be on
+/// the master the pickets agree on.
+fn fresh_client_writes(cluster: &Cluster, client: &Client, tag: &str) -> Result<String, String> {
+    let target = Target::new(cluster, client.name, "", "");
+    let (mut driver, _) = Driver::start(client, &target)?;
+    let key = format!("{}:{tag}", client.name);
+    set_through_the_lease(&mut driver, &key, "v")?;
+    let (master, _) = cluster.agreed_master(client.name);
+    match stored(cluster.group(client.name).at(&master).unwrap(), &key) {
+        Some(v) if v == "v" => Ok(String::new()),
+        other => Err(format!("acknowledged, but the master {master} holds {other:?}")),
+    }
 }
 
 /// Scenario 4 on a cluster whose instances have `requirepass`: first with the Sentinel port
