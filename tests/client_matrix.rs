@@ -524,12 +524,27 @@ impl Matrix {
 }
 
 /// Three pickets supervising one group (a master and a replica) per client, once every picket
-/// knows its peers and every replica.
+/// knows its peers and lists every replica as a healthy `slave` (a replica just discovered is
+/// listed `disconnected` until the picket has reached it, and clients skip it).
 fn cluster(clients: &[&Client], password: Option<&str>, options: &ClusterOptions) -> Cluster {
     let groups = clients.iter().map(|c| Group::start(c.name, 1, password)).collect();
     let cluster = Cluster::start(3, groups, options);
     cluster.wait_ready();
+    for picket in &cluster.pickets {
+        wait_for_healthy_replicas(&cluster, &format!("redis://{}/", picket.spec.listen_addr()));
+    }
     cluster
+}
+
+/// Waits until the picket at `url` lists every group's replica with the flags `slave` alone.
+fn wait_for_healthy_replicas(cluster: &Cluster, url: &str) {
+    wait_for("every replica listed as a healthy slave", SCENARIO_WAIT, || {
+        cluster.groups.iter().all(|g| {
+            let replicas = sentinel_query(url, &["REPLICAS", &g.name]);
+            matches!(replicas, Ok(redis::Value::Array(ref r))
+                if r.len() == 1 && flags(&r[0]).as_deref() == Some("slave"))
+        })
+    });
 }
 
 /// `GET key` on the instance itself.
@@ -806,14 +821,7 @@ fn password_family(clients: &[&'static Client], matrix: &Matrix) {
             sentinel_query(&format!("redis://{addr}/"), &["MASTERS"])
                 .is_err_and(|e| e.code() == Some("NOAUTH"))
         });
-        let url = format!("redis://:{SENTINEL_PASSWORD}@{addr}/");
-        wait_for("the restarted picket knows every replica", SCENARIO_WAIT, || {
-            cluster.groups.iter().all(|g| {
-                let replicas = sentinel_query(&url, &["REPLICAS", &g.name]);
-                matches!(replicas, Ok(redis::Value::Array(ref r))
-                    if r.len() == 1 && flags(&r[0]).as_deref() == Some("slave"))
-            })
-        });
+        wait_for_healthy_replicas(&cluster, &format!("redis://:{SENTINEL_PASSWORD}@{addr}/"));
     }
     each(clients, |client| {
         if let Err(why) = client.sentinel_auth {

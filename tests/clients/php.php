@@ -37,7 +37,7 @@ function resolve(array $sentinels, string $name, bool $replica): array {
             // The next sentinel, as a Sentinel client does.
         }
     }
-    throw new RedisException('no sentinel answered for ' . $name);
+    throw new RedisException('no sentinel named ' . ($replica ? 'an up replica' : 'a master') . ' of ' . $name);
 }
 
 function connect(array $sentinels, string $name, bool $replica, string $password): Redis {
