@@ -610,7 +610,7 @@ fn resolve_and_write(
 }
 
 /// Writes `key` through the client until one is acknowledged or [`SCENARIO_WAIT`] passes;
-/// returns the time taken and the last error seen before the success.
+/// returns the time taken and how many writes failed before.
 fn write_until_acknowledged(driver: &mut Driver, key: &str) -> Result<(Duration, usize), String> {
     let start = Instant::now();
     let mut failures = 0;
