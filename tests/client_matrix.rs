@@ -10,7 +10,8 @@
 //!    kill to the acknowledgement is printed, never asserted;
 //! 3. restart the old master and keep writing until the pickets have made it a replica: every
 //!    acknowledged write must be on the real (new) master, none lost on the old one;
-//! 4. `requirepass` on the Redis instances, then also on the pickets' Sentinel port;
+//! 4. `requirepass` on the Redis instances (scenarios 1 and 2 again), then also on the pickets'
+//!    Sentinel port (scenario 1 again);
 //! 5. a fresh client started while the first picket it lists hangs (SIGSTOP), then while it is
 //!    dead (SIGKILL).
 //!
@@ -463,7 +464,7 @@ const SCENARIOS: [&str; 8] = [
     "replica read",
     "kill -9 master → first write",
     "old master back",
-    "requirepass on Redis",
+    "requirepass on Redis, kill -9 → first write",
     "password on Picket",
     "first node hung",
     "first node dead",
@@ -555,11 +556,33 @@ fn stored(redis: &Redis, key: &str) -> Option<String> {
     }
 }
 
+/// The master and the replica of `group` before any failover.
+fn first_roles(group: &Group) -> (&Redis, &Redis) {
+    (&group.master, &group.replicas[0])
+}
+
+/// The master and the replica of `group` after a failover: the master the pickets agreed on,
+/// and the other instance once it replicates from it.
+fn roles_after_failover<'a>(cluster: &'a Cluster, name: &str) -> (&'a Redis, &'a Redis) {
+    let (new, _) = cluster.agreed_master(name);
+    let group = cluster.group(name);
+    let master = group.at(&new).expect("the new master is one of the group's");
+    let replica = group.all().find(|r| r.addr() != new).expect("the other instance");
+    wait_for(&format!("{} to follow {new}", replica.addr()), SCENARIO_WAIT, || {
+        replica.role().as_deref() == Some("slave")
+            && replica.master_of().as_deref() == Some(new.as_str())
+    });
+    (master, replica)
+}
+
 /// Writes `key` on the replica alone (briefly writable), so that only a read served by a
-/// replica can return it.
+/// replica can return it. An old master that came back may still be under Picket's fencing
+/// pause (`CLIENT PAUSE ... WRITE`), which holds the write until it ends: it is tried again.
 fn plant_on_replica(replica: &Redis, key: &str) {
     replica.query(&["CONFIG", "SET", "replica-read-only", "no"]).unwrap();
-    replica.query(&["SET", key, "from-the-replica"]).unwrap();
+    wait_for("the key written on the replica", SCENARIO_WAIT, || {
+        replica.query(&["SET", key, "from-the-replica"]).is_ok()
+    });
     replica.query(&["CONFIG", "SET", "replica-read-only", "yes"]).unwrap();
 }
 
@@ -584,12 +607,12 @@ fn set_through_the_lease(driver: &mut Driver, key: &str, value: &str) -> Result<
 fn resolve_and_write(
     driver: &mut Driver,
     client: &Client,
-    group: &Group,
+    (master, replica): (&Redis, &Redis),
     tag: &str,
 ) -> (Result<String, String>, Option<Result<String, String>>) {
     let key = format!("{}:{tag}", client.name);
     let write = set_through_the_lease(driver, &key, tag).and_then(|()| {
-        match stored(&group.master, &key) {
+        match stored(master, &key) {
             Some(v) if v == tag => {}
             other => return Err(format!("acknowledged, but the master holds {other:?}")),
         }
@@ -600,7 +623,7 @@ fn resolve_and_write(
     });
     let read = client.replica_reads.is_ok().then(|| {
         let marker = format!("{key}:replica-only");
-        plant_on_replica(&group.replicas[0], &marker);
+        plant_on_replica(replica, &marker);
         match driver.get("replica_get", &marker)? {
             Some(v) if v == "from-the-replica" => Ok(String::new()),
             other => Err(format!("read {other:?}: not served by the replica")),
@@ -628,7 +651,7 @@ fn write_until_acknowledged(driver: &mut Driver, key: &str) -> Result<(Duration,
 
 /// Scenario 2: SIGKILL the client's master; the first acknowledged write must be on the master
 /// the pickets agree on.
-fn kill_master(cluster: &mut Cluster, client: &Client, driver: &mut Driver) -> Outcome {
+fn kill_master(cluster: &mut Cluster, client: &Client, driver: &mut Driver, when: &str) -> Outcome {
     let old = cluster.group(client.name).master.addr();
     let key = format!("{}:after-kill", client.name);
     cluster.group_mut(client.name).master.kill();
@@ -642,7 +665,8 @@ fn kill_master(cluster: &mut Cluster, client: &Client, driver: &mut Driver) -> O
         match stored(promoted, &key) {
             Some(v) if v == "after" => {
                 eprintln!(
-                    "{}: first acknowledged write {} ms after the kill ({failures} failed before)",
+                    "{}{when}: first acknowledged write {} ms after the kill ({failures} failed \
+                     before)",
                     client.name,
                     took.as_millis()
                 );
@@ -719,8 +743,12 @@ fn plain_family(clients: &[&'static Client], matrix: &Matrix) {
             }
         };
         matrix.versions.lock().unwrap().insert(client.name, version);
-        let (write, read) =
-            resolve_and_write(&mut driver, client, cluster.group(client.name), "plain");
+        let (write, read) = resolve_and_write(
+            &mut driver,
+            client,
+            first_roles(cluster.group(client.name)),
+            "plain",
+        );
         matrix.record(client, SCENARIOS[0], Outcome::of(write));
         let read = match (read, client.replica_reads) {
             (Some(result), _) => Outcome::of(result),
@@ -735,7 +763,7 @@ fn plain_family(clients: &[&'static Client], matrix: &Matrix) {
 
     // One failover at a time, so that each client's time is its own failover's.
     for (client, driver) in &mut running {
-        let outcome = kill_master(&mut cluster, client, driver);
+        let outcome = kill_master(&mut cluster, client, driver, "");
         matrix.record(client, SCENARIOS[2], outcome);
     }
 
@@ -783,21 +811,38 @@ fn fresh_client_writes(cluster: &Cluster, client: &Client, tag: &str) -> Result<
     }
 }
 
-/// Scenario 4 on a cluster whose instances have `requirepass`: first with the Sentinel port
-/// open, then with the pickets restarted with a `requirepass` of their own.
+/// Scenario 4 on a cluster whose instances have `requirepass`: resolve, write, read a replica
+/// and follow a failover with the Sentinel port open, then resolve, write and read a replica
+/// with the pickets restarted with a `requirepass` of their own.
 fn password_family(clients: &[&'static Client], matrix: &Matrix) {
     let options = ClusterOptions::default();
     let mut cluster = cluster(clients, Some(REDIS_PASSWORD), &options);
-    each(clients, |client| {
+    let started = each(clients, |client| {
         let target = Target::new(&cluster, client.name, "", REDIS_PASSWORD);
-        let outcome = Driver::start(client, &target).and_then(|(mut driver, _)| {
-            let (write, read) =
-                resolve_and_write(&mut driver, client, cluster.group(client.name), "redis-auth");
+        Driver::start(client, &target).and_then(|(mut driver, _)| {
+            let (write, read) = resolve_and_write(
+                &mut driver,
+                client,
+                first_roles(cluster.group(client.name)),
+                "redis-auth",
+            );
             write?;
-            read.unwrap_or(Ok(String::new()))
-        });
-        matrix.record(client, SCENARIOS[4], Outcome::of(outcome));
+            read.unwrap_or(Ok(String::new()))?;
+            Ok(driver)
+        })
     });
+    // Then a failover, the client authenticating to the new master by itself.
+    for (client, driver) in started {
+        let outcome = match driver {
+            Ok(mut driver) => kill_master(&mut cluster, client, &mut driver, " (requirepass)"),
+            Err(e) => Outcome::Fail(e),
+        };
+        matrix.record(client, SCENARIOS[4], outcome);
+    }
+    // The old masters come back, and are replicas again before the clients next read.
+    for group in &mut cluster.groups {
+        group.master.restart();
+    }
 
     let locked = ClusterOptions {
         node_extra: format!("requirepass = \"{SENTINEL_PASSWORD}\"\n"),
@@ -830,8 +875,12 @@ fn password_family(clients: &[&'static Client], matrix: &Matrix) {
         }
         let target = Target::new(&cluster, client.name, SENTINEL_PASSWORD, REDIS_PASSWORD);
         let outcome = Driver::start(client, &target).and_then(|(mut driver, _)| {
-            let (write, read) =
-                resolve_and_write(&mut driver, client, cluster.group(client.name), "both-auth");
+            let (write, read) = resolve_and_write(
+                &mut driver,
+                client,
+                roles_after_failover(&cluster, client.name),
+                "both-auth",
+            );
             write?;
             read.unwrap_or(Ok(String::new()))
         });
