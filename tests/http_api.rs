@@ -53,6 +53,7 @@ fn discovery_role_checks_long_poll_and_metrics() {
     assert_eq!(session["address"], master.as_str());
     assert_eq!(session["status"], "ok");
     assert_eq!(session["config_epoch"], 0);
+    assert_eq!(session["settings"]["down_after_refused_ms"], 300, "the crash rule's default");
     assert_eq!(session["master"]["role"], "master");
     assert_eq!(session["master"]["link"], "up");
     let r = &session["replicas"][0];

@@ -90,7 +90,8 @@ fn instance_maps_and_queries_over_raw_sockets() {
                 "num-other-sentinels",
                 "quorum",
                 "failover-timeout",
-                "parallel-syncs"
+                "parallel-syncs",
+                "down-after-refused-milliseconds"
             ],
             "{proto}"
         );
@@ -104,6 +105,7 @@ fn instance_maps_and_queries_over_raw_sockets() {
         assert_eq!(get(&m, "num-other-sentinels"), "0", "the other voters never started");
         assert_eq!(get(&m, "quorum"), "2");
         assert_eq!(get(&m, "down-after-milliseconds"), "1000");
+        assert_eq!(get(&m, "down-after-refused-milliseconds"), "300");
         for number in ["last-ok-ping-reply", "info-refresh", "role-reported-time", "config-epoch"] {
             assert!(get(&m, number).parse::<u64>().is_ok(), "{number} is a number");
         }
@@ -254,6 +256,19 @@ fn events_are_published_and_changes_survive_a_restart() {
     let expected = vec![bulk("pmessage"), bulk("*"), bulk("+set"), bulk(&payload)];
     wait_for("+set on PSUBSCRIBE *", LONG, || sub.read() == Frame::Array(expected.clone()));
     assert_eq!(sub3.read(), Frame::Push(vec![bulk("message"), bulk("+set"), bulk(&payload)]));
+    // Picket's crash rule is set the same way, below down-after-milliseconds only.
+    assert_eq!(
+        c.call(&["SENTINEL", "SET", "session", "down-after-refused-milliseconds", "5000"]),
+        Frame::Error(
+            "ERR down-after-refused-milliseconds must be less than down-after-milliseconds \
+             (4321), or 0 to turn the crash rule off"
+                .into()
+        )
+    );
+    assert_eq!(
+        c.call(&["SENTINEL", "SET", "session", "down-after-refused-milliseconds", "150"]),
+        Frame::Simple("OK".into())
+    );
 
     let extra_port = extra.master.port.to_string();
     assert_eq!(
@@ -274,6 +289,7 @@ fn events_are_published_and_changes_survive_a_restart() {
     assert_eq!(masters, ["session", "extra"], "MONITOR and REMOVE survived the restart");
     let m = pairs(&c.call(&["SENTINEL", "MASTER", "session"]));
     assert_eq!(get(&m, "down-after-milliseconds"), "4321", "SET survived the restart");
+    assert_eq!(get(&m, "down-after-refused-milliseconds"), "150", "SET survived the restart");
 }
 
 #[test]

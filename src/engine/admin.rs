@@ -30,10 +30,12 @@ pub enum SetOption {
     AuthUser(Option<String>),
     /// `master-reboot-down-after-period` (0 = off).
     RebootDownAfter(Option<Duration>),
+    /// `down-after-refused-milliseconds` (Picket's crash rule, `down_after_refused_ms`; 0 = off).
+    DownAfterRefused(Option<Duration>),
 }
 
 /// The option names `SENTINEL SET` accepts, as Sentinel spells them.
-pub const SET_OPTIONS: [&str; 7] = [
+pub const SET_OPTIONS: [&str; 8] = [
     "down-after-milliseconds",
     "failover-timeout",
     "parallel-syncs",
@@ -41,6 +43,7 @@ pub const SET_OPTIONS: [&str; 7] = [
     "auth-pass",
     "auth-user",
     "master-reboot-down-after-period",
+    "down-after-refused-milliseconds",
 ];
 
 impl SetOption {
@@ -52,6 +55,12 @@ impl SetOption {
         let invalid = || format!("ERR Invalid argument '{value}' for SENTINEL SET '{name}'");
         let positive = || value.parse::<u64>().ok().filter(|v| *v > 0).ok_or_else(invalid);
         let text = || (!value.is_empty()).then(|| value.to_owned());
+        let optional_millis = || {
+            value
+                .parse::<u64>()
+                .map(|v| (v > 0).then(|| Duration::from_millis(v)))
+                .map_err(|_| invalid())
+        };
         let parsed = match name.as_str() {
             "down-after-milliseconds" => {
                 positive().map(|v| Self::DownAfter(Duration::from_millis(v)))
@@ -67,10 +76,10 @@ impl SetOption {
             }
             "auth-pass" => Ok(Self::AuthPass(text())),
             "auth-user" => Ok(Self::AuthUser(text())),
-            "master-reboot-down-after-period" | "primary-reboot-down-after-period" => value
-                .parse::<u64>()
-                .map(|v| Self::RebootDownAfter((v > 0).then(|| Duration::from_millis(v))))
-                .map_err(|_| invalid()),
+            "master-reboot-down-after-period" | "primary-reboot-down-after-period" => {
+                optional_millis().map(Self::RebootDownAfter)
+            }
+            "down-after-refused-milliseconds" => optional_millis().map(Self::DownAfterRefused),
             _ => return None,
         };
         Some(parsed)
@@ -87,6 +96,7 @@ impl SetOption {
             Self::AuthPass(_) => "auth-pass",
             Self::AuthUser(_) => "auth-user",
             Self::RebootDownAfter(_) => "master-reboot-down-after-period",
+            Self::DownAfterRefused(_) => "down-after-refused-milliseconds",
         }
     }
 
@@ -97,7 +107,9 @@ impl SetOption {
             Self::DownAfter(d) | Self::FailoverTimeout(d) => d.as_millis().to_string(),
             Self::ParallelSyncs(n) | Self::Quorum(n) => n.to_string(),
             Self::AuthPass(v) | Self::AuthUser(v) => v.clone().unwrap_or_default(),
-            Self::RebootDownAfter(d) => d.map_or(0, |d| d.as_millis()).to_string(),
+            Self::RebootDownAfter(d) | Self::DownAfterRefused(d) => {
+                d.map_or(0, |d| d.as_millis()).to_string()
+            }
         }
     }
 
@@ -122,6 +134,9 @@ impl SetOption {
             "auth-pass" => Self::AuthPass(auth.map(|a| a.password.clone())),
             "auth-user" => Self::AuthUser(auth.and_then(|a| a.user.clone())),
             "master-reboot-down-after-period" => Self::RebootDownAfter(settings.reboot_down_after),
+            "down-after-refused-milliseconds" => {
+                Self::DownAfterRefused(settings.down_after_refused)
+            }
             _ => return None,
         };
         Some(option.value())
@@ -144,6 +159,7 @@ impl SetOption {
                 }
             }
             Self::RebootDownAfter(d) => settings.reboot_down_after = *d,
+            Self::DownAfterRefused(d) => settings.down_after_refused = *d,
         }
     }
 }
@@ -177,5 +193,21 @@ mod tests {
         assert_eq!(m.auth, None);
         SetOption::parse("master-reboot-down-after-period", "0").unwrap().unwrap().apply(&mut m);
         assert_eq!(m.reboot_down_after, None);
+        let crash = SetOption::parse("down-after-refused-milliseconds", "150").unwrap().unwrap();
+        crash.apply(&mut m);
+        assert_eq!(m.down_after_refused, Some(Duration::from_millis(150)));
+        assert_eq!(
+            SetOption::current("down-after-refused-milliseconds", &m).as_deref(),
+            Some("150")
+        );
+        SetOption::parse("down-after-refused-milliseconds", "0").unwrap().unwrap().apply(&mut m);
+        assert_eq!(m.down_after_refused, None);
+        assert_eq!(
+            SetOption::parse("down-after-refused-milliseconds", "-1"),
+            Some(Err(
+                "ERR Invalid argument '-1' for SENTINEL SET 'down-after-refused-milliseconds'"
+                    .into()
+            ))
+        );
     }
 }

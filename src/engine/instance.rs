@@ -97,6 +97,12 @@ pub struct Instance {
     pub pending: BTreeMap<RequestId, (RequestKind, Instant)>,
     /// Last acceptable PING reply (`PONG`, `LOADING`, `MASTERDOWN`); monitoring start before any.
     pub last_ok_reply_at: Instant,
+    /// When the oldest probe still without an acceptable answer was made: the first PING sent
+    /// (or connection attempt started) since the last acceptable reply. The silence rule counts
+    /// from here, not from the reply: the idle time between a reply and the next PING is not
+    /// silence, so an instance busy for less than `down_after` is never down, whenever in the
+    /// ping period its stall began. `None` while nothing has been asked since the last reply.
+    pub unanswered_since: Option<Instant>,
     /// Last reply of any kind.
     pub last_reply_at: Option<Instant>,
     /// When the PING in flight was sent, if one is.
@@ -155,6 +161,7 @@ impl Instance {
             resolved: None,
             pending: BTreeMap::new(),
             last_ok_reply_at: now,
+            unanswered_since: None,
             last_reply_at: None,
             ping_in_flight_since: None,
             last_ping_at: None,
@@ -218,6 +225,7 @@ impl Instance {
         }
         let id = node.link_id();
         self.link = LinkState::Connecting { id, failures };
+        self.unanswered_since.get_or_insert(now);
         node.links.insert(id, (group, self.addr.clone()));
         node.out.push(Output::Connect {
             link: id,
@@ -339,6 +347,7 @@ impl Instance {
             RequestKind::Ping => {
                 self.ping_in_flight_since = Some(now);
                 self.last_ping_at = Some(now);
+                self.unanswered_since.get_or_insert(now);
             }
             RequestKind::Info => {
                 self.info_in_flight = true;
@@ -415,6 +424,7 @@ impl Instance {
                 self.ping_rtt = Some(now.saturating_since(sent_at));
                 if is_acceptable_ping_reply(&reply) {
                     self.last_ok_reply_at = now;
+                    self.unanswered_since = None;
                 }
                 if reply == Reply::Pong {
                     self.rebooted_at = None;
@@ -462,7 +472,7 @@ impl Instance {
     /// INFO period the group wants. SDOWN deadlines are included so detection is exact.
     #[must_use]
     pub fn next_deadline(&self, timing: &MasterTiming, info_period: Duration) -> Option<Instant> {
-        let sdown = self.sdown_since.is_none().then(|| self.sdown_deadline(timing));
+        let sdown = self.sdown_since.is_none().then(|| self.sdown_deadline(timing)).flatten();
         let link = match self.link {
             LinkState::Down { retry_at, .. } => Some(retry_at),
             LinkState::Connecting { .. } => None,
@@ -482,6 +492,7 @@ impl Instance {
     /// requests made before the stall).
     pub fn on_stall(&mut self, now: Instant, gap: Duration) {
         self.last_ok_reply_at = (self.last_ok_reply_at + gap).min(now);
+        self.unanswered_since = self.unanswered_since.map(|at| (at + gap).min(now));
         self.ping_in_flight_since = self.ping_in_flight_since.map(|at| (at + gap).min(now));
         self.info_in_flight = false;
         self.last_info_request_at = None;
@@ -509,10 +520,11 @@ impl Instance {
     }
 
     /// When the instance becomes subjectively down if no acceptable reply arrives: strictly
-    /// more than `down_after` after the last one, as in Sentinel.
+    /// more than `down_after` after the oldest probe still unanswered (as Sentinel counts from
+    /// its oldest unanswered PING); none while nothing is unanswered.
     #[must_use]
-    pub fn sdown_deadline(&self, timing: &MasterTiming) -> Instant {
-        self.last_ok_reply_at + timing.down_after + Duration::from_millis(1)
+    pub fn sdown_deadline(&self, timing: &MasterTiming) -> Option<Instant> {
+        self.unanswered_since.map(|at| at + timing.down_after + Duration::from_millis(1))
     }
 
     /// Whether every connection attempt has been refused for longer than `down_after_refused`
@@ -523,10 +535,10 @@ impl Instance {
         spans_threshold(self.refusals, timing)
     }
 
-    /// Whether no acceptable reply has arrived for longer than `down_after`.
+    /// Whether a probe has waited for an acceptable answer for longer than `down_after`.
     #[must_use]
     pub fn unresponsive(&self, now: Instant, timing: &MasterTiming) -> bool {
-        now >= self.sdown_deadline(timing)
+        self.sdown_deadline(timing).is_some_and(|at| now >= at)
     }
 
     /// The replication offset in the last INFO: a replica's processed offset, or a master's own.
@@ -619,8 +631,9 @@ mod tests {
                 },
             ]
         );
-        // Nothing more until the ping is answered and a period has passed.
-        assert_eq!(i.next_deadline(&t, Duration::from_secs(10)), Some(Instant::from_millis(1001)));
+        // Nothing more until the ping is answered and a period has passed, or it has waited a
+        // second (the link watchdog, then SDOWN 1 ms later).
+        assert_eq!(i.next_deadline(&t, Duration::from_secs(10)), Some(Instant::from_millis(1005)));
     }
 
     #[test]

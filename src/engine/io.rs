@@ -248,6 +248,12 @@ pub enum AdminRefusal {
     },
     /// A glob pattern longer than the engine accepts (bounded work for any client).
     PatternTooLong(crate::engine::glob::PatternTooLong),
+    /// A crash-rule threshold (`down-after-refused-milliseconds`) not below the master's
+    /// `down_after` (the configuration file's rule for `down_after_refused_ms`).
+    RefusedNotBelowDownAfter {
+        /// The master's `down_after`.
+        down_after: Duration,
+    },
 }
 
 impl AdminRefusal {
@@ -288,6 +294,12 @@ impl std::fmt::Display for AdminRefusal {
             }
             // Its own text carries the code.
             Self::PatternTooLong(too_long) => write!(f, "{too_long}"),
+            Self::RefusedNotBelowDownAfter { down_after } => write!(
+                f,
+                "{code} down-after-refused-milliseconds must be less than \
+                 down-after-milliseconds ({}), or 0 to turn the crash rule off",
+                down_after.as_millis()
+            ),
         }
     }
 }

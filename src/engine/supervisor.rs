@@ -890,6 +890,12 @@ impl Supervisor {
                 return AdminAnswer::Refused(AdminRefusal::QuorumAboveVoters { voters });
             }
         }
+        if let SetOption::DownAfterRefused(Some(threshold)) = option {
+            let down_after = group.settings.down_after;
+            if *threshold >= down_after {
+                return AdminAnswer::Refused(AdminRefusal::RefusedNotBelowDownAfter { down_after });
+            }
+        }
         let name = option.name();
         let file_value = match group.changes.get(name) {
             Some(change) => change.file_value.clone(),

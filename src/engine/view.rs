@@ -151,6 +151,8 @@ pub struct MasterView {
     pub quorum: u32,
     /// `down_after`.
     pub down_after: Duration,
+    /// `down_after_refused`: the crash rule's threshold; `None` = off.
+    pub down_after_refused: Option<Duration>,
     /// `failover_timeout`.
     pub failover_timeout: Duration,
     /// `parallel_syncs`.
@@ -388,6 +390,7 @@ pub(crate) fn master(group: &Group, peers: &Peers, now: Instant) -> MasterView {
         config_epoch: group.config_epoch,
         quorum: group.settings.quorum,
         down_after: group.settings.down_after,
+        down_after_refused: group.timing.down_after_refused,
         failover_timeout: group.settings.failover_timeout,
         parallel_syncs: group.settings.parallel_syncs,
         notification_script: group.settings.notification_script.clone(),

@@ -178,6 +178,8 @@ struct PeerJson<'a> {
 #[derive(Serialize)]
 struct SettingsJson {
     down_after_ms: u64,
+    /// The crash rule's threshold; 0: off.
+    down_after_refused_ms: u64,
     failover_timeout_ms: u64,
     parallel_syncs: u32,
     fencing: Fencing,
@@ -242,6 +244,7 @@ fn master_json<'a>(
         authorisation: view.authorisation(m),
         settings: SettingsJson {
             down_after_ms: millis(m.down_after),
+            down_after_refused_ms: m.down_after_refused.map_or(0, millis),
             failover_timeout_ms: millis(m.failover_timeout),
             parallel_syncs: m.parallel_syncs,
             fencing: m.safety.fencing,
@@ -482,7 +485,8 @@ pub(super) fn refused(refusal: &AdminRefusal) -> ApiError {
         AdminRefusal::DuplicateName
         | AdminRefusal::QuorumZero
         | AdminRefusal::QuorumAboveVoters { .. }
-        | AdminRefusal::AlreadyMonitored { .. } => (StatusCode::CONFLICT, "refused"),
+        | AdminRefusal::AlreadyMonitored { .. }
+        | AdminRefusal::RefusedNotBelowDownAfter { .. } => (StatusCode::CONFLICT, "refused"),
         AdminRefusal::PatternTooLong(_) => (StatusCode::BAD_REQUEST, "pattern_too_long"),
     };
     ApiError::new(status, code, refusal.to_string())

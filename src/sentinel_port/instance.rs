@@ -166,8 +166,9 @@ fn role(w: &mut ReplyWriter<'_>, i: &InstanceView, default_role: &str, now: Inst
     number(w, "role-reported-time", i.role_reported_at.map_or(0, |at| ago(now, at)));
 }
 
-/// One master's map: 20 fields, plus `failover-state`, `s-down-time`, `o-down-time` and the
-/// script paths when they apply.
+/// One master's map: Sentinel's 20 fields, plus `failover-state`, `s-down-time`, `o-down-time`
+/// and the script paths when they apply, then Picket's crash-rule threshold
+/// (`down-after-refused-milliseconds`, 0 = off) last, where Sentinel's own fields keep their order.
 pub(super) fn write_master(w: &mut ReplyWriter<'_>, m: &MasterView, now: Instant) {
     let i = &m.master;
     let failover_state = m.failover.as_ref().map(|f| f.state);
@@ -179,7 +180,7 @@ pub(super) fn write_master(w: &mut ReplyWriter<'_>, m: &MasterView, now: Instant
         m.notification_script.is_some(),
         m.client_reconfig_script.is_some(),
     ];
-    w.map(20 + optional.iter().filter(|o| **o).count());
+    w.map(21 + optional.iter().filter(|o| **o).count());
     common(w, &m.name, i, i.run_id.as_deref().unwrap_or(""), master_flags(m));
     if let Some(state) = failover_state {
         field(w, "failover-state", state);
@@ -205,6 +206,7 @@ pub(super) fn write_master(w: &mut ReplyWriter<'_>, m: &MasterView, now: Instant
     if let Some(path) = &m.client_reconfig_script {
         field(w, "client-reconfig-script", path);
     }
+    number(w, "down-after-refused-milliseconds", m.down_after_refused.map_or(0, duration_millis));
 }
 
 /// One replica's map: 21 fields, plus `s-down-time` when it is down.

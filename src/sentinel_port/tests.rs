@@ -122,6 +122,7 @@ fn fixture(at: Instant) -> View {
         config_epoch: 3,
         quorum: 2,
         down_after: ms(5000),
+        down_after_refused: Some(ms(300)),
         failover_timeout: ms(60_000),
         parallel_syncs: 1,
         notification_script: None,
@@ -161,6 +162,7 @@ fn fixture(at: Instant) -> View {
         config_epoch: 1,
         quorum: 3,
         down_after: ms(3000),
+        down_after_refused: None,
         failover_timeout: ms(30_000),
         parallel_syncs: 2,
         notification_script: Some("/bin/notify".into()),
@@ -257,8 +259,9 @@ fn value<'p>(pairs: &'p [(String, String)], key: &str) -> &'p str {
 
 const BOTH: [Protocol; 2] = [Protocol::Resp2, Protocol::Resp3];
 
-/// Sentinel's 20 master fields in order (`sentinel-protocol.md` 1.3).
-const MASTER_FIELDS: [&str; 20] = [
+/// Sentinel's 20 master fields in order (`sentinel-protocol.md` 1.3), then Picket's crash-rule
+/// threshold.
+const MASTER_FIELDS: [&str; 21] = [
     "name",
     "ip",
     "port",
@@ -279,6 +282,7 @@ const MASTER_FIELDS: [&str; 20] = [
     "quorum",
     "failover-timeout",
     "parallel-syncs",
+    "down-after-refused-milliseconds",
 ];
 
 /// Sentinel's 21 replica fields in order.
@@ -353,6 +357,7 @@ fn master_map_has_sentinels_fields_order_and_values() {
             ("quorum", "2"),
             ("failover-timeout", "60000"),
             ("parallel-syncs", "1"),
+            ("down-after-refused-milliseconds", "300"),
         ];
         for (k, v) in expected {
             assert_eq!(value(&map, k), v, "{k} in {proto:?}");
@@ -370,7 +375,12 @@ fn a_master_failing_over_shows_the_optional_fields_in_place() {
     expected.insert(7, "failover-state");
     expected.insert(11, "s-down-time");
     expected.insert(12, "o-down-time");
-    expected.extend(["notification-script", "client-reconfig-script"]);
+    expected.pop();
+    expected.extend([
+        "notification-script",
+        "client-reconfig-script",
+        "down-after-refused-milliseconds",
+    ]);
     assert_eq!(keys(&map), expected);
     assert_eq!(value(&map, "flags"), "s_down,o_down,master,failover_in_progress,force_failover");
     assert_eq!(value(&map, "failover-state"), "wait_promotion");

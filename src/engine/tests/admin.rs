@@ -51,6 +51,51 @@ fn monitor_adds_a_master_and_refuses_duplicates() {
     assert_eq!(AdminRefusal::DuplicateName.to_string(), "ERR Duplicate master name.");
 }
 
+/// The crash rule's threshold is set like Sentinel's own keys (persisted with the file's value it
+/// replaced, announced, in the view), under the file's rule: below `down_after`, or 0 for off.
+#[test]
+fn set_changes_the_crash_rule_below_down_after_only() {
+    use std::time::Duration;
+    let mut h = with_extra_redis();
+    h.take();
+    let set = |ms| AdminCommand::Set {
+        master: "mymaster".into(),
+        option: SetOption::DownAfterRefused((ms > 0).then(|| Duration::from_millis(ms))),
+    };
+    assert_eq!(
+        admin(&mut h, set(1000)),
+        AdminAnswer::Refused(AdminRefusal::RefusedNotBelowDownAfter {
+            down_after: Duration::from_millis(1000)
+        })
+    );
+    assert_eq!(
+        AdminRefusal::RefusedNotBelowDownAfter { down_after: Duration::from_millis(1000) }
+            .to_string(),
+        "ERR down-after-refused-milliseconds must be less than down-after-milliseconds (1000), \
+         or 0 to turn the crash rule off"
+    );
+    assert_eq!(h.sup.view().master("mymaster").unwrap().down_after_refused, None);
+    h.handle(Input::Admin { ticket: Ticket(1), command: set(200) });
+    let out: Vec<String> = h.take().iter().map(render).collect();
+    assert!(out[0].starts_with("persist"), "{out:?}");
+    assert_eq!(
+        out[1],
+        "emit +set master mymaster 127.0.0.1 6379 down-after-refused-milliseconds 200"
+    );
+    let state = h.sup.durable();
+    let change = &state.masters["mymaster"].settings["down-after-refused-milliseconds"];
+    // The harness's file turns the rule off.
+    assert_eq!(change.file_value.as_deref(), Some("0"));
+    assert_eq!(change.value, "200");
+    let view = h.sup.view();
+    assert_eq!(
+        view.master("mymaster").unwrap().down_after_refused,
+        Some(Duration::from_millis(200))
+    );
+    assert_eq!(admin(&mut h, set(0)), AdminAnswer::Ok);
+    assert_eq!(h.sup.view().master("mymaster").unwrap().down_after_refused, None);
+}
+
 #[test]
 fn set_changes_a_master_and_announces_it() {
     let mut h = with_extra_redis();

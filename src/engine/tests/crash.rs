@@ -89,11 +89,12 @@ fn peers_are_told_and_quorum_still_decides() {
 #[test]
 fn a_hung_master_keeps_the_down_after_rule() {
     let mut h = running(2);
-    // Its last PONG came at 2000 (pings every 500 ms); a stopped process refuses nothing.
+    // Its last PONG came at 2000 (pings every 500 ms), its PING of 2500 is never answered; a
+    // stopped process refuses nothing.
     h.hang("127.0.0.1:6379");
-    h.advance_to(7000);
+    h.advance_to(7500);
     assert_eq!(h.events(), Vec::<String>::new());
-    h.advance_to(7001);
+    h.advance_to(7501);
     assert_eq!(h.events(), ["+sdown master mymaster 127.0.0.1 6379"]);
 }
 
@@ -132,10 +133,11 @@ fn zero_turns_the_crash_rule_off() {
     let mut h = running_with(s);
     h.kill("127.0.0.1:6379");
     assert_eq!(h.events(), Vec::<String>::new());
-    // Attempts back off to the ping period, and only silence makes the master down.
+    // Attempts back off to the ping period, and only silence makes the master down: 5 s from
+    // the first attempt left unanswered (the reconnection at 2050, as the link closed).
     assert_eq!(connect_times(&mut h, "127.0.0.1:6379", 2800), [2075, 2125, 2225, 2425]);
-    h.advance_to(7000);
+    h.advance_to(7050);
     assert_eq!(h.events(), Vec::<String>::new());
-    h.advance_to(7001);
+    h.advance_to(7051);
     assert_eq!(h.events(), ["+sdown master mymaster 127.0.0.1 6379"]);
 }

@@ -134,7 +134,7 @@ fn candidates_with_an_older_configuration_are_refused() {
         },
     );
     let mut h = Harness::new(settings(PEERS, 2), Some(state), Harness::group());
-    h.advance_to(450);
+    h.advance_to(399);
     h.hang("127.0.0.1:6379");
     h.advance_to(1401);
     h.take();
@@ -146,7 +146,7 @@ fn candidates_with_an_older_configuration_are_refused() {
 #[test]
 fn a_node_without_state_abstains_until_it_has_heard_every_peer_it_needs() {
     let mut h = Harness::new(settings(PEERS, 2), None, Harness::group());
-    h.advance_to(450);
+    h.advance_to(399);
     h.hang("127.0.0.1:6379");
     h.advance_to(1401);
     h.handle(from_peer(1, 3, Body::SyncRequest));
@@ -325,7 +325,7 @@ fn a_node_cut_off_when_the_master_fails_does_not_start_an_election() {
         h.handle(full_state(2, 0, t + 1, vec![report("127.0.0.1:6379", 0, false, 0)]));
     }
     h.hang("127.0.0.1:6379");
-    // SDOWN at ~1.4 s, while the peers' reports are still valid (1.5 s): ODOWN on quorum 1.
+    // SDOWN at ~1.5 s, while the peers' reports are still valid (1.5 s): ODOWN on quorum 1.
     h.advance_to(10_000);
     let events = h.events();
     assert!(events.contains(&"+odown master mymaster 127.0.0.1 6379 #quorum 1/1".to_owned()));

@@ -540,7 +540,8 @@ impl Harness {
 }
 
 /// A node that has run before (so it may vote), with both peers heard at t=0 seeing the master
-/// up, and the master hung at 450 ms: SDOWN at 1401. Outputs so far are taken.
+/// up, and the master hung from 399 ms (before its PING of 400): SDOWN at 1401. Outputs so far
+/// are taken.
 pub(crate) fn master_hung(quorum: u32) -> Harness {
     master_hung_with(quorum, Harness::group())
 }
@@ -550,7 +551,8 @@ pub(crate) fn master_hung_with(quorum: u32, redis: BTreeMap<Addr, Fake>) -> Harn
     let mut h = Harness::new(settings(PEERS, quorum), Some(known_node(9)), redis);
     h.handle(full_state(1, 0, 1, vec![report("127.0.0.1:6379", 0, false, 0)]));
     h.handle(full_state(2, 0, 1, vec![report("127.0.0.1:6379", 0, false, 0)]));
-    h.advance_to(450);
+    // Hung just before the PING of 400 reached it: down strictly after 1400.
+    h.advance_to(399);
     h.hang("127.0.0.1:6379");
     h.advance_to(1401);
     h.take();
