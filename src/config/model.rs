@@ -129,4 +129,6 @@ pub(crate) struct RawMaster {
     pub(crate) max_lag_on_failover_bytes: Option<u64>,
     pub(crate) min_failover_interval_ms: Option<u64>,
     pub(crate) switchover_timeout_ms: Option<u64>,
+    // Strings for the same reason as `peers`.
+    pub(crate) sentinel_peers: Option<Vec<String>>,
 }

@@ -145,6 +145,11 @@ fn master(out: &mut Out, config: &Config, master: &MasterSettings) {
     }
     out.millis("min_failover_interval_ms", master.min_failover_interval.unwrap_or(Duration::ZERO));
     out.millis("switchover_timeout_ms", master.switchover_timeout);
+    if !master.sentinel_peers.is_empty() {
+        let listed: Vec<String> =
+            master.sentinel_peers.iter().map(|a| quote(&a.to_string())).collect();
+        out.line(&format!("sentinel_peers = [{}]", listed.join(", ")));
+    }
     if let Some(script) = &master.notification_script {
         out.string("notification_script", script);
     }

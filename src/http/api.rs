@@ -500,7 +500,7 @@ pub(super) async fn failover(
     let reason = reason.as_deref();
     tracing::warn!(master = %name, reason, "manual failover requested over HTTP");
     match state.hub.admin(AdminCommand::Failover { master: name.clone() }).await {
-        Some(AdminAnswer::Ok | AdminAnswer::Count(_)) => Ok((
+        Some(AdminAnswer::Ok | AdminAnswer::Count(_) | AdminAnswer::Down(_)) => Ok((
             StatusCode::ACCEPTED,
             Json(serde_json::json!({ "master": name, "failover": "started" })),
         )
@@ -526,7 +526,7 @@ pub(super) async fn reset(
         Some(AdminAnswer::Count(n)) => {
             Ok(Json(serde_json::json!({ "master": name, "reset": n })).into_response())
         }
-        Some(AdminAnswer::Ok) => {
+        Some(AdminAnswer::Ok | AdminAnswer::Down(_)) => {
             Ok(Json(serde_json::json!({ "master": name, "reset": 1 })).into_response())
         }
         Some(AdminAnswer::Refused(refusal)) => Err(refused(&refusal)),

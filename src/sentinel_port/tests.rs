@@ -136,6 +136,7 @@ fn fixture(at: Instant) -> View {
         master: healthy("127.0.0.1:6379", "master", at),
         replicas: vec![healthy("127.0.0.1:6380", "slave", at), down, hidden],
         peers: peers.clone(),
+        sentinels: Vec::new(),
     };
     let mut cache_master = healthy("cache-0.redis:6390", "master", at);
     cache_master.sdown_since = Some(at - ms(2000));
@@ -182,6 +183,7 @@ fn fixture(at: Instant) -> View {
         master: cache_master,
         replicas: vec![promoted, repointed],
         peers: leading,
+        sentinels: Vec::new(),
     };
     View {
         at,
