@@ -182,6 +182,11 @@ impl Mixed {
             wait_for("a Picket to hear every voter and replica", LONG, || {
                 p.count("+sentinel sentinel ") >= self.voters() - 1 && p.count("+slave ") >= 2
             });
+            // It lists them all, Sentinels included, as a Sentinel lists its peers.
+            wait_for("SENTINEL SENTINELS on a Picket to list every other voter", LONG, || {
+                master_map(&p.spec.listen_addr())
+                    .is_some_and(|m| m.get("num-other-sentinels") == Some(&others))
+            });
             // The Sentinels also count it as reachable: CKQUORUM over all three voters.
             wait_for("CKQUORUM OK on a Picket", LONG, || {
                 query(&p.spec.listen_addr(), &["SENTINEL", "CKQUORUM", MASTER]).is_some_and(
@@ -243,6 +248,21 @@ fn two_sentinels_and_a_picket_fail_over_once() {
     let new = mixed.agreed(&old, &mixed.addrs());
     let (by_sentinels, by_pickets) = mixed.check_one_failover(&new);
     println!("elected: {by_sentinels} by Sentinels, {by_pickets} by Pickets");
+    // `picket ctl status` tells the two kinds of voters apart.
+    let url = format!("http://{}", mixed.pickets[0].spec.http_addr());
+    let out = Command::new(env!("CARGO_BIN_EXE_picket"))
+        .args(["ctl", "--url", &url, "status"])
+        .env_remove("PICKET_TOKEN")
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{status}");
+    for sentinel in &mixed.sentinels {
+        let row = status.lines().find(|l| l.trim_start().starts_with(&sentinel.addr()));
+        assert!(row.is_some_and(|r| r.contains(" sentinel ")), "{status}");
+    }
+    let me = status.lines().find(|l| l.trim_start().starts_with("(this node)"));
+    assert!(me.is_some_and(|r| r.contains(" picket ")), "{status}");
 }
 
 #[test]
@@ -295,6 +315,40 @@ fn pickets_lead_and_the_sentinel_adopts_their_configuration() {
     assert_eq!(mixed.agreed(&old, &mixed.addrs()), new);
     assert_eq!(mixed.check_one_failover(&new), (0, 1));
     assert_eq!(mixed.sentinels[0].count("+config-update-from sentinel "), 1);
+}
+
+/// With one of two Sentinels stopped, the running Sentinel and the Picket are two of three
+/// voters: whichever kind leads needs the other kind's vote (and its "down" answer for ODOWN).
+#[test]
+fn a_sentinel_and_a_picket_elect_a_leader_across_kinds() {
+    if redis_sentinel_missing() {
+        return;
+    }
+    let mut mixed = Mixed::start(2, 1);
+    let old = mixed.group.master.addr();
+    mixed.sentinels[1].signal("STOP");
+    mixed.group.master.kill();
+    let running = vec![mixed.sentinels[0].addr(), mixed.pickets[0].spec.listen_addr()];
+    let new = mixed.agreed(&old, &running);
+    mixed.sentinels[1].signal("CONT");
+    assert_eq!(mixed.agreed(&old, &mixed.addrs()), new);
+    let (by_sentinels, by_pickets) = mixed.check_one_failover(&new);
+    println!("elected: {by_sentinels} by Sentinels, {by_pickets} by Pickets");
+    // The leader had the other kind's vote.
+    let picket_id = myid(&mixed.pickets[0].spec.listen_addr());
+    let sentinel_id = myid(&mixed.sentinels[0].addr());
+    if by_pickets == 1 {
+        let vote = format!("+vote-for-leader {picket_id} ");
+        assert!(mixed.sentinels[0].count(&vote) >= 1, "{}", mixed.sentinels[0].log());
+    } else {
+        let vote = format!("+vote-for-leader {sentinel_id} ");
+        assert!(mixed.pickets[0].saw(&vote), "{:?}", mixed.pickets[0].events());
+    }
+}
+
+/// `SENTINEL MYID` at `addr`.
+fn myid(addr: &str) -> String {
+    redis::from_redis_value(query(addr, &["SENTINEL", "MYID"]).unwrap()).unwrap()
 }
 
 /// Hellos published on the master by a process that is not a listed Sentinel change nothing: one

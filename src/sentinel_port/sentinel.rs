@@ -70,9 +70,12 @@ pub(super) fn run(
         },
         Op::SentinelSentinels => match snap.master(args.get(2)) {
             Some(m) => {
-                w.array(announced(m).count());
+                w.array(instance::other_voters(m));
                 for p in announced(m) {
                     instance::write_sentinel(w, m, p, options.peer_timeout, now);
+                }
+                for s in instance::listed_sentinels(m) {
+                    instance::write_listed_sentinel(w, m, s, now);
                 }
             }
             None => w.error(NO_SUCH_MASTER),
