@@ -103,6 +103,7 @@ async fn ask_worker(sentinel: Addr, mut asks: mpsc::Receiver<Ask>, inputs: mpsc:
                 let input = Input::SentinelAnswered {
                     master: ask.master,
                     sentinel: sentinel.clone(),
+                    master_addr: ask.master_addr,
                     answer,
                 };
                 if inputs.send(input).await.is_err() {
@@ -230,28 +231,28 @@ impl Publisher {
         );
         let instances =
             std::iter::once(&master.addr).chain(master.replicas.iter().map(|r| &r.addr));
-        let targets: Vec<(Addr, bool)> = instances
-            .map(|a| (a.clone(), true))
-            .chain(self.sentinels.iter().map(|a| (a.clone(), false)))
+        let targets: Vec<(Addr, Option<Credentials>)> = instances
+            .map(|a| (a.clone(), self.auth.clone()))
+            .chain(self.sentinels.iter().map(|a| (a.clone(), None)))
             .collect();
-        for (addr, is_instance) in targets {
-            if !self.conns.contains_key(&addr) {
-                let auth = if is_instance { self.auth.as_ref() } else { None };
-                match connect(&addr, auth).await {
-                    Some(conn) => {
-                        self.conns.insert(addr.clone(), conn);
-                    }
-                    None => continue,
-                }
+        // All at once: a target that does not answer (a dead old master, a stopped Sentinel)
+        // must not delay the others by its timeout. Connections to former targets are dropped.
+        let mut open = std::mem::take(&mut self.conns);
+        let sends = targets.into_iter().map(|(addr, auth)| {
+            let conn = open.remove(&addr);
+            let payload = payload.as_str();
+            async move {
+                let mut conn = match conn {
+                    Some(conn) => conn,
+                    None => connect(&addr, auth.as_ref()).await?,
+                };
+                let mut cmd = redis::cmd("PUBLISH");
+                cmd.arg(CHANNEL).arg(payload);
+                let sent = tokio::time::timeout(TIMEOUT, cmd.query_async::<Value>(&mut conn)).await;
+                matches!(sent, Ok(Ok(_))).then_some((addr, conn))
             }
-            let Some(conn) = self.conns.get_mut(&addr) else { continue };
-            let mut cmd = redis::cmd("PUBLISH");
-            cmd.arg(CHANNEL).arg(&payload);
-            let sent = tokio::time::timeout(TIMEOUT, cmd.query_async::<Value>(conn)).await;
-            if !matches!(sent, Ok(Ok(_))) {
-                self.conns.remove(&addr);
-            }
-        }
+        });
+        self.conns = futures::future::join_all(sends).await.into_iter().flatten().collect();
     }
 }
 

@@ -73,6 +73,14 @@ impl Sentinel {
         self.log().lines().filter(|l| l.contains(needle)).count()
     }
 
+    /// SIGKILL; the directory (its file and log) stays.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     fn signal(&self, sig: &str) {
         if let Some(child) = &self.child {
             let _ =
@@ -118,6 +126,63 @@ fn master_map(addr: &str) -> Option<std::collections::BTreeMap<String, String>> 
     let value = query(addr, &["SENTINEL", "MASTER", MASTER])?;
     let flat: Vec<String> = redis::from_redis_value(value).ok()?;
     Some(flat.chunks(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect())
+}
+
+/// redis-py in Sentinel mode, pointed at every voter's address: writes a counter every 20 ms
+/// through `master_for` until the stop file exists, then prints its outages (runs of failed
+/// writes) as JSON: `{"writes": n, "outages_ms": [...]}`.
+const WRITER: &str = r#"
+import json, os, sys, time
+from redis.sentinel import Sentinel
+
+sentinels = [(a.split(":")[0], int(a.split(":")[1])) for a in sys.argv[1].split(",")]
+master = Sentinel(sentinels, socket_timeout=0.5).master_for(sys.argv[2], socket_timeout=0.5)
+stop = sys.argv[3]
+writes, outages, failing_since = 0, [], None
+while not os.path.exists(stop):
+    try:
+        master.set("counter", writes)
+        writes += 1
+        if failing_since is not None:
+            outages.append(int((time.time() - failing_since) * 1000))
+            failing_since = None
+    except Exception:
+        if failing_since is None:
+            failing_since = time.time()
+    time.sleep(0.02)
+if failing_since is not None:
+    outages.append(int((time.time() - failing_since) * 1000))
+print(json.dumps({"writes": writes, "outages_ms": outages}), flush=True)
+"#;
+
+/// The redis-py writer, running.
+struct Writer {
+    child: Child,
+    stop: tempfile::TempDir,
+}
+
+impl Writer {
+    fn start(voters: &[String]) -> Self {
+        let stop = tempfile::tempdir().unwrap();
+        let child = Command::new("python3")
+            .args(["-c", WRITER, &voters.join(","), MASTER])
+            .arg(stop.path().join("stop"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        Self { child, stop }
+    }
+
+    /// Stops it: how many writes succeeded, and each outage's length.
+    fn finish(mut self) -> (u64, Vec<u64>) {
+        fs::write(self.stop.path().join("stop"), "").unwrap();
+        let mut out = String::new();
+        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out).unwrap();
+        assert!(self.child.wait().unwrap().success(), "writer failed: {out}");
+        let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let outages = report["outages_ms"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap());
+        (report["writes"].as_u64().unwrap(), outages.collect())
+    }
 }
 
 /// A master, two replicas, and a mix of Sentinels and Pickets supervising them.
@@ -416,4 +481,197 @@ fn metric(http: &str, name: &str) -> u64 {
     body.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
         .unwrap_or(0)
+}
+
+/// The whole rolling migration, as the README describes it: three Sentinels, then each replaced
+/// in place by a Picket made by `import-sentinel` from its own file (same address, same id),
+/// with the Pickets so far as its peers and the Sentinels left as its `sentinel_peers`, the
+/// earlier Pickets restarted with the new membership. One SIGKILL failover at every step
+/// (3 Sentinels, 2 + 1, 1 + 2, 3 Pickets in native mode), each exactly one election won, every
+/// voter answering the new master, the killed master back as a replica before the next step.
+#[test]
+fn a_rolling_migration_from_three_sentinels_to_three_pickets() {
+    if redis_sentinel_missing() {
+        return;
+    }
+    if missing("redis-py", support::redis_py_installed()) {
+        return;
+    }
+    let mut group = Group::start(MASTER, 2, None);
+    let first = group.master.addr();
+    let mut sentinels: Vec<Option<Sentinel>> =
+        (0..3).map(|_| Some(Sentinel::start(free_port(), &first))).collect();
+    // The application's sentinel list never changes: each Picket takes its Sentinel's address.
+    let voters: Vec<String> = sentinels.iter().flatten().map(Sentinel::addr).collect();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    fs::write(secret.path(), "rolling-migration-secret\n").unwrap();
+    let mut retired: Vec<Sentinel> = Vec::new();
+    let mut pickets: Vec<(Picket, toml::Value)> = Vec::new();
+    let mut master = first;
+    let mut elections = 0;
+    voters_ready(&sentinels, &pickets);
+    let writer = Writer::start(&voters);
+    master = fail_over(&mut group, &master, &sentinels, &retired, &pickets, &mut elections);
+    for step in 0..3 {
+        let mut sentinel = sentinels[step].take().unwrap();
+        sentinel.stop();
+        let left: Vec<String> = sentinels.iter().flatten().map(Sentinel::addr).collect();
+        let gossip: Vec<String> = pickets.iter().map(|(p, _)| p.spec.gossip_addr()).collect();
+        let spec = support::NodeSpec {
+            ip: "127.0.0.1".to_owned(),
+            listen: sentinel.port,
+            gossip: free_port(),
+            http: free_port(),
+            tls_listen: 0,
+            tls_http: 0,
+        };
+        let mut base = None;
+        let conf = sentinel.dir.path().join("sentinel.conf");
+        let picket = Picket::start(spec.clone(), |state| {
+            let imported = import(&conf, state, secret.path(), &spec);
+            let text = membership(&imported, &gossip, &left);
+            base = Some(imported);
+            text
+        });
+        pickets.push((picket, base.unwrap()));
+        retired.push(sentinel);
+        // The earlier Pickets learn the new membership, one restart at a time.
+        let all: Vec<String> = pickets.iter().map(|(p, _)| p.spec.gossip_addr()).collect();
+        let newest = pickets.len() - 1;
+        for (picket, base) in &mut pickets[..newest] {
+            let own = picket.spec.gossip_addr();
+            let peers: Vec<String> = all.iter().filter(|a| **a != own).cloned().collect();
+            let text = membership(base, &peers, &left);
+            picket.rewrite_config(|_| text);
+            picket.restart();
+        }
+        voters_ready(&sentinels, &pickets);
+        master = fail_over(&mut group, &master, &sentinels, &retired, &pickets, &mut elections);
+    }
+    assert_eq!(elections, 4);
+    // The client saw at most one outage per failover, each a failover's length, and nothing
+    // else: replacing a Sentinel or restarting a Picket costs no write.
+    let (writes, outages) = writer.finish();
+    println!("redis-py: {writes} writes, outages {outages:?} ms");
+    assert!(writes > 100, "{writes}");
+    assert!(outages.len() <= 4, "{outages:?}");
+    assert!(outages.iter().all(|ms| *ms < 20_000), "{outages:?}");
+    for (picket, _) in &pickets {
+        let config = fs::read_to_string(picket.config_path()).unwrap();
+        assert!(!config.contains("sentinel_peers"), "native mode at the end:\n{config}");
+    }
+}
+
+/// `picket import-sentinel` of `conf` into state directory `state`, for a node at `spec`: the
+/// generated configuration.
+fn import(
+    conf: &std::path::Path,
+    state: &std::path::Path,
+    secret: &std::path::Path,
+    spec: &support::NodeSpec,
+) -> toml::Value {
+    let out = tempfile::tempdir().unwrap();
+    let import = Command::new(env!("CARGO_BIN_EXE_picket"))
+        .arg("import-sentinel")
+        .arg("--sentinel-conf")
+        .arg(conf)
+        .arg("--output")
+        .arg(out.path())
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--peer-secret-file")
+        .arg(secret)
+        .args(["--gossip-port", &spec.gossip.to_string(), "--http-port", &spec.http.to_string()])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&import.stdout);
+    assert!(import.status.success(), "{report}{}", String::from_utf8_lossy(&import.stderr));
+    toml::from_str(&fs::read_to_string(out.path().join("picket.toml")).unwrap()).unwrap()
+}
+
+/// The imported configuration with the README's membership for a step: the Pickets so far as
+/// `peers`, the Sentinels left as every master's `sentinel_peers` (none: native mode), fencing
+/// off while Sentinels remain.
+fn membership(base: &toml::Value, peers: &[String], sentinels: &[String]) -> String {
+    let mut config = base.clone();
+    let list = |items: &[String]| {
+        toml::Value::Array(items.iter().cloned().map(toml::Value::String).collect())
+    };
+    config["node"]["peers"] = list(peers);
+    for master in config["master"].as_array_mut().unwrap() {
+        let table = master.as_table_mut().unwrap();
+        if sentinels.is_empty() {
+            table.remove("sentinel_peers");
+            table.insert("fencing".into(), toml::Value::String("bounded".into()));
+        } else {
+            table.insert("sentinel_peers".into(), list(sentinels));
+            table.insert("fencing".into(), toml::Value::String("off".into()));
+        }
+    }
+    toml::to_string(&config).unwrap()
+}
+
+/// Waits until every running Sentinel knows two other voters and sees the master up, and every
+/// Picket counts three usable voters.
+fn voters_ready(sentinels: &[Option<Sentinel>], pickets: &[(Picket, toml::Value)]) {
+    for s in sentinels.iter().flatten() {
+        wait_for("a Sentinel to know two other voters", LONG, || {
+            master_map(&s.addr()).is_some_and(|m| {
+                m.get("num-other-sentinels").map(String::as_str) == Some("2")
+                    && m.get("num-slaves").map(String::as_str) == Some("2")
+                    && !m.get("flags").is_some_and(|f| f.contains("s_down"))
+            })
+        });
+    }
+    for (p, _) in pickets {
+        wait_for("CKQUORUM OK 3 on a Picket", LONG, || {
+            query(&p.spec.listen_addr(), &["SENTINEL", "CKQUORUM", MASTER]).is_some_and(
+                |v| matches!(v, redis::Value::SimpleString(s) if s.starts_with("OK 3 ")),
+            )
+        });
+    }
+}
+
+/// SIGKILLs the master at `old`, waits until every running voter answers one new master, checks
+/// one more election was won in all, and brings the killed server back: it must end up a replica
+/// of the new master (as must the other replica). Returns the new master.
+fn fail_over(
+    group: &mut Group,
+    old: &str,
+    sentinels: &[Option<Sentinel>],
+    retired: &[Sentinel],
+    pickets: &[(Picket, toml::Value)],
+    elections: &mut usize,
+) -> String {
+    group.all_mut().find(|r| r.addr() == old).unwrap().kill();
+    let voters: Vec<String> = sentinels
+        .iter()
+        .flatten()
+        .map(Sentinel::addr)
+        .chain(pickets.iter().map(|(p, _)| p.spec.listen_addr()))
+        .collect();
+    let new = wait_until("every voter to answer the new master", LONG, || {
+        let answers: Vec<Option<String>> = voters.iter().map(|a| master_addr_at(a)).collect();
+        let first = answers.first()?.clone()?;
+        (first != old && answers.iter().all(|a| a.as_deref() == Some(first.as_str())))
+            .then_some(first)
+    });
+    let promoted = group.at(&new).expect("a replica was promoted");
+    wait_for("the new master to be writable", LONG, || promoted.query(&["SET", "k", "v"]).is_ok());
+    group.all_mut().find(|r| r.addr() == old).unwrap().restart();
+    for replica in group.all().filter(|r| r.addr() != new) {
+        wait_for("every other server to follow the new master", LONG, || {
+            replica.role().as_deref() == Some("slave")
+                && replica.master_of().as_deref() == Some(new.as_str())
+        });
+    }
+    let needle = format!("+elected-leader master {MASTER}");
+    let won: usize =
+        sentinels.iter().flatten().chain(retired).map(|s| s.count(&needle)).sum::<usize>()
+            + pickets.iter().map(|(p, _)| p.count(&needle)).sum::<usize>();
+    *elections += 1;
+    assert_eq!(won, *elections, "exactly one election won per failover");
+    let by_pickets: usize = pickets.iter().map(|(p, _)| p.count(&needle)).sum();
+    println!("failover {}: {old} -> {new} ({by_pickets} led by Pickets so far)", *elections);
+    new
 }

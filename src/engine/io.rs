@@ -59,6 +59,8 @@ pub enum Input {
         master: String,
         /// The Sentinel's configured address.
         sentinel: Addr,
+        /// The master address it was asked about.
+        master_addr: Addr,
         /// Its answer.
         answer: DownAnswer,
     },

@@ -283,15 +283,21 @@ impl Group {
             .min()
     }
 
-    /// Records a listed Sentinel's answer. A vote in an epoch above the current configuration
-    /// means a failover may be under way: corrections wait, as for a peer's vote.
+    /// Records a listed Sentinel's answer about `master_addr`; one about a master this group no
+    /// longer has (asked before a switch) is dropped, or it would count towards the new
+    /// master's ODOWN. A vote in an epoch above the current configuration means a failover may
+    /// be under way: corrections wait, as for a peer's vote.
     pub fn on_sentinel_answer(
         &mut self,
         node: &mut Node,
         from: &Addr,
+        master_addr: &Addr,
         answer: DownAnswer,
         now: Instant,
     ) {
+        if self.find(master_addr) != Some(&self.master) {
+            return;
+        }
         let Some(sentinel) = self.sentinels.at_mut(from) else { return };
         sentinel.answer = Some((now, answer));
         sentinel.last_heard_at = Some(now);

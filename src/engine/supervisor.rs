@@ -192,11 +192,11 @@ impl Supervisor {
             }
             Input::Replied { link, request, reply } => self.on_reply(now, link, request, reply),
             Input::Peer(message) => self.on_peer_message(now, message),
-            Input::SentinelAnswered { master, sentinel, answer } => {
+            Input::SentinelAnswered { master, sentinel, master_addr, answer } => {
                 if let Some(&index) = self.by_name.get(&master)
                     && let Some(group) = self.groups.get_mut(&index)
                 {
-                    group.on_sentinel_answer(&mut self.node, &sentinel, answer, now);
+                    group.on_sentinel_answer(&mut self.node, &sentinel, &master_addr, answer, now);
                     self.touched.insert(index);
                 }
             }

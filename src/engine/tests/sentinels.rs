@@ -45,6 +45,7 @@ fn answered(sentinel: &str, master_down: bool, leader: Option<NodeId>, epoch: u6
     Input::SentinelAnswered {
         master: "mymaster".into(),
         sentinel: addr(sentinel),
+        master_addr: addr("127.0.0.1:6379"),
         answer: DownAnswer { master_down, leader, leader_epoch: epoch },
     }
 }
@@ -95,6 +96,14 @@ fn listed_sentinels_count_towards_odown_and_elect_this_node() {
     for sentinel in LISTED {
         assert!(asked.contains(&format!("ask-sentinel {sentinel} 0 *")), "{asked:?}");
     }
+    // An answer about another address (asked before a switch) says nothing about this master.
+    h.handle(Input::SentinelAnswered {
+        master: "mymaster".into(),
+        sentinel: addr(LISTED[1]),
+        master_addr: addr("127.0.0.1:6380"),
+        answer: DownAnswer { master_down: true, leader: None, leader_epoch: 0 },
+    });
+    assert_eq!(h.events(), Vec::<String>::new());
     h.handle(answered(LISTED[0], true, None, 0));
     assert_eq!(h.events(), ["+odown master mymaster 127.0.0.1 6379 #quorum 2/2"]);
     // After the election jitter (under 100 ms) it asks both for their vote in epoch 1.
