@@ -10,8 +10,9 @@
 //!   the master or its config epoch changes; and a listener subscribes to the master's hello
 //!   channel and hands every hello to the engine, which keeps only listed Sentinels' ones.
 //!
-//! Plain TCP only: a master with `tls = true` gets no hellos and is not listened to (logged at
-//! start). Sentinels are reached without a password (`sentinel-pass` is not supported yet).
+//! Sentinels are reached with `[node] sentinel_user` / `sentinel_pass` (Sentinel's
+//! `sentinel-user` / `sentinel-pass`) when set. Plain TCP only: a master with `tls = true` gets no
+//! hellos and is not listened to (logged at start).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,13 +48,14 @@ struct Ask {
 pub struct SentinelAsker {
     workers: BTreeMap<Addr, mpsc::Sender<Ask>>,
     inputs: mpsc::Sender<Input>,
+    auth: Option<Credentials>,
 }
 
 impl SentinelAsker {
-    /// An asker that reports answers on `inputs`.
+    /// An asker that reports answers on `inputs` and authenticates with `auth`.
     #[must_use]
-    pub const fn new(inputs: mpsc::Sender<Input>) -> Self {
-        Self { workers: BTreeMap::new(), inputs }
+    pub const fn new(inputs: mpsc::Sender<Input>, auth: Option<Credentials>) -> Self {
+        Self { workers: BTreeMap::new(), inputs, auth }
     }
 
     /// Performs an [`Output::AskSentinel`]; other outputs are ignored.
@@ -61,10 +63,10 @@ impl SentinelAsker {
         let Output::AskSentinel { master, sentinel, master_addr, epoch, candidate } = output else {
             return;
         };
-        let inputs = &self.inputs;
+        let (inputs, auth) = (&self.inputs, &self.auth);
         let worker = self.workers.entry(sentinel.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(ASK_QUEUE);
-            tokio::spawn(ask_worker(sentinel, rx, inputs.clone()));
+            tokio::spawn(ask_worker(sentinel, auth.clone(), rx, inputs.clone()));
             tx
         });
         // A full queue means the Sentinel is slow: the engine asks again.
@@ -72,11 +74,16 @@ impl SentinelAsker {
     }
 }
 
-async fn ask_worker(sentinel: Addr, mut asks: mpsc::Receiver<Ask>, inputs: mpsc::Sender<Input>) {
+async fn ask_worker(
+    sentinel: Addr,
+    auth: Option<Credentials>,
+    mut asks: mpsc::Receiver<Ask>,
+    inputs: mpsc::Sender<Input>,
+) {
     let mut conn: Option<MultiplexedConnection> = None;
     while let Some(ask) = asks.recv().await {
         if conn.is_none() {
-            conn = connect(&sentinel, None).await;
+            conn = connect(&sentinel, auth.as_ref()).await;
         }
         let Some(c) = conn.as_mut() else { continue };
         let mut cmd = redis::cmd("SENTINEL");
@@ -165,8 +172,12 @@ async fn connect(addr: &Addr, auth: Option<&Credentials>) -> Option<MultiplexedC
 }
 
 /// Starts the publisher and the listener of every master with listed Sentinels (masters with
-/// TLS are skipped, with a warning).
-pub fn start(hub: &Hub, masters: &[crate::engine::MasterSettings]) {
+/// TLS are skipped, with a warning); `sentinel_auth` authenticates on the Sentinels' ports.
+pub fn start(
+    hub: &Hub,
+    masters: &[crate::engine::MasterSettings],
+    sentinel_auth: Option<&Credentials>,
+) {
     for master in masters.iter().filter(|m| !m.sentinel_peers.is_empty()) {
         if master.tls.is_some() {
             tracing::warn!(master = %master.name, "sentinel_peers: hellos are not sent or read over TLS; this master's Sentinels will not see this node");
@@ -176,6 +187,7 @@ pub fn start(hub: &Hub, masters: &[crate::engine::MasterSettings]) {
             hub: hub.clone(),
             master: master.name.clone(),
             auth: master.auth.clone(),
+            sentinel_auth: sentinel_auth.cloned(),
             sentinels: master.sentinel_peers.clone(),
             conns: BTreeMap::new(),
         };
@@ -189,6 +201,7 @@ struct Publisher {
     hub: Hub,
     master: String,
     auth: Option<Credentials>,
+    sentinel_auth: Option<Credentials>,
     sentinels: Vec<Addr>,
     conns: BTreeMap<Addr, MultiplexedConnection>,
 }
@@ -233,7 +246,7 @@ impl Publisher {
             std::iter::once(&master.addr).chain(master.replicas.iter().map(|r| &r.addr));
         let targets: Vec<(Addr, Option<Credentials>)> = instances
             .map(|a| (a.clone(), self.auth.clone()))
-            .chain(self.sentinels.iter().map(|a| (a.clone(), None)))
+            .chain(self.sentinels.iter().map(|a| (a.clone(), self.sentinel_auth.clone())))
             .collect();
         // All at once: a target that does not answer (a dead old master, a stopped Sentinel)
         // must not delay the others by its timeout. Connections to former targets are dropped.

@@ -33,15 +33,24 @@ struct Sentinel {
 
 impl Sentinel {
     fn start(port: u16, master: &str) -> Self {
+        Self::start_with(port, master, None)
+    }
+
+    /// With `password`, the Sentinel requires it (`requirepass`) and gives it to the other
+    /// Sentinels (Sentinel uses its `requirepass` when `sentinel-pass` is not set).
+    fn start_with(port: u16, master: &str, password: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (host, master_port) = master.split_once(':').unwrap();
-        let conf = format!(
+        let mut conf = format!(
             "port {port}\nbind 127.0.0.1\ndir \"{dir}\"\nlogfile \"{dir}/sentinel.log\"\n\
              sentinel monitor {MASTER} {host} {master_port} 2\n\
              sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n\
              sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n",
             dir = dir.path().display()
         );
+        if let Some(password) = password {
+            conf.push_str(&format!("requirepass \"{password}\"\n"));
+        }
         fs::write(dir.path().join("sentinel.conf"), conf).unwrap();
         let child = Command::new("redis-sentinel")
             .arg(dir.path().join("sentinel.conf"))
@@ -102,7 +111,7 @@ impl Drop for Sentinel {
     }
 }
 
-/// One command on a fresh connection to `addr`, with short timeouts.
+/// One command on a fresh connection to `addr` (`[:password@]host:port`), with short timeouts.
 fn query(addr: &str, args: &[&str]) -> Option<redis::Value> {
     let client = redis::Client::open(format!("redis://{addr}")).ok()?;
     let mut conn = client.get_connection_with_timeout(Duration::from_secs(2)).ok()?;
@@ -190,14 +199,22 @@ struct Mixed {
     group: Group,
     sentinels: Vec<Sentinel>,
     pickets: Vec<Picket>,
+    /// Every voter's port password, if any.
+    password: Option<String>,
 }
 
 impl Mixed {
     fn start(sentinels: usize, pickets: usize) -> Self {
+        Self::start_with(sentinels, pickets, None)
+    }
+
+    /// With `password` on every voter's port: the Sentinels' `requirepass`, the Pickets'
+    /// `requirepass` and `sentinel_pass`.
+    fn start_with(sentinels: usize, pickets: usize, password: Option<&str>) -> Self {
         let group = Group::start(MASTER, 2, None);
         let master = group.master.addr();
         let sentinels: Vec<Sentinel> =
-            (0..sentinels).map(|_| Sentinel::start(free_port(), &master)).collect();
+            (0..sentinels).map(|_| Sentinel::start_with(free_port(), &master, password)).collect();
         let listed: Vec<String> = sentinels.iter().map(|s| format!("\"{}\"", s.addr())).collect();
         let options = ClusterOptions {
             quorum: 2,
@@ -205,6 +222,9 @@ impl Mixed {
             failover_timeout_ms: FAILOVER_TIMEOUT_MS,
             // Sentinels know nothing of leases: this master is fenced the way they fence it.
             master_extra: format!("fencing = \"off\"\nsentinel_peers = [{}]\n", listed.join(", ")),
+            node_extra: password.map_or_else(String::new, |p| {
+                format!("requirepass = \"{p}\"\nsentinel_pass = \"{p}\"\n")
+            }),
             ..ClusterOptions::default()
         };
         let specs = node_specs(pickets);
@@ -216,7 +236,8 @@ impl Mixed {
                 })
             })
             .collect();
-        let mixed = Self { group, sentinels, pickets };
+        let password = password.map(str::to_owned);
+        let mixed = Self { group, sentinels, pickets, password };
         mixed.wait_ready();
         mixed
     }
@@ -231,13 +252,18 @@ impl Mixed {
         sentinels.chain(self.pickets.iter().map(|p| p.spec.listen_addr())).collect()
     }
 
+    /// `addr` as [`query`] reaches it, with the password if there is one.
+    fn target(&self, addr: &str) -> String {
+        self.password.as_ref().map_or_else(|| addr.to_owned(), |p| format!(":{p}@{addr}"))
+    }
+
     /// Waits until every Sentinel knows the replicas and every other voter (Pickets included,
     /// from their hellos), and every Picket has heard every other voter.
     fn wait_ready(&self) {
         let others = (self.voters() - 1).to_string();
         for s in &self.sentinels {
             wait_for("a Sentinel to know every voter and replica", LONG, || {
-                master_map(&s.addr()).is_some_and(|m| {
+                master_map(&self.target(&s.addr())).is_some_and(|m| {
                     m.get("num-other-sentinels") == Some(&others)
                         && m.get("num-slaves").map(String::as_str) == Some("2")
                 })
@@ -249,12 +275,13 @@ impl Mixed {
             });
             // It lists them all, Sentinels included, as a Sentinel lists its peers.
             wait_for("SENTINEL SENTINELS on a Picket to list every other voter", LONG, || {
-                master_map(&p.spec.listen_addr())
+                master_map(&self.target(&p.spec.listen_addr()))
                     .is_some_and(|m| m.get("num-other-sentinels") == Some(&others))
             });
             // The Sentinels also count it as reachable: CKQUORUM over all three voters.
             wait_for("CKQUORUM OK on a Picket", LONG, || {
-                query(&p.spec.listen_addr(), &["SENTINEL", "CKQUORUM", MASTER]).is_some_and(
+                let target = self.target(&p.spec.listen_addr());
+                query(&target, &["SENTINEL", "CKQUORUM", MASTER]).is_some_and(
                     |v| matches!(v, redis::Value::SimpleString(s) if s.starts_with("OK 3 ")),
                 )
             });
@@ -272,7 +299,8 @@ impl Mixed {
     /// Waits until every voter answers the same address other than `old`, and returns it.
     fn agreed(&self, old: &str, addrs: &[String]) -> String {
         wait_until("every voter to answer the new master", LONG, || {
-            let answers: Vec<Option<String>> = addrs.iter().map(|a| master_addr_at(a)).collect();
+            let answers: Vec<Option<String>> =
+                addrs.iter().map(|a| master_addr_at(&self.target(a))).collect();
             let first = answers.first()?.clone()?;
             (first != old && answers.iter().all(|a| a.as_deref() == Some(first.as_str())))
                 .then_some(first)
@@ -386,11 +414,23 @@ fn pickets_lead_and_the_sentinel_adopts_their_configuration() {
 /// voters: whichever kind leads needs the other kind's vote (and its "down" answer for ODOWN).
 #[test]
 fn a_sentinel_and_a_picket_elect_a_leader_across_kinds() {
+    across_kinds(None);
+}
+
+/// The same with passwords on every port: the Sentinels authenticate to the Picket with its
+/// `requirepass`, the Picket to them with `sentinel_pass`.
+#[test]
+fn a_sentinel_and_a_picket_elect_a_leader_across_kinds_with_passwords() {
+    across_kinds(Some("voters-secret"));
+}
+
+fn across_kinds(password: Option<&str>) {
     if redis_sentinel_missing() {
         return;
     }
-    let mut mixed = Mixed::start(2, 1);
+    let mut mixed = Mixed::start_with(2, 1, password);
     let old = mixed.group.master.addr();
+    let old_addr = old.replace(':', " ");
     mixed.sentinels[1].signal("STOP");
     mixed.group.master.kill();
     let running = vec![mixed.sentinels[0].addr(), mixed.pickets[0].spec.listen_addr()];
@@ -399,9 +439,13 @@ fn a_sentinel_and_a_picket_elect_a_leader_across_kinds() {
     assert_eq!(mixed.agreed(&old, &mixed.addrs()), new);
     let (by_sentinels, by_pickets) = mixed.check_one_failover(&new);
     println!("elected: {by_sentinels} by Sentinels, {by_pickets} by Pickets");
+    // The Picket's ODOWN needed the running Sentinel's "down" answer (the quorum is 2), which
+    // it asked for, authenticated when the Sentinels have a password.
+    let picket = &mixed.pickets[0];
+    assert!(picket.saw(&format!("+odown master {MASTER} {old_addr}")), "{:?}", picket.events());
     // The leader had the other kind's vote.
-    let picket_id = myid(&mixed.pickets[0].spec.listen_addr());
-    let sentinel_id = myid(&mixed.sentinels[0].addr());
+    let picket_id = myid(&mixed.target(&mixed.pickets[0].spec.listen_addr()));
+    let sentinel_id = myid(&mixed.target(&mixed.sentinels[0].addr()));
     if by_pickets == 1 {
         let vote = format!("+vote-for-leader {picket_id} ");
         assert!(mixed.sentinels[0].count(&vote) >= 1, "{}", mixed.sentinels[0].log());

@@ -53,6 +53,9 @@ pub(crate) struct RawNode {
     pub(crate) peer_timeout_ms: Option<u64>,
     pub(crate) tilt_trigger_ms: Option<u64>,
     pub(crate) tilt_period_ms: Option<u64>,
+    pub(crate) sentinel_user: Option<String>,
+    pub(crate) sentinel_pass: Option<String>,
+    pub(crate) sentinel_pass_file: Option<PathBuf>,
 }
 
 /// `[http]`.

@@ -52,6 +52,10 @@ fn node(out: &mut Out, node: &NodeConfig) {
     out.string("client_announce", &node.client_announce.to_string());
     out.secret("peer_secret", node.peer_secret.as_ref());
     out.secret("requirepass", node.requirepass.as_ref());
+    if let Some(user) = &node.sentinel_user {
+        out.string("sentinel_user", user);
+    }
+    out.secret("sentinel_pass", node.sentinel_pass.as_ref());
     out.millis("heartbeat_ms", node.heartbeat);
     out.millis("peer_timeout_ms", node.peer_timeout);
     out.millis("tilt_trigger_ms", node.tilt_trigger);

@@ -154,7 +154,11 @@ fn without_secrets(mut config: Config) -> Config {
         secret.value = None;
         secret.origin = Origin::default();
     };
-    let node = [config.node.peer_secret.as_mut(), config.node.requirepass.as_mut()];
+    let node = [
+        config.node.peer_secret.as_mut(),
+        config.node.requirepass.as_mut(),
+        config.node.sentinel_pass.as_mut(),
+    ];
     let http = [config.http.admin_token.as_mut(), config.http.read_token.as_mut()];
     let hooks = config.webhooks.iter_mut().map(|hook| hook.secret.as_mut());
     let users = config.users.iter_mut().map(|user| Some(&mut user.password));
@@ -408,6 +412,19 @@ fn sentinel_peers_are_voters_and_render_back() {
     assert_eq!(master.quorum, 4, "3 nodes and 2 Sentinels: 5 voters");
     assert_render_fixpoint(&config);
     assert!(config.render_effective().contains("sentinel_peers = [\"10.0.0.21:26379\""));
+
+    let text = BASE.replace(
+        "peer_secret = \"s3cret\"",
+        "peer_secret = \"s3cret\"\nsentinel_user = \"picket\"\nsentinel_pass = \"hunter2\"",
+    );
+    let config = parse_ok(&text);
+    let credentials = config.sentinel_credentials().unwrap();
+    assert_eq!(
+        (credentials.user.as_deref(), credentials.password.as_str()),
+        (Some("picket"), "hunter2")
+    );
+    assert!(!config.render_effective().contains("hunter2"));
+    assert_render_fixpoint(&config);
 }
 
 #[test]
@@ -424,7 +441,8 @@ fn errors_name_file_line_and_key() {
             "config/picket.toml:8:1: node: port: unknown key, expected one of `listen`, \
              `tls_listen`, `gossip`, `http`, `tls_http`, `state_dir`, `peers`, `announce`, `client_announce`, `peer_secret`, \
              `peer_secret_file`, `requirepass`, `requirepass_file`, `heartbeat_ms`, \
-             `peer_timeout_ms`, `tilt_trigger_ms`, `tilt_period_ms`",
+             `peer_timeout_ms`, `tilt_trigger_ms`, `tilt_period_ms`, `sentinel_user`, \
+             `sentinel_pass`, `sentinel_pass_file`",
         ),
         (
             format!("{BASE}quorom = 1\n"),
@@ -498,6 +516,14 @@ fn errors_name_file_line_and_key() {
             format!("{BASE}sentinel_peers = [\"10.0.0.1\"]\n"),
             "config/picket.toml:13:19: master \"session\": sentinel_peers[0]: expected host:port, \
              found \"10.0.0.1\"",
+        ),
+        (
+            BASE.replace(
+                "peer_secret = \"s3cret\"",
+                "peer_secret = \"s3cret\"\nsentinel_user = \"picket\"",
+            ),
+            "config/picket.toml:8:1: node: sentinel_user: requires sentinel_pass or \
+             sentinel_pass_file",
         ),
         (
             BASE.replace("quorum = 2", "quorum = 5\nsentinel_peers = [\"10.0.0.1:26379\"]"),

@@ -85,6 +85,18 @@ fn node(raw: RawNode, doc: &Document<'_>) -> Result<NodeConfig, ConfigError> {
         return Err(doc.error(&at.key("peers"), message));
     }
     let requirepass = secret(doc, &at, "requirepass", raw.requirepass, raw.requirepass_file)?;
+    let sentinel_pass =
+        secret(doc, &at, "sentinel_pass", raw.sentinel_pass, raw.sentinel_pass_file)?;
+    match &raw.sentinel_user {
+        Some(user) if user.is_empty() => {
+            return Err(doc.error(&at.key("sentinel_user"), "must not be empty"));
+        }
+        Some(_) if sentinel_pass.is_none() => {
+            let message = "requires sentinel_pass or sentinel_pass_file";
+            return Err(doc.error(&at.key("sentinel_user"), message));
+        }
+        _ => {}
+    }
     // The engine's defaults are the file's defaults: one source of truth.
     let timings = NodeSettings::new(announce.clone(), client_announce.clone(), peers);
     let written = [raw.heartbeat_ms, raw.peer_timeout_ms, raw.tilt_trigger_ms, raw.tilt_period_ms];
@@ -101,6 +113,8 @@ fn node(raw: RawNode, doc: &Document<'_>) -> Result<NodeConfig, ConfigError> {
         client_announce,
         peer_secret,
         requirepass,
+        sentinel_user: raw.sentinel_user,
+        sentinel_pass,
         heartbeat: timings.heartbeat,
         peer_timeout: timings.peer_timeout,
         tilt_trigger: timings.tilt_trigger,

@@ -160,10 +160,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             let addr = addr.map(ToString::to_string).unwrap_or_default();
             RuntimeError::Bind { what: "listen", addr, source }
         })?;
-    crate::sentinel_peering::start(&hub, &config.engine_settings().masters);
+    let sentinel_auth = config.sentinel_credentials();
+    crate::sentinel_peering::start(&hub, &config.engine_settings().masters, sentinel_auth.as_ref());
     let driver = Driver {
         clock,
-        sentinels: SentinelAsker::new(inputs_tx.clone()),
+        sentinels: SentinelAsker::new(inputs_tx.clone(), sentinel_auth),
         store,
         links: Links::new(inputs_tx, tls.redis, tls_stats, stale_after, clock),
         peers,
