@@ -571,10 +571,11 @@ fn a_rolling_migration_from_three_sentinels_to_three_pickets() {
         };
         let mut base = None;
         let conf = sentinel.dir.path().join("sentinel.conf");
+        // As the README says: --peer for the Pickets so far, --sentinel-peer for the Sentinels
+        // left; the generated file is used as it is.
         let picket = Picket::start(spec.clone(), |state| {
-            let imported = import(&conf, state, secret.path(), &spec);
-            let text = membership(&imported, &gossip, &left);
-            base = Some(imported);
+            let text = import(&conf, state, secret.path(), &spec, &gossip, &left);
+            base = Some(toml::from_str(&text).unwrap());
             text
         });
         pickets.push((picket, base.unwrap()));
@@ -606,14 +607,16 @@ fn a_rolling_migration_from_three_sentinels_to_three_pickets() {
     }
 }
 
-/// `picket import-sentinel` of `conf` into state directory `state`, for a node at `spec`: the
-/// generated configuration.
+/// `picket import-sentinel` of `conf` into state directory `state`, for a node at `spec`, with
+/// `peers` (`--peer`) and the Sentinels left (`--sentinel-peer`): the generated configuration.
 fn import(
     conf: &std::path::Path,
     state: &std::path::Path,
     secret: &std::path::Path,
     spec: &support::NodeSpec,
-) -> toml::Value {
+    peers: &[String],
+    sentinels: &[String],
+) -> String {
     let out = tempfile::tempdir().unwrap();
     let import = Command::new(env!("CARGO_BIN_EXE_picket"))
         .arg("import-sentinel")
@@ -626,11 +629,13 @@ fn import(
         .arg("--peer-secret-file")
         .arg(secret)
         .args(["--gossip-port", &spec.gossip.to_string(), "--http-port", &spec.http.to_string()])
+        .args(peers.iter().flat_map(|p| ["--peer", p.as_str()]))
+        .args(sentinels.iter().flat_map(|s| ["--sentinel-peer", s.as_str()]))
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&import.stdout);
     assert!(import.status.success(), "{report}{}", String::from_utf8_lossy(&import.stderr));
-    toml::from_str(&fs::read_to_string(out.path().join("picket.toml")).unwrap()).unwrap()
+    fs::read_to_string(out.path().join("picket.toml")).unwrap()
 }
 
 /// The imported configuration with the README's membership for a step: the Pickets so far as
