@@ -651,8 +651,10 @@ pub(super) fn needs_admin(op: Op, args: Args<'_>) -> bool {
         | Op::SentinelSimulateFailure
         | Op::ClientKill
         | Op::Shutdown
-        // Hellos from other Sentinels carry configuration (issue 16 will act on them).
+        // Hellos from other Sentinels carry configuration (see `sentinel_peers`).
         | Op::Publish => true,
+        // With a run id it is a vote request, which may cast this node's vote.
+        Op::SentinelIsMasterDown => !args.is(5, "*"),
         Op::SentinelConfig => !args.is(2, "get"),
         Op::SentinelDebug => args.len() > 2,
         _ => false,

@@ -808,8 +808,9 @@ async fn a_read_user_queries_and_gets_noperm_for_every_admin_command() {
             matches!(&reply, Frame::Error(e) if e.starts_with("NOPERM") || e.starts_with("NOAUTH"));
         assert!(!refused, "{query:?}: {reply:?}");
     }
-    let admin: [&[&str]; 12] = [
+    let admin: [&[&str]; 13] = [
         &["SENTINEL", "FAILOVER", "session"],
+        &["SENTINEL", "IS-MASTER-DOWN-BY-ADDR", "127.0.0.1", "6379", "1", &"a".repeat(40)],
         &["SENTINEL", "RESET", "*"],
         &["SENTINEL", "MONITOR", "x", "127.0.0.1", "7000", "1"],
         &["SENTINEL", "REMOVE", "session"],
