@@ -20,6 +20,14 @@ use support::{
 };
 
 const LONG: Duration = Duration::from_secs(90);
+
+/// The scenarios share two busy cores with the rest of the suite: one at a time keeps the
+/// elections they count undisturbed by each other's load.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 const MASTER: &str = "mymaster";
 const DOWN_AFTER_MS: u64 = 2000;
 const FAILOVER_TIMEOUT_MS: u64 = 10_000;
@@ -335,6 +343,7 @@ fn two_sentinels_and_a_picket_fail_over_once() {
     if redis_sentinel_missing() {
         return;
     }
+    let _one = one_at_a_time();
     let mut mixed = Mixed::start(2, 1);
     let old = mixed.group.master.addr();
     mixed.group.master.kill();
@@ -363,6 +372,7 @@ fn one_sentinel_and_two_pickets_fail_over_once() {
     if redis_sentinel_missing() {
         return;
     }
+    let _one = one_at_a_time();
     let mut mixed = Mixed::start(1, 2);
     let old = mixed.group.master.addr();
     mixed.group.master.kill();
@@ -378,6 +388,7 @@ fn sentinels_lead_and_the_picket_adopts_their_configuration() {
     if redis_sentinel_missing() {
         return;
     }
+    let _one = one_at_a_time();
     let mut mixed = Mixed::start(2, 1);
     let old = mixed.group.master.addr();
     mixed.pickets[0].pause();
@@ -398,6 +409,7 @@ fn pickets_lead_and_the_sentinel_adopts_their_configuration() {
     if redis_sentinel_missing() {
         return;
     }
+    let _one = one_at_a_time();
     let mut mixed = Mixed::start(1, 2);
     let old = mixed.group.master.addr();
     mixed.sentinels[0].signal("STOP");
@@ -428,6 +440,7 @@ fn across_kinds(password: Option<&str>) {
     if redis_sentinel_missing() {
         return;
     }
+    let _one = one_at_a_time();
     let mut mixed = Mixed::start_with(2, 1, password);
     let old = mixed.group.master.addr();
     let old_addr = old.replace(':', " ");
@@ -466,6 +479,7 @@ fn myid(addr: &str) -> String {
 /// names does not report `role:master`.
 #[test]
 fn a_forged_hello_changes_nothing() {
+    let _one = one_at_a_time();
     let group = Group::start(MASTER, 2, None);
     let spec = node_specs(1).remove(0);
     // Two listed Sentinels that do not run: the Picket must not need them to judge a hello.
@@ -538,6 +552,7 @@ fn a_rolling_migration_from_three_sentinels_to_three_pickets() {
     if redis_sentinel_missing() {
         return;
     }
+    let _one = one_at_a_time();
     if missing("redis-py", support::redis_py_installed()) {
         return;
     }
