@@ -33,6 +33,11 @@ pub(crate) struct ImportArgs {
     /// Sentinel port plus the offset of this node's gossip port.
     #[arg(long = "peer")]
     peers: Vec<Addr>,
+    /// A rolling migration: a Sentinel still running beside this node (repeat for each), at the
+    /// address it announces. Written as every master's `sentinel_peers`, with `fencing = "off"`;
+    /// `--peer` then lists only the Pickets that already replaced a Sentinel (none by default).
+    #[arg(long = "sentinel-peer")]
+    sentinel_peers: Vec<Addr>,
     /// `node.announce`, needed when the Sentinel binds every address and has no announce-ip.
     #[arg(long)]
     announce: Option<Addr>,
@@ -84,6 +89,7 @@ pub(crate) fn run(args: &ImportArgs) -> Result<(), String> {
         secrets_dir: output.join("secrets"),
         peer_secret_file: peer_secret_file.clone(),
         peers: args.peers.clone(),
+        sentinel_peers: args.sentinel_peers.clone(),
         announce: args.announce.clone(),
         gossip_port: args.gossip_port,
         http_port: args.http_port,
@@ -94,8 +100,8 @@ pub(crate) fn run(args: &ImportArgs) -> Result<(), String> {
     for (path, secret) in &imported.secret_files {
         write_private(path, secret)?;
     }
-    let new_peer_secret =
-        generated_secret && !imported.peers.is_empty() && !peer_secret_file.exists();
+    let will_have_peers = !imported.peers.is_empty() || !args.sentinel_peers.is_empty();
+    let new_peer_secret = generated_secret && will_have_peers && !peer_secret_file.exists();
     if new_peer_secret {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).map_err(|e| format!("cannot read OS randomness: {e}"))?;
@@ -180,6 +186,14 @@ fn report(
             "as given"
         };
         let _ = writeln!(out, "  peers ({how}): {}", peers.join(", "));
+    }
+    if !args.sentinel_peers.is_empty() {
+        let listed: Vec<String> = args.sentinel_peers.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "  rolling migration: sentinel_peers {} and fencing \"off\" for every master",
+            listed.join(", ")
+        );
     }
     let _ = writeln!(out, "  state: {}", state_file.display());
     if !imported.secret_files.is_empty() {

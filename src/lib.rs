@@ -47,6 +47,8 @@ pub mod persist;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 #[cfg(feature = "runtime")]
+pub mod sentinel_peering;
+#[cfg(feature = "runtime")]
 pub mod sentinel_port;
 #[cfg(feature = "runtime")]
 pub mod tls;

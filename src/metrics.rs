@@ -706,6 +706,23 @@ fn traffic_metrics(s: &mut Scrape, src: &Sources<'_>) {
         "Peer state deltas that could not be applied (a full resync was requested)",
         stats.peer_state_gaps,
     );
+    s.total(
+        "picket_sentinel_hellos",
+        "Sentinel hellos accepted from Sentinels listed in sentinel_peers",
+        stats.sentinel_hellos,
+    );
+    s.total(
+        "picket_sentinel_hellos_unlisted",
+        "Sentinel hellos about a supervised master from a sender not listed in its sentinel_peers \
+         (ignored)",
+        stats.sentinel_hellos_unlisted,
+    );
+    s.total(
+        "picket_sentinel_votes_unlisted",
+        "Vote requests (IS-MASTER-DOWN-BY-ADDR with a run id) from a candidate not listed in the \
+         master's sentinel_peers (answered without a vote)",
+        stats.sentinel_votes_unlisted,
+    );
     let st = src.stats;
     s.value(
         "picket_resp_clients",

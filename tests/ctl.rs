@@ -180,10 +180,10 @@ fn status_why_history_and_events_against_a_three_node_cluster() {
          M master up - - - -\n\
          R1 replica up ~ ~ 100 yes\n\
          R2 replica up ~ ~ 100 yes\n\
-         NODE ID VIEW\n\
-         (this node) answering\n\
-         P1 <id> agrees\n\
-         P2 <id> agrees\n",
+         NODE KIND ID VIEW\n\
+         (this node) picket answering\n\
+         P1 picket <id> agrees\n\
+         P2 picket <id> agrees\n",
     );
     golden(
         &mask.apply(&ok(&url, &["why", "cache"])),

@@ -972,6 +972,11 @@ impl Simulation {
                 self.trace.line(self.now, &Who(format!("n{i}")), || format!("answer {answer:?}"));
                 self.nodes[i].answers.push((ticket, answer));
             }
+            // The simulator models Picket nodes only: no master lists Sentinels, so nothing asks
+            // one. A question asked anyway goes unanswered, as one to a dead Sentinel would.
+            Output::AskSentinel { sentinel, .. } => {
+                self.trace.line(self.now, &Who(format!("n{i}")), || format!("ask {sentinel}"));
+            }
         }
     }
 

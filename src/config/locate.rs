@@ -17,8 +17,16 @@ use toml::de::{DeTable, DeValue, Deserializer};
 use crate::config::error::{ConfigError, Origin, line_and_column};
 
 /// Keys whose values are secrets: an error about one of them must not quote the value.
-const SECRET_KEYS: [&str; 7] =
-    ["peer_secret", "requirepass", "admin_token", "read_token", "secret", "auth_pass", "password"];
+const SECRET_KEYS: [&str; 8] = [
+    "peer_secret",
+    "requirepass",
+    "admin_token",
+    "read_token",
+    "secret",
+    "auth_pass",
+    "password",
+    "sentinel_pass",
+];
 
 /// One step of a key path.
 #[derive(Clone, Debug, Eq, PartialEq)]

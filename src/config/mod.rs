@@ -164,6 +164,12 @@ pub struct NodeConfig {
     pub peer_secret: Option<SecretSetting>,
     /// `requirepass` / `requirepass_file`: the password clients of the RESP port must give.
     pub requirepass: Option<SecretSetting>,
+    /// `sentinel_user`: the ACL user to authenticate as on the redis-sentinel ports of
+    /// `sentinel_peers` (Sentinel's `sentinel-user`); `None` = the default user.
+    pub sentinel_user: Option<String>,
+    /// `sentinel_pass` / `sentinel_pass_file`: the password of those ports (Sentinel's
+    /// `sentinel-pass`); `None` = no `AUTH`.
+    pub sentinel_pass: Option<SecretSetting>,
     /// `heartbeat_ms`.
     pub heartbeat: Duration,
     /// `peer_timeout_ms`.
@@ -316,6 +322,14 @@ impl MasterAuth {
 }
 
 impl Config {
+    /// The credentials for the redis-sentinel ports of `sentinel_peers`, once the password is
+    /// known; `None` without `sentinel_pass`.
+    #[must_use]
+    pub fn sentinel_credentials(&self) -> Option<Credentials> {
+        let password = self.node.sentinel_pass.as_ref()?.value()?.to_owned();
+        Some(Credentials { user: self.node.sentinel_user.clone(), password })
+    }
+
     /// Reads every `*_file` secret with `read` (the shell passes a real file reader; tests pass a
     /// map), drops one trailing newline from each, and fills in the masters' credentials. Calling
     /// it again reads the files again.
@@ -327,7 +341,11 @@ impl Config {
         mut read: impl FnMut(&Path) -> io::Result<String>,
     ) -> Result<(), ConfigError> {
         let path = self.path.clone();
-        let node = [self.node.peer_secret.as_mut(), self.node.requirepass.as_mut()];
+        let node = [
+            self.node.peer_secret.as_mut(),
+            self.node.requirepass.as_mut(),
+            self.node.sentinel_pass.as_mut(),
+        ];
         let http = [self.http.admin_token.as_mut(), self.http.read_token.as_mut()];
         let users = self.users.iter_mut().map(|user| Some(&mut user.password));
         let hooks = self.webhooks.iter_mut().map(|hook| hook.secret.as_mut());

@@ -53,6 +53,9 @@ pub(crate) struct RawNode {
     pub(crate) peer_timeout_ms: Option<u64>,
     pub(crate) tilt_trigger_ms: Option<u64>,
     pub(crate) tilt_period_ms: Option<u64>,
+    pub(crate) sentinel_user: Option<String>,
+    pub(crate) sentinel_pass: Option<String>,
+    pub(crate) sentinel_pass_file: Option<PathBuf>,
 }
 
 /// `[http]`.
@@ -129,4 +132,6 @@ pub(crate) struct RawMaster {
     pub(crate) max_lag_on_failover_bytes: Option<u64>,
     pub(crate) min_failover_interval_ms: Option<u64>,
     pub(crate) switchover_timeout_ms: Option<u64>,
+    // Strings for the same reason as `peers`.
+    pub(crate) sentinel_peers: Option<Vec<String>>,
 }

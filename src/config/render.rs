@@ -52,6 +52,10 @@ fn node(out: &mut Out, node: &NodeConfig) {
     out.string("client_announce", &node.client_announce.to_string());
     out.secret("peer_secret", node.peer_secret.as_ref());
     out.secret("requirepass", node.requirepass.as_ref());
+    if let Some(user) = &node.sentinel_user {
+        out.string("sentinel_user", user);
+    }
+    out.secret("sentinel_pass", node.sentinel_pass.as_ref());
     out.millis("heartbeat_ms", node.heartbeat);
     out.millis("peer_timeout_ms", node.peer_timeout);
     out.millis("tilt_trigger_ms", node.tilt_trigger);
@@ -145,6 +149,11 @@ fn master(out: &mut Out, config: &Config, master: &MasterSettings) {
     }
     out.millis("min_failover_interval_ms", master.min_failover_interval.unwrap_or(Duration::ZERO));
     out.millis("switchover_timeout_ms", master.switchover_timeout);
+    if !master.sentinel_peers.is_empty() {
+        let listed: Vec<String> =
+            master.sentinel_peers.iter().map(|a| quote(&a.to_string())).collect();
+        out.line(&format!("sentinel_peers = [{}]", listed.join(", ")));
+    }
     if let Some(script) = &master.notification_script {
         out.string("notification_script", script);
     }

@@ -154,7 +154,11 @@ fn without_secrets(mut config: Config) -> Config {
         secret.value = None;
         secret.origin = Origin::default();
     };
-    let node = [config.node.peer_secret.as_mut(), config.node.requirepass.as_mut()];
+    let node = [
+        config.node.peer_secret.as_mut(),
+        config.node.requirepass.as_mut(),
+        config.node.sentinel_pass.as_mut(),
+    ];
     let http = [config.http.admin_token.as_mut(), config.http.read_token.as_mut()];
     let hooks = config.webhooks.iter_mut().map(|hook| hook.secret.as_mut());
     let users = config.users.iter_mut().map(|user| Some(&mut user.password));
@@ -257,6 +261,7 @@ fn every_key_is_parsed() {
             max_lag_on_failover_bytes: Some(1_048_576),
             min_failover_interval: Some(ms(600_000)),
             switchover_timeout: ms(2000),
+            sentinel_peers: Vec::new(),
         }
     );
     let mut expected_cache = MasterSettings::new("cache", addr("10.0.0.9:6379"), 1);
@@ -396,6 +401,33 @@ fn engine_settings_carry_node_and_masters() {
 
 /// Each broken file and its whole error message.
 #[test]
+fn sentinel_peers_are_voters_and_render_back() {
+    let text = BASE.replace(
+        "quorum = 2",
+        "quorum = 4\nsentinel_peers = [\"10.0.0.21:26379\", \"Sentinel-B:26379\"]",
+    );
+    let config = parse_ok(&text);
+    let master = &config.masters[0];
+    assert_eq!(master.sentinel_peers, vec![addr("10.0.0.21:26379"), addr("sentinel-b:26379")]);
+    assert_eq!(master.quorum, 4, "3 nodes and 2 Sentinels: 5 voters");
+    assert_render_fixpoint(&config);
+    assert!(config.render_effective().contains("sentinel_peers = [\"10.0.0.21:26379\""));
+
+    let text = BASE.replace(
+        "peer_secret = \"s3cret\"",
+        "peer_secret = \"s3cret\"\nsentinel_user = \"picket\"\nsentinel_pass = \"hunter2\"",
+    );
+    let config = parse_ok(&text);
+    let credentials = config.sentinel_credentials().unwrap();
+    assert_eq!(
+        (credentials.user.as_deref(), credentials.password.as_str()),
+        (Some("picket"), "hunter2")
+    );
+    assert!(!config.render_effective().contains("hunter2"));
+    assert_render_fixpoint(&config);
+}
+
+#[test]
 fn errors_name_file_line_and_key() {
     let cases: Vec<(String, &str)> = vec![
         // Unknown keys, at every level.
@@ -409,7 +441,8 @@ fn errors_name_file_line_and_key() {
             "config/picket.toml:8:1: node: port: unknown key, expected one of `listen`, \
              `tls_listen`, `gossip`, `http`, `tls_http`, `state_dir`, `peers`, `announce`, `client_announce`, `peer_secret`, \
              `peer_secret_file`, `requirepass`, `requirepass_file`, `heartbeat_ms`, \
-             `peer_timeout_ms`, `tilt_trigger_ms`, `tilt_period_ms`",
+             `peer_timeout_ms`, `tilt_trigger_ms`, `tilt_period_ms`, `sentinel_user`, \
+             `sentinel_pass`, `sentinel_pass_file`",
         ),
         (
             format!("{BASE}quorom = 1\n"),
@@ -419,7 +452,7 @@ fn errors_name_file_line_and_key() {
              `tls_cert_file`, `tls_key_file`, `tls_server_name`, `tls_insecure_skip_verify`, \
              `reboot_down_after_ms`, `replica_priority`, `notification_script`, \
              `client_reconfig_script`, `fencing`, `max_lag_on_failover_bytes`, \
-             `min_failover_interval_ms`, `switchover_timeout_ms`",
+             `min_failover_interval_ms`, `switchover_timeout_ms`, `sentinel_peers`",
         ),
         (
             format!("{BASE}[http]\nadmin = \"x\"\n"),
@@ -462,6 +495,40 @@ fn errors_name_file_line_and_key() {
             format!("{BASE}replica_priority = {{ \"10.0.0.5:6379\" = 0, \"10.0.0.6\" = 1 }}\n"),
             "config/picket.toml:13:43: master \"session\": replica_priority.\"10.0.0.6\": \
              expected host:port, found \"10.0.0.6\"",
+        ),
+        // Sentinel-compatible peering.
+        (
+            format!("{BASE}sentinel_peers = []\n"),
+            "config/picket.toml:13:1: master \"session\": sentinel_peers: must list at least one \
+             Sentinel (leave the key out to turn the mode off)",
+        ),
+        (
+            format!("{BASE}sentinel_peers = [\"10.0.0.1:26379\", \"10.0.0.1:26379\"]\n"),
+            "config/picket.toml:13:37: master \"session\": sentinel_peers[1]: 10.0.0.1:26379 is \
+             already listed as sentinel_peers[0]",
+        ),
+        (
+            format!("{BASE}sentinel_peers = [\"0.0.0.0:26379\"]\n"),
+            "config/picket.toml:13:19: master \"session\": sentinel_peers[0]: 0.0.0.0:26379 is a \
+             wildcard address, not a Sentinel's",
+        ),
+        (
+            format!("{BASE}sentinel_peers = [\"10.0.0.1\"]\n"),
+            "config/picket.toml:13:19: master \"session\": sentinel_peers[0]: expected host:port, \
+             found \"10.0.0.1\"",
+        ),
+        (
+            BASE.replace(
+                "peer_secret = \"s3cret\"",
+                "peer_secret = \"s3cret\"\nsentinel_user = \"picket\"",
+            ),
+            "config/picket.toml:8:1: node: sentinel_user: requires sentinel_pass or \
+             sentinel_pass_file",
+        ),
+        (
+            BASE.replace("quorum = 2", "quorum = 5\nsentinel_peers = [\"10.0.0.1:26379\"]"),
+            "config/picket.toml:12:1: master \"session\": quorum: must be at most the number of \
+             voters, 4 (this node, 2 peers and 1 listed Sentinel)",
         ),
         // Missing keys and sections.
         (

@@ -85,6 +85,18 @@ fn node(raw: RawNode, doc: &Document<'_>) -> Result<NodeConfig, ConfigError> {
         return Err(doc.error(&at.key("peers"), message));
     }
     let requirepass = secret(doc, &at, "requirepass", raw.requirepass, raw.requirepass_file)?;
+    let sentinel_pass =
+        secret(doc, &at, "sentinel_pass", raw.sentinel_pass, raw.sentinel_pass_file)?;
+    match &raw.sentinel_user {
+        Some(user) if user.is_empty() => {
+            return Err(doc.error(&at.key("sentinel_user"), "must not be empty"));
+        }
+        Some(_) if sentinel_pass.is_none() => {
+            let message = "requires sentinel_pass or sentinel_pass_file";
+            return Err(doc.error(&at.key("sentinel_user"), message));
+        }
+        _ => {}
+    }
     // The engine's defaults are the file's defaults: one source of truth.
     let timings = NodeSettings::new(announce.clone(), client_announce.clone(), peers);
     let written = [raw.heartbeat_ms, raw.peer_timeout_ms, raw.tilt_trigger_ms, raw.tilt_period_ms];
@@ -101,6 +113,8 @@ fn node(raw: RawNode, doc: &Document<'_>) -> Result<NodeConfig, ConfigError> {
         client_announce,
         peer_secret,
         requirepass,
+        sentinel_user: raw.sentinel_user,
+        sentinel_pass,
         heartbeat: timings.heartbeat,
         peer_timeout: timings.peer_timeout,
         tilt_trigger: timings.tilt_trigger,
@@ -162,6 +176,36 @@ fn distinct_binds(raw: &RawNode, at: &KeyPath, doc: &Document<'_>) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A master's `sentinel_peers`: the redis-sentinel processes this node accepts as voters for
+/// it, at the address each announces in its hellos (Sentinel-compatible peering, for a rolling
+/// migration). An empty list is refused: leaving the key out is how the mode is turned off.
+fn sentinel_peers(
+    raw: Option<&[String]>,
+    at: &KeyPath,
+    doc: &Document<'_>,
+) -> Result<Vec<Addr>, ConfigError> {
+    let Some(raw) = raw else { return Ok(Vec::new()) };
+    if raw.is_empty() {
+        let message = "must list at least one Sentinel (leave the key out to turn the mode off)";
+        return Err(doc.error(&at.key("sentinel_peers"), message));
+    }
+    let mut listed: Vec<Addr> = Vec::with_capacity(raw.len());
+    for (i, text) in raw.iter().enumerate() {
+        let here = at.key("sentinel_peers").index(i);
+        let addr: Addr = text.parse().map_err(|e: AddrError| doc.error(&here, e.to_string()))?;
+        if is_wildcard(&addr) {
+            let message = format!("{addr} is a wildcard address, not a Sentinel's");
+            return Err(doc.error(&here, message));
+        }
+        if let Some(first) = listed.iter().position(|p| *p == addr) {
+            let message = format!("{addr} is already listed as sentinel_peers[{first}]");
+            return Err(doc.error(&here, message));
+        }
+        listed.push(addr);
+    }
+    Ok(listed)
 }
 
 /// Checks the peer list and drops this node from it (one file may serve every node).
@@ -444,15 +488,21 @@ fn master(
     if raw.quorum == 0 {
         return Err(doc.error(&at.key("quorum"), "must be at least 1"));
     }
-    if usize::try_from(raw.quorum).map_or(true, |q| q > voters) {
+    let sentinel_peers = sentinel_peers(raw.sentinel_peers.as_deref(), at, doc)?;
+    let all_voters = voters + sentinel_peers.len();
+    if usize::try_from(raw.quorum).map_or(true, |q| q > all_voters) {
         let peers = voters - 1;
         let plural = if peers == 1 { "" } else { "s" };
-        let message = format!(
-            "must be at most the number of voters, {voters} (this node and {peers} peer{plural})"
-        );
+        let who = match sentinel_peers.len() {
+            0 => format!("this node and {peers} peer{plural}"),
+            1 => format!("this node, {peers} peer{plural} and 1 listed Sentinel"),
+            n => format!("this node, {peers} peer{plural} and {n} listed Sentinels"),
+        };
+        let message = format!("must be at most the number of voters, {all_voters} ({who})");
         return Err(doc.error(&at.key("quorum"), message));
     }
     let mut settings = MasterSettings::new(&raw.name, raw.address.clone(), raw.quorum);
+    settings.sentinel_peers = sentinel_peers;
     settings.down_after =
         millis(doc, &at.key("down_after_ms"), raw.down_after_ms, settings.down_after)?;
     settings.down_after_refused = match raw.down_after_refused_ms {

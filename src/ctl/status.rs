@@ -70,9 +70,11 @@ fn render_master(out: &mut String, m: &Value, style: Style) {
     rows.push(instance_row(&m["master"], "master"));
     rows.extend(items(&m["replicas"]).iter().map(|r| instance_row(r, "replica")));
     table(out, style, "  ", &rows);
-    let mut nodes = vec![["NODE", "ID", "VIEW"].map(Cell::plain).into()];
-    nodes.push(vec![Cell::plain("(this node)"), Cell::plain(""), Cell::plain("answering")]);
+    let mut nodes = vec![["NODE", "KIND", "ID", "VIEW"].map(Cell::plain).into()];
+    let me = ["(this node)", "picket", "", "answering"];
+    nodes.push(me.map(Cell::plain).into());
     nodes.extend(items(&m["peers"]).iter().map(peer_row));
+    nodes.extend(items(&m["sentinels"]).iter().map(sentinel_row));
     table(out, style, "  ", &nodes);
 }
 
@@ -150,7 +152,39 @@ fn peer_row(p: &Value) -> Vec<Cell> {
     }
     vec![
         Cell::plain(p["address"].as_str().unwrap_or("?")),
+        Cell::plain("picket"),
         Cell::plain(short_id(&p["node_id"])),
+        Cell::coloured(view, Some(colour)),
+    ]
+}
+
+/// A listed redis-sentinel voter (`sentinel_peers`): whether it is heard, whether it sees the
+/// master down, its last vote.
+fn sentinel_row(v: &Value) -> Vec<Cell> {
+    let (mut view, colour) = if v["fresh"] == true {
+        ("heard".to_owned(), Colour::Green)
+    } else {
+        let heard = v["last_heard_ms_ago"].as_u64().map_or_else(
+            || "never heard".to_owned(),
+            |ms| format!("last heard {} ago", millis(ms)),
+        );
+        (format!("stale ({heard})"), Colour::Red)
+    };
+    if v["master_down"] == true {
+        view.push_str(", sees the master down");
+    }
+    if !v["voted_for"].is_null() {
+        let _ = write!(
+            view,
+            ", voted for {} in epoch {}",
+            short_id(&v["voted_for"]),
+            n(&v["voted_epoch"])
+        );
+    }
+    vec![
+        Cell::plain(s(&v["address"])),
+        Cell::plain("sentinel"),
+        Cell::plain(short_id(&v["run_id"])),
         Cell::coloured(view, Some(colour)),
     ]
 }

@@ -62,7 +62,10 @@ pub(super) fn explain(node: &Value, m: &Value) -> Why {
     }
     let auth = &m["authorisation"];
     if let Some(code) = auth["blocked"].as_str() {
-        blockers.push(Reason::new(code, None, unauthorised(code, auth, node)));
+        // The master's voters: the Picket nodes and its listed Sentinels (`sentinel_peers`).
+        let sentinels = u64::try_from(items(&m["sentinels"]).len()).unwrap_or(u64::MAX);
+        let voters = node["voters"].as_u64().unwrap_or(0) + sentinels;
+        blockers.push(Reason::new(code, None, unauthorised(code, auth, voters)));
     }
     let replicas: Vec<Reason> = items(&m["replicas"]).iter().map(replica).collect();
     if !replicas.iter().any(|r| r.code == "promotable") {
@@ -73,8 +76,10 @@ pub(super) fn explain(node: &Value, m: &Value) -> Why {
         };
         blockers.push(Reason::new("no_good_replica", None, text));
     }
-    let stale_voters =
-        items(&m["peers"]).iter().filter(|p| p["fresh"] != true).map(stale).collect();
+    let stale_peers = items(&m["peers"]).iter().filter(|p| p["fresh"] != true).map(stale);
+    let stale_sentinels =
+        items(&m["sentinels"]).iter().filter(|v| v["fresh"] != true).map(stale_sentinel);
+    let stale_voters = stale_peers.chain(stale_sentinels).collect();
     Why {
         master: s(&m["name"]).to_owned(),
         address: s(&m["address"]).to_owned(),
@@ -103,8 +108,8 @@ fn in_progress(f: &Value) -> Option<String> {
 }
 
 /// The engine's `authorisation.blocked`, in words.
-fn unauthorised(code: &str, auth: &Value, node: &Value) -> String {
-    let (usable, voters) = (n(&auth["usable_voters"]), n(&node["voters"]));
+fn unauthorised(code: &str, auth: &Value, voters: u64) -> String {
+    let usable = n(&auth["usable_voters"]);
     match code {
         "awaiting_vote_floor" => "this node lost its state and has not yet learned the epoch it \
                                   last voted in (its vote floor): it cannot vote until it has"
@@ -129,6 +134,17 @@ fn stale(p: &Value) -> Reason {
         |ms| format!("last heard {} ago", millis(ms)),
     );
     let text = format!("voter {address} (node {}) is stale: {heard}", short_id(&p["node_id"]));
+    Reason::new("stale_voter", Some(address), text)
+}
+
+/// A listed redis-sentinel voter not heard within an answer's validity.
+fn stale_sentinel(v: &Value) -> Reason {
+    let address = s(&v["address"]);
+    let heard = v["last_heard_ms_ago"].as_u64().map_or_else(
+        || "never heard from".to_owned(),
+        |ms| format!("last heard {} ago", millis(ms)),
+    );
+    let text = format!("voter {address} (redis-sentinel) is stale: {heard}");
     Reason::new("stale_voter", Some(address), text)
 }
 
@@ -241,5 +257,27 @@ mod tests {
              - replica 10.0.0.2:6379 cannot be promoted: its replica-priority is 0 (never promote)\n  \
              - replica 10.0.0.3:6379 could be promoted (priority 100)\n"
         );
+    }
+
+    #[test]
+    fn listed_sentinels_are_voters_of_their_master() {
+        let node = serde_json::json!({ "tilt": false, "voters": 1 });
+        let master = serde_json::json!({
+            "name": "cache", "address": "10.0.0.1:6379", "health": "sdown", "failover": null,
+            "authorisation": { "usable_voters": 1, "quorum": 2, "votes_needed": 2, "blocked": "no_quorum" },
+            "replicas": [{ "address": "10.0.0.3:6379", "ineligible": null, "priority": 100 }],
+            "peers": [],
+            "sentinels": [
+                { "address": "10.0.0.21:26379", "fresh": false, "last_heard_ms_ago": 9_000 },
+                { "address": "10.0.0.22:26379", "fresh": false }
+            ]
+        });
+        let text = render(&explain(&node, &master), Style { colour: false });
+        assert!(text.contains("only 1 of 3 voters are reachable"), "{text}");
+        assert!(
+            text.contains("voter 10.0.0.21:26379 (redis-sentinel) is stale: last heard 9.0s ago"),
+            "{text}"
+        );
+        assert!(text.contains("voter 10.0.0.22:26379 (redis-sentinel) is stale: never heard from"));
     }
 }

@@ -314,7 +314,7 @@ impl Group {
             subject: None,
             detail: Detail::Vote { leader: node.id, epoch, master: self.settings.name.clone() },
         });
-        self.ask_votes(node, peers, &BTreeSet::new());
+        self.ask_votes(node, peers, &BTreeSet::new(), now);
         // In TILT nothing advances (an operator's failover started in TILT, or during a stall's
         // re-read, waits for it to end).
         if node.may_act() {
@@ -322,8 +322,9 @@ impl Group {
         }
     }
 
-    fn ask_votes(&self, node: &mut Node, peers: &Peers, granted: &BTreeSet<PeerId>) {
+    fn ask_votes(&self, node: &mut Node, peers: &Peers, granted: &BTreeSet<PeerId>, now: Instant) {
         let Some(failover) = &self.failover else { return };
+        self.ask_sentinel_votes(node, failover.epoch, now);
         let message = Arc::new(node.message(Body::VoteRequest {
             master: self.settings.name.clone(),
             epoch: failover.epoch,
@@ -354,7 +355,7 @@ impl Group {
         let Some(failover) = self.failover.clone() else { return };
         match failover.phase {
             Phase::Election { granted, lost, asked_at } => {
-                let needed = votes_needed(node.settings.voters(), self.settings.quorum);
+                let needed = votes_needed(self.voters(node), self.settings.quorum);
                 // Peers that have not answered and cannot be heard are not counted on: a dead
                 // peer would otherwise keep a split election waiting for its whole timeout.
                 let undecided = peers
@@ -364,21 +365,25 @@ impl Group {
                             && !lost.contains_key(slot)
                             && p.is_fresh(now, peers.timeout())
                     })
-                    .count();
-                if granted.len() + 1 >= needed {
+                    .count()
+                    + self.sentinels.undecided(failover.epoch, now);
+                let votes =
+                    granted.len() + 1 + self.sentinels.votes_for(node.id, failover.epoch, now);
+                if votes >= needed {
                     self.on_elected(node, now);
                 } else if self.peer_elected(peers, now) {
                     // Another node won this master's failover: it acts, this attempt yields.
                     node.emit_about(EventKind::AbortNotElected, self.master_subject());
                     self.failover = None;
                     self.next_attempt_at = now + self.timing.election_jitter;
-                } else if granted.len() + 1 + undecided < needed {
-                    self.on_split_vote(node, now, lost.values().copied());
+                } else if votes + undecided < needed {
+                    let rivals = self.sentinels.rivals(node.id, failover.epoch, now);
+                    self.on_split_vote(node, now, lost.values().copied().chain(rivals));
                 } else if now.saturating_since(failover.started_at) >= self.timing.election_timeout
                 {
                     self.abort(node, EventKind::AbortNotElected, now);
                 } else if now.saturating_since(asked_at) >= node.settings.heartbeat {
-                    self.ask_votes(node, peers, &granted);
+                    self.ask_votes(node, peers, &granted, now);
                     if let Some(Phase::Election { asked_at, .. }) =
                         self.failover.as_mut().map(|f| &mut f.phase)
                     {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::engine::addr::Addr;
 use crate::engine::durable::{DurableMaster, SettingChange};
-use crate::engine::election::{Ballot, votes_needed};
+use crate::engine::election::{Authorisation, Ballot, votes_needed};
 use crate::engine::event::{Detail, Event, EventKind, Subject};
 use crate::engine::failover::{Failover, Phase, Reconf};
 use crate::engine::fence::{Fencing, Lease};
@@ -25,6 +25,7 @@ use crate::engine::io::RedisCommand;
 use crate::engine::node::Node;
 use crate::engine::peers::Peers;
 use crate::engine::report::{InfoReport, ReportedRole};
+use crate::engine::sentinels::Sentinels;
 use crate::engine::settings::MasterSettings;
 use crate::engine::time::Instant;
 use crate::engine::timing::{FAILOVER_POLL_PERIOD, FAST_INFO_PERIOD, INFO_PERIOD, MasterTiming};
@@ -35,14 +36,38 @@ use crate::engine::timing::{FAILOVER_POLL_PERIOD, FAST_INFO_PERIOD, INFO_PERIOD,
 /// whole failover timeout.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct LeaderWatch {
-    /// The leader's slot.
-    pub slot: PeerId,
+    /// The leader.
+    pub leader: Voter,
     /// The epoch voted in.
     pub epoch: u64,
     /// When the vote was cast.
     pub voted_at: Instant,
     /// Whether the leader has been seen running that failover.
     pub seen_running: bool,
+}
+
+/// A voter besides this node.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Voter {
+    /// A Picket peer, by slot.
+    Peer(PeerId),
+    /// A listed Sentinel, by run id.
+    Sentinel(NodeId),
+}
+
+/// A configuration a listed Sentinel announced, waiting for its master to show it is one.
+#[derive(Clone, Debug, Eq, PartialEq)]
+pub struct PendingConfig {
+    /// The Sentinel that announced it (its configured address).
+    pub from: Addr,
+    /// Its run id.
+    pub run_id: NodeId,
+    /// The master it names (a key of `instances`).
+    pub addr: Addr,
+    /// Its config epoch.
+    pub config_epoch: u64,
+    /// When it was heard: the instance's INFO must be newer.
+    pub heard_at: Instant,
 }
 
 /// What a watched leader is doing, as far as this node can tell.
@@ -124,6 +149,11 @@ pub struct Group {
     pub monitored_quorum: Option<u32>,
     /// Options changed with `SENTINEL SET`, persisted so they survive restarts.
     pub changes: BTreeMap<String, SettingChange>,
+    /// The listed redis-sentinel voters (Sentinel-compatible peering; empty when off).
+    pub sentinels: Sentinels,
+    /// A newer configuration a listed Sentinel announced, not adopted until its master reports
+    /// `role:master` (see [`crate::engine::sentinels`]).
+    pub pending_config: Option<PendingConfig>,
 }
 
 impl Group {
@@ -163,8 +193,11 @@ impl Group {
                 instance.replica_priority = Some(*priority);
             }
         }
+        let sentinels = Sentinels::new(&settings.sentinel_peers);
         Self {
             index,
+            sentinels,
+            pending_config: None,
             settings,
             timing,
             master,
@@ -210,6 +243,25 @@ impl Group {
     #[must_use]
     pub fn master_sdown(&self) -> bool {
         self.master_instance().is_some_and(|i| i.sdown_since.is_some())
+    }
+
+    /// Every voter for this master: this node, its Picket peers and its listed Sentinels.
+    #[must_use]
+    pub fn voters(&self, node: &Node) -> usize {
+        node.settings.voters() + self.sentinels.len()
+    }
+
+    /// Whether a failover of this master can be authorised now: the voters this node can
+    /// count on are its peers heard within the contact window and the listed Sentinels heard
+    /// within their answers' validity.
+    #[must_use]
+    pub fn authorisation(&self, node: &Node, peers: &Peers, now: Instant) -> Authorisation {
+        Authorisation::new(
+            self.voters(node),
+            self.settings.quorum,
+            node.peers_in_contact(peers, now) + self.sentinels.fresh_count(now),
+            node.awaiting_vote_floor,
+        )
     }
 
     /// The key of the instance `addr` designates (same address, or same resolved IP and port).
@@ -339,6 +391,7 @@ impl Group {
         if node.may_act() {
             self.update_sdown(node, now);
             self.update_odown(node, peers, now);
+            self.ask_sentinels(node, now);
             self.update_leader_watch(node, peers, now);
             self.maybe_start_failover(node, peers, now);
             self.step_failover(node, peers, now);
@@ -348,6 +401,7 @@ impl Group {
             self.fence_unexpected_masters(node, peers, now);
             self.hold_master(node, now);
         }
+        self.adopt_pending_config(node, now);
         self.poll_monitoring(node, now);
     }
 
@@ -510,6 +564,7 @@ impl Group {
                 .fresh_reports(&self.settings.name, now)
                 .filter(|(_, _, r)| r.sdown && r.addr == self.master)
                 .count()
+                + self.sentinels.down_count(now)
         } else {
             0
         };
@@ -535,7 +590,11 @@ impl Group {
 
     /// What the leader `watch` names is doing, as far as this node can tell at `now`.
     fn watched(&self, watch: &LeaderWatch, peers: &Peers, now: Instant) -> Watched {
-        let Some(peer) = peers.get(watch.slot).filter(|p| p.is_fresh(now, peers.timeout())) else {
+        let slot = match watch.leader {
+            Voter::Peer(slot) => slot,
+            Voter::Sentinel(run_id) => return self.watched_sentinel(watch, run_id, now),
+        };
+        let Some(peer) = peers.get(slot).filter(|p| p.is_fresh(now, peers.timeout())) else {
             return Watched::Gone;
         };
         if now >= watch.voted_at + self.timing.promotion_deadline() {
@@ -549,6 +608,33 @@ impl Group {
         if running {
             Watched::Running
         } else if !watch.seen_running && now < watch.voted_at + self.timing.election_timeout {
+            Watched::Starting
+        } else {
+            Watched::Stopped
+        }
+    }
+
+    /// What a Sentinel this node voted for is doing. Sentinels do not report their failovers, so
+    /// it counts as starting for an election timeout, and as running past that while an
+    /// instance other than the master reports `role:master` after the vote (it promoted one)
+    /// until its configuration arrives.
+    fn watched_sentinel(&self, watch: &LeaderWatch, run_id: NodeId, now: Instant) -> Watched {
+        if !self.sentinels.by_run_id(run_id).is_some_and(|s| s.is_fresh(now)) {
+            return Watched::Gone;
+        }
+        if self.config_epoch >= watch.epoch
+            || now >= watch.voted_at + self.timing.promotion_deadline()
+        {
+            return Watched::Stopped;
+        }
+        let promoted = self.instances.iter().any(|(addr, i)| {
+            *addr != self.master
+                && matches!(i.reported_role(), Some(ReportedRole::Master))
+                && i.info_at.is_some_and(|at| at >= watch.voted_at)
+        });
+        if promoted {
+            Watched::Running
+        } else if now < watch.voted_at + self.timing.election_timeout {
             Watched::Starting
         } else {
             Watched::Stopped
@@ -649,8 +735,9 @@ impl Group {
         let supporters = peers
             .fresh_reports(&self.settings.name, now)
             .filter(|(_, p, r)| r.sdown && r.addr == self.master && p.is_fresh(now, window))
-            .count();
-        if supporters + 1 < votes_needed(node.settings.voters(), self.settings.quorum) {
+            .count()
+            + self.sentinels.down_count(now);
+        if supporters + 1 < votes_needed(self.voters(node), self.settings.quorum) {
             return;
         }
         self.attempt_at = None;
@@ -855,6 +942,7 @@ impl Group {
                 consider(Some(*since + deadline));
             }
         }
+        consider(self.sentinels_deadline(now));
         if let Some(watch) = &self.leader_watch {
             consider(Some(watch.voted_at + self.timing.election_timeout));
             consider(Some(watch.voted_at + self.timing.promotion_deadline()));

@@ -15,8 +15,9 @@ use crate::engine::election::Unauthorised;
 use crate::engine::event::Event;
 use crate::engine::fence::Lease;
 use crate::engine::gossip::PeerMessage;
-use crate::engine::ids::{LinkId, PeerId, RequestId, Ticket};
+use crate::engine::ids::{LinkId, NodeId, PeerId, RequestId, Ticket};
 use crate::engine::report::InfoReport;
+use crate::engine::sentinels::{DownAnswer, Hello};
 use crate::engine::settings::{Credentials, TlsProfile};
 
 /// Something that happened, reported to [`crate::engine::Supervisor::handle`].
@@ -52,6 +53,17 @@ pub enum Input {
     },
     /// An authenticated message from another node.
     Peer(PeerMessage),
+    /// A listed Sentinel's answer to an [`Output::AskSentinel`].
+    SentinelAnswered {
+        /// Group name.
+        master: String,
+        /// The Sentinel's configured address.
+        sentinel: Addr,
+        /// The master address it was asked about.
+        master_addr: Addr,
+        /// Its answer.
+        answer: DownAnswer,
+    },
     /// An operator's command.
     Admin {
         /// Correlates the answer.
@@ -196,6 +208,21 @@ pub enum AdminCommand {
     },
     /// Write the state file now (`SENTINEL FLUSHCONFIG`).
     FlushConfig,
+    /// A Sentinel's vote request, `SENTINEL IS-MASTER-DOWN-BY-ADDR <ip> <port> <epoch> <runid>`
+    /// with a run id, received on the Sentinel port: answered with
+    /// [`AdminAnswer::Down`] after the vote, if granted, is durable. Only a master with listed
+    /// Sentinels votes through it, and only for a listed Sentinel.
+    SentinelVote {
+        /// The master's address as asked (Sentinel looks masters up by address).
+        master_addr: Addr,
+        /// The candidate's failover epoch.
+        epoch: u64,
+        /// The candidate's run id.
+        candidate: NodeId,
+    },
+    /// A Sentinel hello received on the Sentinel port (`PUBLISH __sentinel__:hello ...`) or on a
+    /// monitored instance's hello channel; answered [`AdminAnswer::Ok`] whatever it said.
+    SentinelHello(Hello),
     /// Pause or resume automatic failovers (maintenance mode) of one master, or of every master
     /// with `None`. Replicated to every node and persisted; monitoring, events and operators'
     /// failovers go on.
@@ -216,6 +243,8 @@ pub enum AdminAnswer {
     Count(u64),
     /// Refused: why, typed (its `Display` is Redis's error text, code first).
     Refused(AdminRefusal),
+    /// The answer to [`AdminCommand::SentinelVote`].
+    Down(DownAnswer),
 }
 
 /// Why the engine refused an [`AdminCommand`]. Readers (the Sentinel port, the HTTP API) map the
@@ -349,6 +378,21 @@ pub enum Output {
     },
     /// Publish an event (pub/sub, event stream, logs, scripts, webhooks).
     Emit(Event),
+    /// Ask a listed Sentinel `SENTINEL IS-MASTER-DOWN-BY-ADDR <master ip> <port> <epoch>
+    /// <runid|*>` on its port; report the reply as [`Input::SentinelAnswered`]. Best effort.
+    AskSentinel {
+        /// Group name.
+        master: String,
+        /// The Sentinel's configured address.
+        sentinel: Addr,
+        /// The master's address, as Sentinel looks it up.
+        master_addr: Addr,
+        /// This node's current epoch, or its failover epoch when it asks for a vote.
+        epoch: u64,
+        /// This node's id when it asks for a vote; `None` (`*`) to ask only whether the
+        /// Sentinel sees the master down.
+        candidate: Option<NodeId>,
+    },
     /// Answer an operator's command.
     Answer {
         /// The ticket of the command.

@@ -15,8 +15,9 @@
 //! Module map: [`supervisor`] is the entry point; [`group`] supervises one master group;
 //! [`instance`] monitors one Redis instance; [`failover`] is the leader's state machine;
 //! [`election`] and [`selection`] are the pure voting and replica-choice rules; [`peers`] holds
-//! what other nodes said; [`gossip`], [`io`], [`event`], [`durable`] and [`view`] are the
-//! vocabularies the engine speaks to the outside.
+//! what other nodes said, [`sentinels`] what listed redis-sentinel voters said; [`gossip`],
+//! [`io`], [`event`], [`durable`] and [`view`] are the vocabularies the engine speaks to the
+//! outside.
 
 pub mod addr;
 pub mod admin;
@@ -36,6 +37,7 @@ pub mod peers;
 pub mod report;
 pub mod restore;
 pub mod selection;
+pub mod sentinels;
 pub mod settings;
 pub mod supervisor;
 pub mod time;
@@ -55,6 +57,7 @@ pub use io::{
     RedisCommand, Reply,
 };
 pub use report::{InfoReport, ListedReplica, ReplicaLink, ReportedRole};
+pub use sentinels::{DownAnswer, Hello};
 pub use settings::{Credentials, MasterSettings, NodeSettings, Settings, TlsProfile};
 pub use supervisor::Supervisor;
 pub use time::Instant;

@@ -155,22 +155,6 @@ impl Node {
         peers.heard_within(now, self.settings.contact_window())
     }
 
-    /// Whether a failover of a master with this `quorum` can be authorised now.
-    #[must_use]
-    pub fn authorisation(
-        &self,
-        peers: &crate::engine::peers::Peers,
-        quorum: u32,
-        now: Instant,
-    ) -> crate::engine::election::Authorisation {
-        crate::engine::election::Authorisation::new(
-            self.settings.voters(),
-            quorum,
-            self.peers_in_contact(peers, now),
-            self.awaiting_vote_floor,
-        )
-    }
-
     /// Whether the node is in TILT.
     #[must_use]
     pub const fn in_tilt(&self) -> bool {

@@ -164,6 +164,10 @@ pub struct MasterSettings {
     /// A planned switchover gives up (and leaves the old master serving) if the chosen replica
     /// has not caught up with the paused master within this long: writes wait at most that.
     pub switchover_timeout: Duration,
+    /// The redis-sentinel processes accepted as voters for this master, at the addresses their
+    /// hellos announce (Sentinel-compatible peering, see [`crate::engine::sentinels`]); empty =
+    /// off.
+    pub sentinel_peers: Vec<Addr>,
 }
 
 impl MasterSettings {
@@ -189,6 +193,7 @@ impl MasterSettings {
             max_lag_on_failover_bytes: None,
             min_failover_interval: None,
             switchover_timeout: Duration::from_millis(5000),
+            sentinel_peers: Vec::new(),
         }
     }
 }

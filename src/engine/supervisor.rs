@@ -14,12 +14,13 @@ use crate::engine::election::{self, Decision};
 use crate::engine::event::{Detail, Event, EventKind};
 use crate::engine::glob;
 use crate::engine::gossip::{Body, Maintenance, MasterReport, PeerMessage, StateVersion};
-use crate::engine::group::{Group, LeaderWatch};
+use crate::engine::group::{Group, LeaderWatch, Voter};
 use crate::engine::ids::{NodeId, PeerId, Ticket};
 use crate::engine::io::{AdminAnswer, AdminCommand, AdminRefusal, Input, Output, Reply};
 use crate::engine::node::Node;
 use crate::engine::peers::Peers;
 use crate::engine::restore;
+use crate::engine::sentinels::{DownAnswer, Hello, HelloOutcome};
 use crate::engine::settings::{MasterSettings, Settings};
 use crate::engine::time::Instant;
 use crate::engine::timers::{Timer, Timers};
@@ -200,6 +201,14 @@ impl Supervisor {
             }
             Input::Replied { link, request, reply } => self.on_reply(now, link, request, reply),
             Input::Peer(message) => self.on_peer_message(now, message),
+            Input::SentinelAnswered { master, sentinel, master_addr, answer } => {
+                if let Some(&index) = self.by_name.get(&master)
+                    && let Some(group) = self.groups.get_mut(&index)
+                {
+                    group.on_sentinel_answer(&mut self.node, &sentinel, &master_addr, answer, now);
+                    self.touched.insert(index);
+                }
+            }
             Input::Admin { ticket, command } => self.on_admin(now, ticket, command),
         }
         self.run_timers(now);
@@ -706,7 +715,27 @@ impl Supervisor {
     ) {
         self.node.observe_epoch(request.epoch, Some(master));
         let Some(&index) = self.by_name.get(master) else { return };
-        let Some(group) = self.groups.get_mut(&index) else { return };
+        let voted_for = self.decide_vote(now, index, request, Voter::Peer(slot));
+        let message = Arc::new(self.node.message(Body::VoteReply {
+            master: master.to_owned(),
+            epoch: request.epoch,
+            voted_for,
+        }));
+        self.node.out.push(Output::SendPeer { to: slot, message });
+    }
+
+    /// Decides a vote request from a peer or a listed Sentinel for the group at `index`, against
+    /// the one ballot both kinds of voters share, and returns whom this node voted for in the
+    /// request's epoch. A granted vote is an urgent durable change: it is persisted before any
+    /// answer queued after it.
+    fn decide_vote(
+        &mut self,
+        now: Instant,
+        index: usize,
+        request: election::Request,
+        leader: Voter,
+    ) -> Option<NodeId> {
+        let group = self.groups.get_mut(&index)?;
         let facts = election::VoterFacts {
             config_epoch: group.config_epoch,
             sees_master_down: group.master_sdown(),
@@ -729,7 +758,7 @@ impl Supervisor {
                     detail: Detail::Vote {
                         leader: request.candidate,
                         epoch: request.epoch,
-                        master: master.to_owned(),
+                        master: group.name().to_owned(),
                     },
                 });
                 // Leave the failover to the candidate, but watch it.
@@ -738,7 +767,7 @@ impl Supervisor {
                 group.attempt_at = None;
                 group.unsettled_until = group.unsettled_until.max(now + wait);
                 group.leader_watch = Some(LeaderWatch {
-                    slot,
+                    leader,
                     epoch: request.epoch,
                     voted_at: now,
                     seen_running: false,
@@ -746,18 +775,70 @@ impl Supervisor {
             }
             Decision::Repeat => {}
             Decision::Refuse(reason) => {
-                tracing::debug!(master, epoch = request.epoch, ?reason, "vote refused");
+                tracing::debug!(
+                    master = group.name(),
+                    epoch = request.epoch,
+                    ?reason,
+                    "vote refused"
+                );
             }
         }
-        let voted_for =
-            (group.ballot.epoch == request.epoch).then_some(group.ballot.candidate).flatten();
-        let message = Arc::new(self.node.message(Body::VoteReply {
-            master: master.to_owned(),
-            epoch: request.epoch,
-            voted_for,
-        }));
-        self.node.out.push(Output::SendPeer { to: slot, message });
         self.touched.insert(index);
+        (group.ballot.epoch == request.epoch).then_some(group.ballot.candidate).flatten()
+    }
+
+    /// `SENTINEL IS-MASTER-DOWN-BY-ADDR` with a run id: a vote request from a Sentinel. The master
+    /// is looked up by address, as Sentinel does. Only a master with listed Sentinels votes
+    /// through it, only for one of them, and the answer carries this node's ballot as Sentinel's
+    /// does (`leader`, `leader_epoch`), whether it was granted now or earlier.
+    fn on_sentinel_vote(
+        &mut self,
+        now: Instant,
+        master_addr: &Addr,
+        epoch: u64,
+        candidate: NodeId,
+    ) -> DownAnswer {
+        let found = self.groups.values().find(|g| g.find(master_addr) == Some(&g.master));
+        let Some(group) = found else {
+            return DownAnswer { master_down: false, leader: None, leader_epoch: 0 };
+        };
+        let index = group.index;
+        let master_down = !self.node.in_tilt() && group.master_sdown();
+        let listed = group.sentinels.by_run_id(candidate).is_some();
+        if group.sentinels.is_empty() {
+            return DownAnswer { master_down, leader: None, leader_epoch: 0 };
+        }
+        if listed {
+            let name = group.name().to_owned();
+            self.node.observe_epoch(epoch, Some(&name));
+            let config_epoch = group.config_epoch;
+            let request = election::Request { candidate, epoch, config_epoch, manual: false };
+            self.decide_vote(now, index, request, Voter::Sentinel(candidate));
+        } else {
+            self.stats.sentinel_votes_unlisted += 1;
+        }
+        let ballot = self.groups.get(&index).map(|g| g.ballot).unwrap_or_default();
+        DownAnswer { master_down, leader: ballot.candidate, leader_epoch: ballot.epoch }
+    }
+
+    /// A Sentinel hello: given to the group it names if it comes from a listed Sentinel of that
+    /// group; this node's own hellos and its peers' are ignored, anyone else's counted.
+    fn on_sentinel_hello(&mut self, now: Instant, hello: &Hello) {
+        let Some(&index) = self.by_name.get(&hello.master) else { return };
+        if hello.run_id == self.node.id {
+            return;
+        }
+        if self.peers.iter().any(|(_, p)| p.node_id == Some(hello.run_id)) {
+            return;
+        }
+        let Some(group) = self.groups.get_mut(&index) else { return };
+        match group.on_sentinel_hello(&mut self.node, hello, now) {
+            HelloOutcome::Listed => {
+                self.stats.sentinel_hellos += 1;
+                self.touched.insert(index);
+            }
+            HelloOutcome::Unlisted => self.stats.sentinel_hellos_unlisted += 1,
+        }
     }
 
     fn on_admin(&mut self, now: Instant, ticket: Ticket, command: AdminCommand) {
@@ -773,6 +854,13 @@ impl Supervisor {
             }
             AdminCommand::Maintenance { master, paused } => {
                 self.maintenance(now, master.as_deref(), paused)
+            }
+            AdminCommand::SentinelVote { master_addr, epoch, candidate } => {
+                AdminAnswer::Down(self.on_sentinel_vote(now, &master_addr, epoch, candidate))
+            }
+            AdminCommand::SentinelHello(hello) => {
+                self.on_sentinel_hello(now, &hello);
+                AdminAnswer::Ok
             }
         };
         self.node.out.push(Output::Answer { ticket, answer });
@@ -791,7 +879,7 @@ impl Supervisor {
         if group.select_replica(now).is_none() {
             return AdminAnswer::Refused(AdminRefusal::NoGoodReplica);
         }
-        let authorisation = self.node.authorisation(&self.peers, group.settings.quorum, now);
+        let authorisation = group.authorisation(&self.node, &self.peers, now);
         if let Some(why) = authorisation.blocked {
             return AdminAnswer::Refused(AdminRefusal::NoQuorum(why));
         }
@@ -885,7 +973,7 @@ impl Supervisor {
             return AdminAnswer::Refused(AdminRefusal::NoSuchMaster);
         };
         if let SetOption::Quorum(quorum) = option {
-            let voters = self.node.settings.voters();
+            let voters = group.voters(&self.node);
             if usize::try_from(*quorum).unwrap_or(usize::MAX) > voters {
                 return AdminAnswer::Refused(AdminRefusal::QuorumAboveVoters { voters });
             }

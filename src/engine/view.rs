@@ -36,6 +36,13 @@ pub struct Stats {
     pub peer_messages_own_id: u64,
     /// State deltas that could not be applied (a resync was requested).
     pub peer_state_gaps: u64,
+    /// Hellos accepted from listed Sentinels.
+    pub sentinel_hellos: u64,
+    /// Hellos about a supervised master from a sender not listed for it (ignored).
+    pub sentinel_hellos_unlisted: u64,
+    /// Vote requests (`IS-MASTER-DOWN-BY-ADDR` with a run id) for a master with listed
+    /// Sentinels from a candidate that is not one of them (answered without a vote).
+    pub sentinel_votes_unlisted: u64,
 }
 
 /// The whole node.
@@ -80,10 +87,11 @@ impl View {
     /// applies (as of [`View::at`]): what `CKQUORUM`, the HTTP API and metrics render.
     #[must_use]
     pub fn authorisation(&self, master: &MasterView) -> Authorisation {
+        let sentinels_heard = master.sentinels.iter().filter(|s| s.fresh).count();
         Authorisation::new(
-            self.voters,
+            self.voters + master.sentinels.len(),
             master.quorum,
-            self.peers_in_contact,
+            self.peers_in_contact + sentinels_heard,
             self.awaiting_vote_floor,
         )
     }
@@ -181,6 +189,29 @@ pub struct MasterView {
     pub replicas: Vec<InstanceView>,
     /// Each configured peer's last report about this master.
     pub peers: Vec<PeerReportView>,
+    /// The listed redis-sentinel voters (Sentinel-compatible peering; empty when off).
+    pub sentinels: Vec<SentinelView>,
+}
+
+/// A listed Sentinel, as this node knows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct SentinelView {
+    /// Its configured address (the Sentinel port it announces).
+    pub addr: Addr,
+    /// The run id its hellos announce.
+    pub run_id: Option<NodeId>,
+    /// When a hello or an answer last came from it.
+    pub last_heard_at: Option<Instant>,
+    /// Heard within an answer's validity: it counts as a usable voter.
+    pub fresh: bool,
+    /// Its current epoch, as it last announced.
+    pub current_epoch: u64,
+    /// Its valid answer says it sees the master down.
+    pub master_down: bool,
+    /// Its last known vote: the leader and the epoch.
+    pub voted_for: Option<NodeId>,
+    /// The epoch of that vote.
+    pub voted_epoch: u64,
 }
 
 impl MasterView {
@@ -439,6 +470,23 @@ pub(crate) fn master(group: &Group, peers: &Peers, now: Instant) -> MasterView {
                     fresh: p.is_fresh(now, peers.timeout()),
                     last_heard_at: p.last_heard_at,
                     report: p.reports.get(&group.settings.name).cloned(),
+                }
+            })
+            .collect(),
+        sentinels: group
+            .sentinels
+            .iter()
+            .map(|s| {
+                let answer = s.answer.map(|(_, a)| a);
+                SentinelView {
+                    addr: s.addr.clone(),
+                    run_id: s.run_id,
+                    last_heard_at: s.last_heard_at,
+                    fresh: s.is_fresh(now),
+                    current_epoch: s.current_epoch,
+                    master_down: s.sees_master_down(now),
+                    voted_for: answer.and_then(|a| a.leader),
+                    voted_epoch: answer.map_or(0, |a| a.leader_epoch),
                 }
             })
             .collect(),

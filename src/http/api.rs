@@ -69,6 +69,8 @@ struct MasterJson<'a> {
     peers: Vec<PeerJson<'a>>,
     /// Fresh peers reporting the same address under the same config epoch.
     peers_agreeing: usize,
+    /// The redis-sentinel voters listed in `sentinel_peers` (empty when the mode is off).
+    sentinels: Vec<SentinelJson<'a>>,
     /// Whether a failover can be authorised now (`SENTINEL CKQUORUM`, computed by the engine):
     /// usable voters, quorum, votes needed, and why not (`blocked`).
     authorisation: Authorisation,
@@ -174,6 +176,23 @@ struct PeerJson<'a> {
     agrees: bool,
 }
 
+/// A listed redis-sentinel voter, as this node knows it.
+#[derive(Serialize)]
+struct SentinelJson<'a> {
+    /// Its configured address (its Sentinel port).
+    address: &'a Addr,
+    /// The run id its hellos announce.
+    run_id: Option<NodeId>,
+    /// Heard within an answer's validity (5 s): it counts as a usable voter.
+    fresh: bool,
+    last_heard_ms_ago: Option<u64>,
+    /// Its latest answer says it sees the master down.
+    master_down: bool,
+    /// Its last known vote.
+    voted_for: Option<NodeId>,
+    voted_epoch: u64,
+}
+
 /// The master's timing settings.
 #[derive(Serialize)]
 struct SettingsJson {
@@ -241,6 +260,19 @@ fn master_json<'a>(
         replicas_healthy: m.replicas.iter().filter(|r| healthy_replica(r)).count(),
         peers: m.peers.iter().map(|p| peer_json(m, p, now)).collect(),
         peers_agreeing: agreeing_peers(m),
+        sentinels: m
+            .sentinels
+            .iter()
+            .map(|sv| SentinelJson {
+                address: &sv.addr,
+                run_id: sv.run_id,
+                fresh: sv.fresh,
+                last_heard_ms_ago: sv.last_heard_at.map(|t| ms_since(now, t)),
+                master_down: sv.master_down,
+                voted_for: sv.voted_for,
+                voted_epoch: sv.voted_epoch,
+            })
+            .collect(),
         authorisation: view.authorisation(m),
         settings: SettingsJson {
             down_after_ms: millis(m.down_after),
@@ -504,7 +536,7 @@ pub(super) async fn failover(
     let reason = reason.as_deref();
     tracing::warn!(master = %name, reason, "manual failover requested over HTTP");
     match state.hub.admin(AdminCommand::Failover { master: name.clone() }).await {
-        Some(AdminAnswer::Ok | AdminAnswer::Count(_)) => Ok((
+        Some(AdminAnswer::Ok | AdminAnswer::Count(_) | AdminAnswer::Down(_)) => Ok((
             StatusCode::ACCEPTED,
             Json(serde_json::json!({ "master": name, "failover": "started" })),
         )
@@ -530,7 +562,7 @@ pub(super) async fn reset(
         Some(AdminAnswer::Count(n)) => {
             Ok(Json(serde_json::json!({ "master": name, "reset": n })).into_response())
         }
-        Some(AdminAnswer::Ok) => {
+        Some(AdminAnswer::Ok | AdminAnswer::Down(_)) => {
             Ok(Json(serde_json::json!({ "master": name, "reset": 1 })).into_response())
         }
         Some(AdminAnswer::Refused(refusal)) => Err(refused(&refusal)),

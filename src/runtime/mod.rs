@@ -24,6 +24,7 @@ use crate::hub::{AdminRequest, EVENT_BUFFER, EventRecord, Failpoints, Hub, Serve
 use crate::link::{ConnectSpec, Links};
 use crate::peer::{GossipTls, PeerTransport};
 use crate::persist::{self, PersistError};
+use crate::sentinel_peering::SentinelAsker;
 use crate::sentinel_port::{self, Listeners, PortOptions};
 use crate::wire::frame::FrameKey;
 
@@ -159,8 +160,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             let addr = addr.map(ToString::to_string).unwrap_or_default();
             RuntimeError::Bind { what: "listen", addr, source }
         })?;
+    let sentinel_auth = config.sentinel_credentials();
+    crate::sentinel_peering::start(&hub, &config.engine_settings().masters, sentinel_auth.as_ref());
     let driver = Driver {
         clock,
+        sentinels: SentinelAsker::new(inputs_tx.clone(), sentinel_auth),
         store,
         links: Links::new(inputs_tx, tls.redis, tls_stats, stale_after, clock),
         peers,
@@ -229,6 +233,7 @@ async fn bind_optional(
 
 struct Driver {
     clock: Clock,
+    sentinels: SentinelAsker,
     store: persist::Store,
     links: Links,
     peers: PeerTransport,
@@ -329,6 +334,7 @@ impl Driver {
                 }
             }
             Output::SendPeer { to, message } => self.peers.send(to, message),
+            ask @ Output::AskSentinel { .. } => self.sentinels.perform(ask),
             Output::Emit(event) => self.publish(event),
             Output::Answer { ticket, answer } => {
                 if let Some(reply) = self.tickets.remove(&ticket) {

@@ -651,8 +651,10 @@ pub(super) fn needs_admin(op: Op, args: Args<'_>) -> bool {
         | Op::SentinelSimulateFailure
         | Op::ClientKill
         | Op::Shutdown
-        // Hellos from other Sentinels carry configuration (issue 16 will act on them).
+        // Hellos from other Sentinels carry configuration (see `sentinel_peers`).
         | Op::Publish => true,
+        // With a run id it is a vote request, which may cast this node's vote.
+        Op::SentinelIsMasterDown => !args.is(5, "*"),
         Op::SentinelConfig => !args.is(2, "get"),
         Op::SentinelDebug => args.len() > 2,
         _ => false,
@@ -681,6 +683,8 @@ pub(super) struct AdminPlan {
     /// A host name that must resolve before anything is sent (`SENTINEL MONITOR`'s, as
     /// Sentinel resolves it), else the reply is [`INVALID_HOST`].
     pub(super) resolve: Option<String>,
+    /// The success reply is this integer rather than `+OK` (`PUBLISH`'s `:1`).
+    pub(super) ok_integer: Option<i64>,
 }
 
 /// Sentinel's reply to a `SENTINEL MONITOR` address it cannot parse or resolve.
@@ -689,6 +693,6 @@ pub(super) const INVALID_HOST: &str = "ERR Invalid IP address or hostname specif
 impl AdminPlan {
     /// One command.
     pub(super) fn one(command: AdminCommand) -> Self {
-        Self { commands: vec![command], then_error: None, resolve: None }
+        Self { commands: vec![command], then_error: None, resolve: None, ok_integer: None }
     }
 }

@@ -380,7 +380,8 @@ impl Conn {
     /// Sends an admin plan's commands to the engine in order and writes the one reply.
     async fn admin(&mut self, plan: AdminPlan) {
         let mut error = None;
-        let mut count = None;
+        let mut count = plan.ok_integer.and_then(|n| u64::try_from(n).ok());
+        let mut down = None;
         if let Some(host) = &plan.resolve {
             let found = tokio::time::timeout(ADMIN_TIMEOUT, tokio::net::lookup_host((&**host, 0)));
             let resolved = match found.await {
@@ -395,6 +396,7 @@ impl Conn {
             match tokio::time::timeout(ADMIN_TIMEOUT, self.port.hub.admin(command)).await {
                 Ok(Some(AdminAnswer::Ok)) => {}
                 Ok(Some(AdminAnswer::Count(n))) => count = Some(n),
+                Ok(Some(AdminAnswer::Down(answer))) => down = Some(answer),
                 Ok(Some(AdminAnswer::Refused(refusal))) => {
                     error = Some(refusal.to_string());
                     break;
@@ -410,10 +412,11 @@ impl Conn {
             }
         }
         let mut w = ReplyWriter::new(&mut self.out, self.session.proto);
-        match (error.or(plan.then_error), count) {
-            (Some(e), _) => w.error(&e),
-            (None, Some(n)) => w.integer(i64::try_from(n).unwrap_or(i64::MAX)),
-            (None, None) => w.simple("OK"),
+        match (error.or(plan.then_error), down, count) {
+            (Some(e), _, _) => w.error(&e),
+            (None, Some(answer), _) => sentinel::write_down_answer(&mut w, &answer),
+            (None, None, Some(n)) => w.integer(i64::try_from(n).unwrap_or(i64::MAX)),
+            (None, None, None) => w.simple("OK"),
         }
     }
 
@@ -616,7 +619,7 @@ fn execute(
         Op::PSubscribe => pubsub::subscribe(&port.directory, session, args, true, w),
         Op::Unsubscribe => pubsub::unsubscribe(&port.directory, session, args, false, w),
         Op::PUnsubscribe => pubsub::unsubscribe(&port.directory, session, args, true, w),
-        Op::Publish => pubsub::publish(args, w),
+        Op::Publish => return pubsub::publish(args, w),
         Op::Shutdown => return shutdown(port, session, args, w),
         Op::Container => command::wrong_arity(spec, w),
     }

@@ -9,8 +9,9 @@
 use std::fmt;
 
 use crate::engine::Instant;
+use crate::engine::sentinels::ANSWER_VALIDITY;
 use crate::engine::time::duration_millis;
-use crate::engine::view::{InstanceView, MasterStatus, MasterView, PeerReportView};
+use crate::engine::view::{InstanceView, MasterStatus, MasterView, PeerReportView, SentinelView};
 use crate::wire::resp::ReplyWriter;
 
 /// Sentinel's flags, in the order it prints them.
@@ -88,6 +89,16 @@ fn number(w: &mut ReplyWriter<'_>, key: &str, value: u64) {
 /// sentinels" of Sentinel's replies.
 pub(super) fn announced(master: &MasterView) -> impl Iterator<Item = &PeerReportView> {
     master.peers.iter().filter(|p| p.node_id.is_some() && p.client_addr.is_some())
+}
+
+/// The listed Sentinels (Sentinel-compatible peering) that announced their run id.
+pub(super) fn listed_sentinels(master: &MasterView) -> impl Iterator<Item = &SentinelView> {
+    master.sentinels.iter().filter(|s| s.run_id.is_some())
+}
+
+/// The other voters `SENTINEL SENTINELS` lists: announced peers and listed Sentinels.
+pub(super) fn other_voters(master: &MasterView) -> usize {
+    announced(master).count() + listed_sentinels(master).count()
 }
 
 /// The flags of a master entry.
@@ -196,7 +207,7 @@ pub(super) fn write_master(w: &mut ReplyWriter<'_>, m: &MasterView, now: Instant
     role(w, i, "master", now);
     number(w, "config-epoch", m.config_epoch);
     number(w, "num-slaves", u64::try_from(m.replicas.len()).unwrap_or(u64::MAX));
-    number(w, "num-other-sentinels", u64::try_from(announced(m).count()).unwrap_or(u64::MAX));
+    number(w, "num-other-sentinels", u64::try_from(other_voters(m)).unwrap_or(u64::MAX));
     number(w, "quorum", u64::from(m.quorum));
     number(w, "failover-timeout", duration_millis(m.failover_timeout));
     number(w, "parallel-syncs", u64::from(m.parallel_syncs));
@@ -288,6 +299,52 @@ pub(super) fn write_sentinel(
     number(w, "voted-leader-epoch", epoch);
 }
 
+/// A listed redis-sentinel in `SENTINEL SENTINELS`, with the fields Sentinel gives its peers:
+/// `s_down,disconnected` once it has not been heard for an answer's validity, `master_down`
+/// while its latest answer says so, and its last known vote.
+pub(super) fn write_listed_sentinel(
+    w: &mut ReplyWriter<'_>,
+    m: &MasterView,
+    s: &SentinelView,
+    now: Instant,
+) {
+    let Some(id) = s.run_id else {
+        w.map(0);
+        return;
+    };
+    let heard = s.last_heard_at.map_or(0, |at| ago(now, at));
+    w.map(14 + usize::from(!s.fresh));
+    w.bulk_str("name");
+    w.bulk_display(&id);
+    field(w, "ip", s.addr.host());
+    number(w, "port", u64::from(s.addr.port()));
+    w.bulk_str("runid");
+    w.bulk_display(&id);
+    let flags = Flags::default()
+        .with("s_down", !s.fresh)
+        .with("sentinel", true)
+        .with("disconnected", !s.fresh)
+        .with("master_down", s.master_down);
+    w.bulk_str("flags");
+    w.bulk_display(&flags);
+    number(w, "link-pending-commands", 0);
+    number(w, "link-refcount", 1);
+    number(w, "last-ping-sent", 0);
+    number(w, "last-ok-ping-reply", heard);
+    number(w, "last-ping-reply", heard);
+    if !s.fresh {
+        number(w, "s-down-time", heard.saturating_sub(duration_millis(ANSWER_VALIDITY)));
+    }
+    number(w, "down-after-milliseconds", duration_millis(m.down_after));
+    number(w, "last-hello-message", heard);
+    w.bulk_str("voted-leader");
+    match s.voted_for {
+        Some(leader) => w.bulk_display(&leader),
+        None => w.bulk_str("?"),
+    }
+    number(w, "voted-leader-epoch", s.voted_epoch);
+}
+
 /// `master0:name=...,status=...,address=...,slaves=...,sentinels=...` for `INFO sentinel`.
 pub(super) fn info_line(out: &mut String, index: usize, m: &MasterView) {
     use std::fmt::Write as _;
@@ -298,6 +355,6 @@ pub(super) fn info_line(out: &mut String, index: usize, m: &MasterView) {
         m.status.as_str(),
         m.addr,
         m.replicas.len(),
-        announced(m).count() + 1
+        other_voters(m) + 1
     );
 }

@@ -10,13 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
 
-use crate::engine::{EventKind, glob};
+use crate::engine::{AdminCommand, EventKind, glob};
 use crate::hub::EventRecord;
+use crate::wire::hello::parse_hello;
 use crate::wire::resp::ReplyWriter;
 
 use super::MAX_SUBSCRIPTIONS;
 use super::client::Session;
-use super::command::Args;
+use super::command::{AdminPlan, Args, Step};
 
 /// Longest channel name accepted by `SUBSCRIBE`, the same bound as a pattern's: every channel
 /// that carries messages is an event name of under 40 bytes, and a subscriber's memory must
@@ -255,11 +256,22 @@ pub(super) fn deliver(
     true
 }
 
-/// Sentinel's `PUBLISH`: `:1` for a hello, the error otherwise.
-pub(super) fn publish(args: Args<'_>, w: &mut ReplyWriter<'_>) {
-    if args.get(1) == b"__sentinel__:hello" {
-        w.integer(1);
-    } else {
+/// Sentinel's `PUBLISH`: `:1` for a hello, the error otherwise. A well-formed hello goes to the
+/// engine, which takes it into account only from a Sentinel listed for that master (Sentinels
+/// push their hellos to every Sentinel they know this way).
+pub(super) fn publish(args: Args<'_>, w: &mut ReplyWriter<'_>) -> Step {
+    if args.get(1) != b"__sentinel__:hello" {
         w.error("ERR Only HELLO messages are accepted by Sentinel instances.");
+        return Step::Next;
+    }
+    match parse_hello(args.get(2)) {
+        Some(hello) => Step::Admin(AdminPlan {
+            ok_integer: Some(1),
+            ..AdminPlan::one(AdminCommand::SentinelHello(hello))
+        }),
+        None => {
+            w.integer(1);
+            Step::Next
+        }
     }
 }

@@ -12,7 +12,10 @@ use crate::engine::admin::SET_OPTIONS;
 use crate::engine::election::Authorisation;
 use crate::engine::time::duration_millis;
 use crate::engine::timing::{INFO_PERIOD, REPLICA_RECONF_TIMEOUT};
-use crate::engine::{Addr, AdminCommand, Instant, SetOption};
+use std::sync::Arc;
+
+use crate::engine::view::MasterView;
+use crate::engine::{Addr, AdminCommand, DownAnswer, Instant, NodeId, SetOption};
 use crate::wire::resp::ReplyWriter;
 
 use super::command::{AdminPlan, Args, INVALID_HOST, Op, Shown, Step};
@@ -67,9 +70,12 @@ pub(super) fn run(
         },
         Op::SentinelSentinels => match snap.master(args.get(2)) {
             Some(m) => {
-                w.array(announced(m).count());
+                w.array(instance::other_voters(m));
                 for p in announced(m) {
                     instance::write_sentinel(w, m, p, options.peer_timeout, now);
+                }
+                for s in instance::listed_sentinels(m) {
+                    instance::write_listed_sentinel(w, m, s, now);
                 }
             }
             None => w.error(NO_SUCH_MASTER),
@@ -79,7 +85,7 @@ pub(super) fn run(
             None => w.error(NO_SUCH_MASTER),
         },
         Op::SentinelMyId => w.bulk_display(&view.node_id),
-        Op::SentinelIsMasterDown => is_master_down(snap, args, w),
+        Op::SentinelIsMasterDown => return is_master_down(snap, args, w),
         Op::SentinelInfoCache => info_cache(snap, args, now, w),
         Op::SentinelPendingScripts => w.array(0),
         Op::SentinelConfig => config(snap, args, w),
@@ -164,31 +170,51 @@ fn failover(snap: &Snapshot, args: Args<'_>) -> Result<AdminCommand, &'static st
     Ok(AdminCommand::Failover { master: m.name.clone() })
 }
 
-/// `SENTINEL IS-MASTER-DOWN-BY-ADDR ip port epoch runid`: `[down, "*", 0]`. Picket's nodes vote
-/// over their own gossip, never through this command, so it only reports whether this node sees
-/// the master at `ip:port` subjectively down (never in TILT, as Sentinel).
-fn is_master_down(snap: &Snapshot, args: Args<'_>, w: &mut ReplyWriter<'_>) {
-    let (Some(port), Some(_epoch)) = (integer(args.get(3)), integer(args.get(4))) else {
-        return w.error(NOT_AN_INTEGER);
+/// `SENTINEL IS-MASTER-DOWN-BY-ADDR ip port epoch runid`. With a run id, for a master with
+/// listed Sentinels (Sentinel-compatible peering), it is a Sentinel's vote request: the engine
+/// decides it and the reply, `[down, leader, leader-epoch]`, leaves once the vote is durable.
+/// Otherwise Picket's nodes vote over their own gossip, and the reply is `[down, "*", 0]`:
+/// whether this node sees the master at `ip:port` subjectively down (never in TILT, as
+/// Sentinel).
+fn is_master_down(snap: &Snapshot, args: Args<'_>, w: &mut ReplyWriter<'_>) -> Step {
+    let (Some(port), Some(epoch)) = (integer(args.get(3)), integer(args.get(4))) else {
+        w.error(NOT_AN_INTEGER);
+        return Step::Next;
     };
     let view = &snap.view;
     let host = args.get(2);
-    let down = view.tilt_since.is_none()
-        && view.masters.iter().any(|m| {
-            m.addr.host().as_bytes().eq_ignore_ascii_case(host)
-                && i64::from(m.addr.port()) == port
-                && m.master.sdown_since.is_some()
-        });
+    let asked = |m: &&Arc<MasterView>| {
+        m.addr.host().as_bytes().eq_ignore_ascii_case(host) && i64::from(m.addr.port()) == port
+    };
+    let master = view.masters.iter().find(asked);
+    let vote = master.filter(|m| !m.sentinels.is_empty()).and_then(|m| {
+        let candidate: NodeId = args.text(5).to_ascii_lowercase().parse().ok()?;
+        let epoch = u64::try_from(epoch).ok()?;
+        Some(AdminCommand::SentinelVote { master_addr: m.addr.clone(), epoch, candidate })
+    });
+    if let Some(command) = vote {
+        return Step::Admin(AdminPlan::one(command));
+    }
+    let down = view.tilt_since.is_none() && master.is_some_and(|m| m.master.sdown_since.is_some());
+    write_down_answer(w, &DownAnswer { master_down: down, leader: None, leader_epoch: 0 });
+    Step::Next
+}
+
+/// `[down, leader|*, leader-epoch]`, Sentinel's `IS-MASTER-DOWN-BY-ADDR` reply.
+pub(super) fn write_down_answer(w: &mut ReplyWriter<'_>, answer: &DownAnswer) {
     w.array(3);
-    w.integer(i64::from(down));
-    w.bulk_str("*");
-    w.integer(0);
+    w.integer(i64::from(answer.master_down));
+    match answer.leader {
+        Some(leader) => w.bulk_display(&leader),
+        None => w.bulk_str("*"),
+    }
+    w.integer(i64::try_from(answer.leader_epoch).unwrap_or(i64::MAX));
 }
 
 /// `SENTINEL INFO-CACHE name...`: for each known master, its name and `[age-ms, INFO text]` for
 /// the master then each replica. Unknown names are skipped, as Sentinel does.
 fn info_cache(snap: &Snapshot, args: Args<'_>, now: Instant, w: &mut ReplyWriter<'_>) {
-    let mut masters: Vec<&crate::engine::view::MasterView> = Vec::new();
+    let mut masters: Vec<&MasterView> = Vec::new();
     for name in args.from(2) {
         if let Some(m) = snap.master(name)
             && !masters.iter().any(|seen| seen.name == m.name)
@@ -300,7 +326,7 @@ fn set(snap: &Snapshot, args: Args<'_>) -> Result<AdminPlan, String> {
         i += 2;
     }
     debug_assert!(SET_OPTIONS.iter().all(|o| SetOption::parse(o, "1").is_some()));
-    Ok(AdminPlan { commands, then_error, resolve: None })
+    Ok(AdminPlan { commands, then_error, resolve: None, ok_integer: None })
 }
 
 /// `SENTINEL CONFIG GET pattern...` / `SET param value...`.

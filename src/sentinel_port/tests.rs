@@ -137,6 +137,7 @@ fn fixture(at: Instant) -> View {
         master: healthy("127.0.0.1:6379", "master", at),
         replicas: vec![healthy("127.0.0.1:6380", "slave", at), down, hidden],
         peers: peers.clone(),
+        sentinels: Vec::new(),
     };
     let mut cache_master = healthy("cache-0.redis:6390", "master", at);
     cache_master.sdown_since = Some(at - ms(2000));
@@ -184,6 +185,7 @@ fn fixture(at: Instant) -> View {
         master: cache_master,
         replicas: vec![promoted, repointed],
         peers: leading,
+        sentinels: Vec::new(),
     };
     View {
         at,
@@ -816,8 +818,9 @@ async fn a_read_user_queries_and_gets_noperm_for_every_admin_command() {
             matches!(&reply, Frame::Error(e) if e.starts_with("NOPERM") || e.starts_with("NOAUTH"));
         assert!(!refused, "{query:?}: {reply:?}");
     }
-    let admin: [&[&str]; 12] = [
+    let admin: [&[&str]; 13] = [
         &["SENTINEL", "FAILOVER", "session"],
+        &["SENTINEL", "IS-MASTER-DOWN-BY-ADDR", "127.0.0.1", "6379", "1", &"a".repeat(40)],
         &["SENTINEL", "RESET", "*"],
         &["SENTINEL", "MONITOR", "x", "127.0.0.1", "7000", "1"],
         &["SENTINEL", "REMOVE", "session"],

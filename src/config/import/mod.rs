@@ -48,8 +48,12 @@ pub struct ImportOptions {
     pub secrets_dir: PathBuf,
     /// `node.peer_secret_file`: the secret every node of the cluster shares.
     pub peer_secret_file: PathBuf,
-    /// The peers' gossip addresses; empty to derive them from the known Sentinels.
+    /// The peers' gossip addresses; empty to derive them from the known Sentinels (unless
+    /// `sentinel_peers` is set: then empty is none).
     pub peers: Vec<Addr>,
+    /// A rolling migration: the Sentinels still running beside this node, written as every
+    /// master's `sentinel_peers` (with `fencing = "off"`); empty for native mode.
+    pub sentinel_peers: Vec<Addr>,
     /// `node.announce`, when the Sentinel binds every address.
     pub announce: Option<Addr>,
     /// The gossip port (default: the Sentinel port + 1).
@@ -136,6 +140,7 @@ pub fn import(text: &str, options: &ImportOptions) -> Result<Imported, ImportErr
     }
     for master in &conf.masters {
         toml.push_str(&master_section(master, &conf.tls, &mut secrets));
+        toml.push_str(&rolling(&options.sentinel_peers));
     }
     // What `picket check` would say: the file must parse as written.
     parse(&toml, &options.config_path)?;
@@ -267,7 +272,8 @@ fn node_section(
         let port = conf.announce_port.unwrap_or(base);
         let _ = writeln!(text, "client_announce = {}", quote(&Addr::new(ip, port)?.to_string()));
     }
-    let peers_derived = options.peers.is_empty();
+    // In a rolling migration the other voters are the Sentinels left, not Pickets on their hosts.
+    let peers_derived = options.peers.is_empty() && options.sentinel_peers.is_empty();
     let peers: Vec<Addr> = if peers_derived {
         // The other Sentinels become the other voters, reached on their gossip port: their
         // Sentinel port plus the offset this node uses.
@@ -287,7 +293,8 @@ fn node_section(
         );
     }
     let _ = writeln!(text, "peers = [{}]", listed.join(", "));
-    if !peers.is_empty() {
+    // A node of a rolling migration gains peers as the migration goes on.
+    if !peers.is_empty() || !options.sentinel_peers.is_empty() {
         let _ = writeln!(text, "peer_secret_file = {}", quote_path(&options.peer_secret_file));
     }
     if let Some(password) = &conf.requirepass {
@@ -394,6 +401,21 @@ fn master_section(master: &ConfMaster, tls: &ConfTls, secrets: &mut Secrets) -> 
         }
     }
     text
+}
+
+/// A master's keys for a rolling migration (`--sentinel-peer`): the Sentinels still running
+/// are its voters beside this node, and its fencing is Sentinel's until they are gone.
+fn rolling(sentinel_peers: &[Addr]) -> String {
+    if sentinel_peers.is_empty() {
+        return String::new();
+    }
+    let listed: Vec<String> = sentinel_peers.iter().map(|a| quote(&a.to_string())).collect();
+    format!(
+        "# Rolling migration: the Sentinels still running (remove once they are gone), and\n\
+         # Sentinel's fencing meanwhile (they know nothing of leases).\n\
+         sentinel_peers = [{}]\nfencing = \"off\"\n",
+        listed.join(", ")
+    )
 }
 
 /// The file's first lines: where it comes from, and every line that was not carried over.

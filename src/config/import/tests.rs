@@ -47,6 +47,7 @@ fn options() -> ImportOptions {
         secrets_dir: "/etc/picket/secrets".into(),
         peer_secret_file: "/etc/picket/peer-secret".into(),
         peers: Vec::new(),
+        sentinel_peers: Vec::new(),
         announce: None,
         gossip_port: None,
         http_port: None,
@@ -235,4 +236,22 @@ fn peers_and_ports_can_be_given() {
     assert_eq!(config.node.http, Some(addr("127.0.0.1:7001")));
     assert_eq!(config.node.peers, given.peers);
     assert!(!imported.peers_derived);
+}
+
+#[test]
+fn a_rolling_migration_lists_the_sentinels_left_and_no_derived_peers() {
+    let text = "port 26379\nbind 10.0.0.1\nsentinel myid 0123456789abcdef0123456789abcdef01234567\n\
+                sentinel monitor m 10.0.0.9 6379 2\nsentinel known-sentinel m 10.0.0.2 26379 \
+                1111111111111111111111111111111111111111\n";
+    let options = ImportOptions {
+        sentinel_peers: vec![addr("10.0.0.2:26379"), addr("10.0.0.3:26379")],
+        ..options()
+    };
+    let imported = import(text, &options).unwrap();
+    assert!(imported.peers.is_empty(), "{:?}", imported.peers);
+    let config = parse(&imported.toml, &options.config_path).unwrap();
+    let master = &config.masters[0];
+    assert_eq!(master.sentinel_peers, vec![addr("10.0.0.2:26379"), addr("10.0.0.3:26379")]);
+    assert_eq!(master.fencing, crate::engine::Fencing::Off);
+    assert!(config.node.peer_secret.is_some(), "peers come later in the migration");
 }

@@ -387,6 +387,10 @@ pub(crate) fn render(output: &Output) -> String {
         Output::Connect { addr, .. } => format!("connect {addr}"),
         Output::Disconnect { .. } => "disconnect".to_owned(),
         Output::Answer { answer, .. } => format!("answer {answer:?}"),
+        Output::AskSentinel { sentinel, epoch, candidate, .. } => {
+            let who = candidate.map_or_else(|| "*".to_owned(), |id| id.short());
+            format!("ask-sentinel {sentinel} {epoch} {who}")
+        }
     }
 }
 

@@ -8,4 +8,5 @@ mod failover;
 mod fencing;
 mod harness;
 mod monitoring;
+mod sentinels;
 mod state;
