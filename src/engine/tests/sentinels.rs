@@ -50,12 +50,13 @@ fn answered(sentinel: &str, master_down: bool, leader: Option<NodeId>, epoch: u6
     }
 }
 
-/// The master hangs at 450 ms and is SDOWN at 1401; both Sentinels said hello first.
+/// The master hangs at 399 ms, before its PING of 400, and is SDOWN at 1401; both Sentinels
+/// said hello first.
 fn master_hung() -> Harness {
     let mut h = node();
     h.handle(hello(LISTED[0], peer_id(7), 0, "127.0.0.1:6379", 0));
     h.handle(hello(LISTED[1], peer_id(8), 0, "127.0.0.1:6379", 0));
-    h.advance_to(450);
+    h.advance_to(399);
     h.hang("127.0.0.1:6379");
     h.advance_to(1401);
     h.take();
