@@ -842,6 +842,10 @@ impl Supervisor {
     }
 
     fn on_admin(&mut self, now: Instant, ticket: Ticket, command: AdminCommand) {
+        // Sentinels' messages arrive every couple of seconds per Sentinel and master; what they
+        // change that readers must see (a new master, an epoch) marks the view urgent anyway.
+        let from_operator =
+            !matches!(command, AdminCommand::SentinelHello(_) | AdminCommand::SentinelVote { .. });
         let answer = match command {
             AdminCommand::Failover { master } => self.manual_failover(now, &master),
             AdminCommand::Monitor { name, addr, quorum } => self.monitor(now, name, addr, quorum),
@@ -865,7 +869,7 @@ impl Supervisor {
         };
         self.node.out.push(Output::Answer { ticket, answer });
         // Whoever changed something expects to read it back at once.
-        self.view_urgent = true;
+        self.view_urgent |= from_operator;
     }
 
     fn manual_failover(&mut self, now: Instant, master: &str) -> AdminAnswer {
