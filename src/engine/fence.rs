@@ -212,13 +212,6 @@ impl Group {
             .count()
     }
 
-    /// The lease the master should run under, if the group is fenced.
-    #[must_use]
-    pub fn lease_target(&self, node: &Node, peers: &Peers, now: Instant) -> Option<Lease> {
-        (self.settings.fencing != Fencing::Off)
-            .then(|| Lease::majority_of(self.lease_replicas(node, peers, now)))
-    }
-
     /// Sets the master's lease when it differs from the target. Only outside failovers (a
     /// failover sets the new master's own), and at most once per grace while the master's
     /// answer to `CONFIG GET` has not caught up, so that nodes briefly disagreeing do not
@@ -233,19 +226,25 @@ impl Group {
         if self.deposed_rejoined() {
             self.deposed = None;
         }
-        let Some(target) = self.lease_target(node, peers, now) else { return };
-        if self.failover.is_some() || !self.master_serving(now) {
+        if self.settings.fencing == Fencing::Off
+            || self.failover.is_some()
+            || !self.master_serving(now)
+        {
             return;
         }
-        let grace = self.timing.enforce_grace;
+        // This runs at every evaluation of every fenced master: count once, and build the
+        // event's subject only when there is something to announce.
         let replicas = self.lease_replicas(node, peers, now);
-        let subject = self.master_subject();
-        let Some(master) = self.instances.get_mut(&self.master) else { return };
+        let target = Lease::majority_of(replicas);
+        let grace = self.timing.enforce_grace;
+        let Some(master) = self.instances.get(&self.master) else { return };
         let observed = master.lease;
         let recently = master.fence_sent_at.is_some_and(|at| now.saturating_since(at) < grace);
         if observed == Some(target) || recently {
             return;
         }
+        let subject = self.master_subject();
+        let Some(master) = self.instances.get_mut(&self.master) else { return };
         if observed.is_none() {
             // A new master: read its lease now rather than with its next INFO.
             master.fence_sent_at = Some(now);
@@ -304,6 +303,11 @@ impl Group {
             needed > 0 && good < needed
         });
         let fence = isolated && (fencing == Fencing::Strict || lost_replicas);
+        let lift = self.isolation_fence && !isolated;
+        if !fence && !lift {
+            // The usual case, at every evaluation: nothing to pause, nothing to announce.
+            return;
+        }
         let subject = self.master_subject();
         let renew = isolation_pause(node) / 2;
         let Some(master) = self.instances.get_mut(&self.master) else { return };
@@ -322,7 +326,7 @@ impl Group {
                     node.emit_about(EventKind::FenceIsolated, subject);
                 }
             }
-        } else if self.isolation_fence && !isolated {
+        } else if lift {
             // No `CLIENT UNPAUSE`: it would lift every pause, a failover's among them (a node
             // back from a stall or a partition knows nothing of those). The last pause expires.
             self.isolation_fence = false;

@@ -28,7 +28,9 @@ use crate::engine::report::{InfoReport, ReportedRole};
 use crate::engine::sentinels::Sentinels;
 use crate::engine::settings::MasterSettings;
 use crate::engine::time::Instant;
-use crate::engine::timing::{FAILOVER_POLL_PERIOD, FAST_INFO_PERIOD, INFO_PERIOD, MasterTiming};
+use crate::engine::timing::{
+    FAILOVER_POLL_PERIOD, FAST_INFO_PERIOD, INFO_PERIOD, MAX_PENDING_REQUESTS, MasterTiming,
+};
 
 /// The failover led by a peer this node voted for, watched for two reasons: while that leader
 /// may act, this node refuses to vote for a newer epoch (see [`crate::engine::election`]); and
@@ -409,9 +411,25 @@ impl Group {
         let periods: Vec<Duration> =
             self.instances.keys().map(|a| self.info_period(a, now)).collect();
         for (instance, period) in self.instances.values_mut().zip(periods) {
-            instance.poll_connect(node, now, &self.timing, &self.settings, self.index);
+            // Probes first: a link their watchdog closes is reopened at once.
             instance.poll_probes(node, now, &self.timing, period);
+            instance.poll_connect(node, now, &self.timing, &self.settings, self.index);
         }
+    }
+
+    /// Whether `digest`, just taken by the instance at `addr`, changes nothing the group's
+    /// evaluation reads, so that a thousand healthy masters' PONGs cost no evaluation: an
+    /// on-time `PONG` ([`Digest::Pong`]: the instance is not down and not restarting), outside
+    /// any failover or ODOWN, with no probe held back by the cap on requests in flight. Its only
+    /// new deadline is the instance's next PING ([`Instance::ping_due_at`]).
+    #[must_use]
+    pub fn routine_reply(&self, addr: &Addr, digest: &Digest) -> bool {
+        let Some(instance) = self.instances.get(addr) else { return false };
+        matches!(digest, Digest::Pong)
+            && self.failover.is_none()
+            && self.odown_since.is_none()
+            && instance.ping_rtt.is_some_and(|rtt| rtt <= self.timing.ping_period)
+            && instance.pending.len() + 1 < MAX_PENDING_REQUESTS
     }
 
     /// Handles a reply on the instance at `addr`.
@@ -419,7 +437,7 @@ impl Group {
         match digest {
             Digest::Info(report) => self.on_info(node, addr, *report, now),
             Digest::Fenced => self.on_old_master_fenced(addr, now),
-            Digest::Nothing => {}
+            Digest::Nothing | Digest::Pong => {}
         }
     }
 
@@ -908,7 +926,7 @@ impl Group {
             }
         };
         for (addr, instance) in &self.instances {
-            consider(instance.next_deadline(&self.timing, self.info_period(addr, now)));
+            consider(instance.next_deadline(&self.timing, self.info_period(addr, now), now));
             if *addr == self.master {
                 // Its replicas are polled faster from the moment its PING is late.
                 consider(instance.late_at(&self.timing));

@@ -77,6 +77,10 @@ pub enum RequestKind {
 pub enum Digest {
     /// Nothing for the group to do.
     Nothing,
+    /// A `PONG` from an instance neither down nor seen restarting: it only moves reply clocks,
+    /// so unless the PING was late or the group is failing over, nothing in the group changes
+    /// (see [`crate::engine::group::Group::routine_reply`]).
+    Pong,
     /// A fresh INFO report to process.
     Info(Box<InfoReport>),
     /// The instance paused its writes and disconnected its clients (a [`RedisCommand::Fence`]
@@ -391,7 +395,9 @@ impl Instance {
         }
     }
 
-    fn ping_due_at(&self, timing: &MasterTiming) -> Option<Instant> {
+    /// When the next PING is due, if none is in flight.
+    #[must_use]
+    pub fn ping_due_at(&self, timing: &MasterTiming) -> Option<Instant> {
         if self.ping_in_flight_since.is_some() {
             return None;
         }
@@ -420,6 +426,9 @@ impl Instance {
         self.last_reply_at = Some(now);
         Some(match (kind, reply) {
             (RequestKind::Ping, reply) => {
+                let routine = reply == Reply::Pong
+                    && self.sdown_since.is_none()
+                    && self.rebooted_at.is_none();
                 self.ping_in_flight_since = None;
                 self.ping_rtt = Some(now.saturating_since(sent_at));
                 if is_acceptable_ping_reply(&reply) {
@@ -429,7 +438,7 @@ impl Instance {
                 if reply == Reply::Pong {
                     self.rebooted_at = None;
                 }
-                Digest::Nothing
+                if routine { Digest::Pong } else { Digest::Nothing }
             }
             (RequestKind::Info, Reply::Info(report)) => {
                 self.info_in_flight = false;
@@ -468,10 +477,18 @@ impl Instance {
         self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
     }
 
-    /// The earliest instant at which monitoring this instance has something to do, given the
-    /// INFO period the group wants. SDOWN deadlines are included so detection is exact.
+    /// The earliest instant after `now` at which monitoring this instance has something to do,
+    /// given the INFO period the group wants. SDOWN deadlines are included so detection is exact.
+    /// Deadlines at or before `now` are left out (what is due then waits on a reply or a link),
+    /// each on its own: one of them must not hide a later one (a probe held back by the cap on
+    /// requests in flight must not hide the SDOWN deadline).
     #[must_use]
-    pub fn next_deadline(&self, timing: &MasterTiming, info_period: Duration) -> Option<Instant> {
+    pub fn next_deadline(
+        &self,
+        timing: &MasterTiming,
+        info_period: Duration,
+        now: Instant,
+    ) -> Option<Instant> {
         let sdown = self.sdown_since.is_none().then(|| self.sdown_deadline(timing)).flatten();
         let link = match self.link {
             LinkState::Down { retry_at, .. } => Some(retry_at),
@@ -481,10 +498,11 @@ impl Instance {
                 [self.ping_due_at(timing), self.info_due_at(info_period), watchdog]
                     .into_iter()
                     .flatten()
+                    .filter(|at| *at > now)
                     .min()
             }
         };
-        [sdown, link].into_iter().flatten().min()
+        [sdown, link].into_iter().flatten().filter(|at| *at > now).min()
     }
 
     /// The process stalled for `gap` until `now`: its silence clocks skip the gap (it was not
@@ -633,7 +651,10 @@ mod tests {
         );
         // Nothing more until the ping is answered and a period has passed, or it has waited a
         // second (the link watchdog, then SDOWN 1 ms later).
-        assert_eq!(i.next_deadline(&t, Duration::from_secs(10)), Some(Instant::from_millis(1005)));
+        assert_eq!(
+            i.next_deadline(&t, Duration::from_secs(10), now),
+            Some(Instant::from_millis(1005))
+        );
     }
 
     #[test]

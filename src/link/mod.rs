@@ -207,11 +207,10 @@ async fn run_link(
             command = queue.recv() => {
                 let Some(first) = command else { return };
                 // Whatever else is already waiting goes out in the same write.
-                let mut batch = vec![first];
-                while let Ok(next) = queue.try_recv() {
-                    batch.push(next);
-                }
-                for (request, command, queued_at) in batch {
+                let mut next = Some(first);
+                while let Some((request, command, queued_at)) =
+                    next.take().or_else(|| queue.try_recv().ok())
+                {
                     let waited = shared.clock.now().saturating_since(queued_at);
                     if waited <= shared.stale_after {
                         conn.queue(request, &command);
