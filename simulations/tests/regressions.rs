@@ -105,6 +105,12 @@ const SEEDS: &[(u64, &str)] = &[
     // off; its pause ran out past the 0 ms window stated ("a pause is a promise only where a
     // lease takes over").
     (8_305_388, "fencing: a window stated from a pause without a lease"),
+    // Engine: with silence counted from the oldest unanswered PING, a due reconnection hid the
+    // SDOWN deadline, so a node with no other input for the group never saw its master down
+    // ("deadlines no longer hide each other"); the drill's masters were never replaced.
+    (8_402_078, "a reconnection deadline hid SDOWN"),
+    (8_403_184, "a reconnection deadline hid SDOWN"),
+    (8_403_664, "a reconnection deadline hid SDOWN"),
     // Simulator: every node lost its disk in turn and with them the address of an old master
     // that then came back as a second master no supervisor could see.
     (5_002_628, "simulator: disk loss forgot an instance"),
