@@ -8,6 +8,7 @@
 
 mod crash;
 mod failover;
+mod fencing;
 mod http;
 mod idle;
 mod mass;
@@ -35,11 +36,12 @@ use crate::report::{Machine, Report, Section};
 #[derive(Debug, Parser)]
 #[command(name = "picket-bench", version)]
 struct Args {
-    /// Run only this suite; repeatable. Default: all six.
+    /// Run only this suite; repeatable. Default: all seven.
     #[arg(long, value_enum)]
     only: Vec<Suite>,
-    /// Failover trials per fault (SIGKILL, SIGSTOP) and supervisor, and mass trials per load and
-    /// supervisor. Default 20 failover and 5 mass trials, or 1 of each with --quick.
+    /// Failover trials per fault (SIGKILL, SIGSTOP) and supervisor, mass trials per load and
+    /// supervisor, and fencing runs per scenario and supervisor. Default 20 failover, 5 mass and
+    /// 3 fencing trials, or 1 of each with --quick.
     #[arg(long)]
     trials: Option<usize>,
     /// A smoke run: one trial, short windows, 100 masters instead of 1,000.
@@ -70,6 +72,10 @@ enum Suite {
     Idle,
     /// Peer traffic and failover time with 1,000 masters.
     Scale,
+    /// Acknowledged writes lost, split-brain window, client gaps and failover time with real
+    /// partitions (network namespaces: needs root), a switchover and a SIGKILL, redis-py clients
+    /// writing on both sides; Picket with `fencing = "bounded"` and `"strict"`.
+    Fencing,
 }
 
 impl Suite {
@@ -81,6 +87,7 @@ impl Suite {
             Self::Throughput => "throughput",
             Self::Idle => "idle",
             Self::Scale => "scale",
+            Self::Fencing => "fencing",
         }
     }
 }
@@ -91,6 +98,8 @@ pub struct Plan {
     pub trials: usize,
     /// Mass suite trials per load and kind (each starts 100 Redis servers, so fewer by default).
     pub mass_trials: usize,
+    /// Fencing suite runs per scenario and supervisor (each takes about half a minute).
+    pub fencing_trials: usize,
     /// Smoke run: fewer rounds, shorter windows, smaller topologies.
     pub quick: bool,
     /// The picket binary.
@@ -121,6 +130,7 @@ fn run(args: &Args) -> Result<bool> {
             Suite::Throughput,
             Suite::Idle,
             Suite::Scale,
+            Suite::Fencing,
         ]
     } else {
         args.only.clone()
@@ -134,6 +144,7 @@ fn run(args: &Args) -> Result<bool> {
     let plan = Plan {
         trials: args.trials.unwrap_or(if args.quick { 1 } else { 20 }),
         mass_trials: args.trials.unwrap_or(if args.quick { 1 } else { 5 }),
+        fencing_trials: args.trials.unwrap_or(if args.quick { 1 } else { 3 }),
         quick: args.quick,
         picket,
     };
@@ -154,7 +165,7 @@ fn run(args: &Args) -> Result<bool> {
     };
     report.suites.insert(
         "options",
-        json!({"trials": plan.trials, "mass_trials": plan.mass_trials, "quick": plan.quick, "suites": suites.iter().map(|s| s.name()).collect::<Vec<_>>()}),
+        json!({"trials": plan.trials, "mass_trials": plan.mass_trials, "fencing_trials": plan.fencing_trials, "quick": plan.quick, "suites": suites.iter().map(|s| s.name()).collect::<Vec<_>>()}),
     );
     for suite in suites {
         eprintln!("==> {}", suite.name());
@@ -165,6 +176,7 @@ fn run(args: &Args) -> Result<bool> {
             Suite::Throughput => throughput::run(&plan),
             Suite::Idle => idle::run(&plan),
             Suite::Scale => scale::run(&plan),
+            Suite::Fencing => Ok(fencing::run(&plan)),
         };
         match result {
             Ok(Section { rows, raw, notes, errors }) => {
@@ -205,6 +217,26 @@ fn preflight(plan: &Plan, suites: &[Suite]) -> Result<()> {
     }
     if suites.contains(&Suite::Scale) {
         needed.push("iptables");
+    }
+    if suites.contains(&Suite::Fencing) {
+        // SAFETY: geteuid only reads this process's effective user id.
+        if unsafe { libc::geteuid() } != 0 {
+            bail!(
+                "the fencing suite needs root: it makes network namespaces and partitions them \
+                 with iptables (run scripts/bench as root, or leave fencing out of --only)"
+            );
+        }
+        needed.extend(["ip", "iptables", "python3"]);
+        let redis_py = Command::new("python3")
+            .args(["-c", "import redis"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !redis_py {
+            bail!("the fencing suite's clients need redis-py (scripts/setup installs it)");
+        }
+        if !std::path::Path::new(fencing::WRITER).is_file() {
+            bail!("the fencing suite's client {} is missing", fencing::WRITER);
+        }
     }
     for program in needed {
         let found = Command::new("sh")

@@ -327,42 +327,82 @@ fn free_port((low, high): (u16, u16), next: &AtomicU32) -> Result<u16> {
     bail!("no free port in {low}..{high}")
 }
 
-/// Starts `redis-server` on 127.0.0.1:`port`, replicating 127.0.0.1:`replica_of` if given.
+/// Where a server runs: a network namespace (`None`: this one) and the address it binds.
+#[derive(Clone, Copy, Debug)]
+pub struct Place<'a> {
+    /// The namespace, entered with `ip netns exec` (which execs the program, so the child's pid
+    /// is the server's own and its process group is still killed as one).
+    pub netns: Option<&'a str>,
+    /// The address it binds and is reached at.
+    pub ip: &'a str,
+}
+
+/// Loopback in this namespace: where every suite but the fencing suite runs.
+pub const LOCAL: Place<'static> = Place { netns: None, ip: "127.0.0.1" };
+
+impl Place<'_> {
+    /// `program` run in this place's namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        match self.netns {
+            None => Command::new(program),
+            Some(ns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", ns]).arg(program);
+                command
+            }
+        }
+    }
+}
+
+/// Starts `redis-server` at `place` on `port`, replicating `replica_of` (`ip:port`) if given.
 /// `lean` is for the hundreds of idle masters of the idle and scale suites (`hz 1`: no need for
 /// ten background ticks a second when nothing happens). It does not wait for the server.
-pub fn redis_server(port: u16, replica_of: Option<u16>, lean: bool) -> Result<Proc> {
+pub fn redis_server(
+    place: Place<'_>,
+    port: u16,
+    replica_of: Option<&str>,
+    lean: bool,
+) -> Result<Proc> {
     let dir = scratch(&format!("redis-{port}"))?;
     // A configuration file rather than arguments: promotions run CONFIG REWRITE, which fails for
     // a server started without one.
     let mut conf = format!(
-        "port {port}\nbind 127.0.0.1\nprotected-mode no\nsave \"\"\nappendonly no\ndir {}\n\
+        "port {port}\nbind {}\nprotected-mode no\nsave \"\"\nappendonly no\ndir {}\n\
          daemonize no\n# Replicas sync at once instead of after the default 5 s batching delay.\n\
          repl-diskless-sync-delay 0\n",
+        place.ip,
         dir.display()
     );
     if lean {
         conf.push_str("hz 1\nio-threads 1\n");
     }
     if let Some(master) = replica_of {
-        let _ = writeln!(conf, "replicaof 127.0.0.1 {master}");
+        let (ip, port) = master.rsplit_once(':').context("replica_of is ip:port")?;
+        let _ = writeln!(conf, "replicaof {ip} {port}");
     }
     let path = dir.join("redis.conf");
     fs::write(&path, conf)?;
-    let mut command = Command::new("redis-server");
+    let mut command = place.command("redis-server");
     command.arg(&path);
-    Proc::spawn(format!("redis-server {port}"), command, &dir.join("redis.log"))
+    Proc::spawn(format!("redis-server {}:{port}", place.ip), command, &dir.join("redis.log"))
 }
 
-/// Starts `redis-sentinel` on 127.0.0.1:`port`, monitoring `masters`.
-pub fn sentinel(index: usize, port: u16, masters: &[MasterSpec]) -> Result<Proc> {
+/// Starts `redis-sentinel` at `place` on `port`, monitoring `masters` (at `master_ip`).
+pub fn sentinel(
+    place: Place<'_>,
+    index: usize,
+    port: u16,
+    master_ip: &str,
+    masters: &[MasterSpec],
+) -> Result<Proc> {
     let dir = scratch(&format!("sentinel-{port}"))?;
     // Sentinel rewrites this file (discovered replicas and sentinels, epochs): it must be
     // writable and its own.
-    let mut conf = format!("port {port}\nbind 127.0.0.1\ndaemonize no\ndir {}\n", dir.display());
+    let mut conf = format!("port {port}\nbind {}\ndaemonize no\ndir {}\n", place.ip, dir.display());
     for m in masters {
         let _ = write!(
             conf,
-            "sentinel monitor {name} 127.0.0.1 {port} {quorum}\n\
+            "sentinel monitor {name} {master_ip} {port} {quorum}\n\
              sentinel down-after-milliseconds {name} {down}\n\
              sentinel failover-timeout {name} {timeout}\n\
              sentinel parallel-syncs {name} 1\n",
@@ -375,7 +415,7 @@ pub fn sentinel(index: usize, port: u16, masters: &[MasterSpec]) -> Result<Proc>
     }
     let path = dir.join("sentinel.conf");
     fs::write(&path, conf)?;
-    let mut command = Command::new("redis-sentinel");
+    let mut command = place.command("redis-sentinel");
     command.arg(&path);
     Proc::spawn(format!("sentinel {index} (port {port})"), command, &dir.join("sentinel.log"))
 }
@@ -391,26 +431,39 @@ pub struct PicketPorts {
     pub http: u16,
 }
 
-/// Starts `picket run` for node `index` on `ports`, with `peers` (the other nodes' gossip
-/// ports), monitoring `masters`.
+/// How a Picket node is laid out: where it runs, who its peers are, where its masters are.
+pub struct PicketNode<'a> {
+    /// Where it runs.
+    pub place: Place<'a>,
+    /// Its ports.
+    pub ports: PicketPorts,
+    /// The other nodes' gossip addresses (`ip:port`).
+    pub peers: &'a [String],
+    /// The masters' address.
+    pub master_ip: &'a str,
+    /// Lines added to every `[[master]]` section (e.g. `fencing = "strict"`).
+    pub master_extra: &'a str,
+}
+
+/// Starts `picket run` as node `index`, laid out by `node`, monitoring `masters`.
 pub fn picket(
     binary: &Path,
     index: usize,
-    ports: PicketPorts,
-    peers: &[u16],
+    node: &PicketNode<'_>,
     masters: &[MasterSpec],
 ) -> Result<Proc> {
+    let (ip, ports) = (node.place.ip, node.ports);
     let dir = scratch(&format!("picket-{}", ports.listen))?;
     let mut conf = format!(
-        "[node]\nlisten = \"127.0.0.1:{}\"\ngossip = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n\
+        "[node]\nlisten = \"{ip}:{}\"\ngossip = \"{ip}:{}\"\nhttp = \"{ip}:{}\"\n\
          state_dir = \"{}\"\n",
         ports.listen,
         ports.gossip,
         ports.http,
         dir.join("state").display()
     );
-    if !peers.is_empty() {
-        let list: Vec<String> = peers.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    if !node.peers.is_empty() {
+        let list: Vec<String> = node.peers.iter().map(|p| format!("\"{p}\"")).collect();
         let _ = writeln!(
             conf,
             "peers = [{}]\npeer_secret = \"picket-bench-not-a-secret\"",
@@ -420,14 +473,20 @@ pub fn picket(
     for m in masters {
         let _ = write!(
             conf,
-            "\n[[master]]\nname = \"{}\"\naddress = \"127.0.0.1:{}\"\nquorum = {}\n\
-             down_after_ms = {}\nfailover_timeout_ms = {}\nparallel_syncs = 1\n",
-            m.name, m.port, m.quorum, m.down_after_ms, m.failover_timeout_ms
+            "\n[[master]]\nname = \"{}\"\naddress = \"{}:{}\"\nquorum = {}\n\
+             down_after_ms = {}\nfailover_timeout_ms = {}\nparallel_syncs = 1\n{}",
+            m.name,
+            node.master_ip,
+            m.port,
+            m.quorum,
+            m.down_after_ms,
+            m.failover_timeout_ms,
+            node.master_extra
         );
     }
     let path = dir.join("picket.toml");
     fs::write(&path, conf)?;
-    let mut command = Command::new(binary);
+    let mut command = node.place.command(binary);
     // Picket's default log level, stated so an inherited RUST_LOG cannot change the cost.
     command.arg("run").arg("--config").arg(&path).env("RUST_LOG", "info");
     Proc::spawn(format!("picket {index} (port {})", ports.listen), command, &dir.join("picket.log"))

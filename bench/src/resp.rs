@@ -94,6 +94,13 @@ impl Conn {
         Self::open_addr(&SocketAddr::from(([127, 0, 0, 1], port)), timeout)
     }
 
+    /// Connects to `ip`:`port`, as [`Self::open`].
+    pub fn open_at(ip: &str, port: u16, timeout: Duration) -> io::Result<Self> {
+        let ip: std::net::IpAddr =
+            ip.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Self::open_addr(&SocketAddr::new(ip, port), timeout)
+    }
+
     /// Connects to `addr`, as [`Self::open`].
     pub fn open_addr(addr: &SocketAddr, timeout: Duration) -> io::Result<Self> {
         let stream = TcpStream::connect_timeout(addr, timeout)?;

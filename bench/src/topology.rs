@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
-use crate::procs::{self, PicketPorts, Proc};
+use crate::procs::{self, PicketNode, PicketPorts, Place, Proc};
 use crate::resp::{Conn, Value};
 
 /// Which supervisor.
@@ -75,7 +75,8 @@ impl Redis {
     /// Starts one (without waiting for it).
     pub fn spawn(replica_of: Option<u16>, lean: bool) -> Result<Self> {
         let port = procs::redis_port()?;
-        Ok(Self { port, proc: procs::redis_server(port, replica_of, lean)? })
+        let master = replica_of.map(|p| format!("127.0.0.1:{p}"));
+        Ok(Self { port, proc: procs::redis_server(procs::LOCAL, port, master.as_deref(), lean)? })
     }
 
     /// Waits until it is a replica whose link to its master is up.
@@ -167,6 +168,8 @@ pub fn bare_masters(count: usize) -> Result<Vec<Redis>> {
 pub struct Supervisor {
     /// Which kind.
     pub kind: Kind,
+    /// The address it binds (127.0.0.1 but in the fencing suite's namespaces).
+    pub ip: String,
     /// Its Sentinel-protocol RESP port.
     pub port: u16,
     /// The port its peers talk to it on: the same RESP port for Sentinel, the gossip port for
@@ -181,7 +184,7 @@ pub struct Supervisor {
 impl Supervisor {
     /// A connection to its RESP port.
     pub fn connect(&self) -> Result<Conn> {
-        Conn::open(self.port, Duration::from_secs(5))
+        Conn::open_at(&self.ip, self.port, Duration::from_secs(5))
             .with_context(|| format!("connecting to {}", self.proc.name()))
     }
 
@@ -194,25 +197,54 @@ impl Supervisor {
     }
 }
 
-/// Starts `count` supervisors of `kind` (each knowing the others: Picket through `peers`,
-/// Sentinel through discovery) monitoring `masters`.
+/// Starts `count` supervisors of `kind` on 127.0.0.1 (each knowing the others: Picket through
+/// `peers`, Sentinel through discovery) monitoring `masters`.
 pub fn start_supervisors(
     kind: Kind,
     count: usize,
     masters: &[MasterSpec],
     picket_binary: &Path,
 ) -> Result<Vec<Supervisor>> {
-    let mut out = Vec::with_capacity(count);
+    let layout = Layout {
+        places: vec![procs::LOCAL; count],
+        master_ip: "127.0.0.1",
+        picket_master_extra: "",
+    };
+    start_supervisors_at(kind, &layout, masters, picket_binary)
+}
+
+/// Where supervisors run and what they are told beyond the masters' specs.
+pub struct Layout<'a> {
+    /// One supervisor per place.
+    pub places: Vec<Place<'a>>,
+    /// The masters' address.
+    pub master_ip: &'a str,
+    /// Lines for Picket's `[[master]]` sections (its fencing mode, say); Sentinel has none.
+    pub picket_master_extra: &'a str,
+}
+
+/// Starts one supervisor of `kind` per place of `layout` (each knowing the others: Picket
+/// through `peers`, Sentinel through discovery) monitoring `masters`.
+pub fn start_supervisors_at(
+    kind: Kind,
+    layout: &Layout<'_>,
+    masters: &[MasterSpec],
+    picket_binary: &Path,
+) -> Result<Vec<Supervisor>> {
+    let mut out = Vec::with_capacity(layout.places.len());
     match kind {
         Kind::Sentinel => {
-            for i in 0..count {
+            for (i, place) in layout.places.iter().enumerate() {
                 let port = procs::supervisor_port()?;
-                let proc = procs::sentinel(i + 1, port, masters)?;
-                out.push(Supervisor { kind, port, peer_port: port, http_port: None, proc });
+                let proc = procs::sentinel(*place, i + 1, port, layout.master_ip, masters)?;
+                let ip = place.ip.to_owned();
+                out.push(Supervisor { kind, ip, port, peer_port: port, http_port: None, proc });
             }
         }
         Kind::Picket => {
-            let ports: Vec<PicketPorts> = (0..count)
+            let ports: Vec<PicketPorts> = layout
+                .places
+                .iter()
                 .map(|_| {
                     Ok(PicketPorts {
                         listen: procs::supervisor_port()?,
@@ -221,12 +253,24 @@ pub fn start_supervisors(
                     })
                 })
                 .collect::<Result<_>>()?;
-            for (i, p) in ports.iter().enumerate() {
-                let peers: Vec<u16> =
-                    ports.iter().filter(|o| o.gossip != p.gossip).map(|o| o.gossip).collect();
-                let proc = procs::picket(picket_binary, i + 1, *p, &peers, masters)?;
+            for (i, (p, place)) in ports.iter().zip(&layout.places).enumerate() {
+                let peers: Vec<String> = ports
+                    .iter()
+                    .zip(&layout.places)
+                    .filter(|(o, _)| o.gossip != p.gossip)
+                    .map(|(o, at)| format!("{}:{}", at.ip, o.gossip))
+                    .collect();
+                let node = PicketNode {
+                    place: *place,
+                    ports: *p,
+                    peers: &peers,
+                    master_ip: layout.master_ip,
+                    master_extra: layout.picket_master_extra,
+                };
+                let proc = procs::picket(picket_binary, i + 1, &node, masters)?;
                 out.push(Supervisor {
                     kind,
+                    ip: place.ip.to_owned(),
                     port: p.listen,
                     peer_port: p.gossip,
                     http_port: Some(p.http),
