@@ -68,14 +68,23 @@ pub fn redis_py_installed() -> bool {
 /// A port free on every loopback address the tests use, never handed out twice in one process
 /// (a port given to a process that has not started yet still binds). Each process starts in its
 /// own block of the range, so parallel test binaries rarely meet, and binding checks the rest.
+///
+/// The range ends below the kernel's ephemeral ports (`ip_local_port_range`): a port in that
+/// range that is free when checked can become the local end of any outgoing connection before
+/// the process it was given to binds it (a picket once failed to start on "address already in
+/// use" that way).
 pub fn free_port() -> u16 {
-    const FIRST: u32 = 20_000;
-    const SPAN: u32 = 40_000;
+    const FIRST: u32 = 10_000;
     static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.clamp(FIRST + 1_000, 60_000) - FIRST;
     let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let start = (std::process::id() % 400) * 100;
-    (0..SPAN)
-        .map(|i| u16::try_from(FIRST + (start + i) % SPAN).unwrap())
+    let start = (std::process::id() % 200) * 100;
+    (0..span)
+        .map(|i| u16::try_from(FIRST + (start + i) % span).unwrap())
         .find(|port| {
             !given.contains(port)
                 && ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
@@ -85,7 +94,7 @@ pub fn free_port() -> u16 {
         .inspect(|port| {
             given.insert(*port);
         })
-        .expect("no free port left between 20000 and 60000")
+        .expect("no free port left below the ephemeral range")
 }
 
 fn signal(pid: u32, sig: &str) {
