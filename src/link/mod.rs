@@ -71,19 +71,21 @@ struct Shared {
     /// Commands queued longer than this are not written.
     stale_after: Duration,
     clock: Clock,
-    /// The last TLS failure reported for each instance, until a link to it comes up.
+    /// The cause of the last TLS failure reported for each instance, until a link to it comes up.
     complaints: Mutex<BTreeMap<Addr, String>>,
 }
 
 impl Shared {
-    /// Logs a TLS failure of a link to `addr`: a warning when it is news, else at debug level.
-    fn complain(&self, addr: &Addr, reason: &str) {
+    /// Logs a TLS failure of a link to `addr`: a warning when its `cause` (the failure's kind)
+    /// is news, else at debug level. The cause, not the text, decides: some errors' text changes
+    /// from one attempt to the next (an expired certificate's carries the current time).
+    fn complain(&self, addr: &Addr, cause: &str, reason: &str) {
         let mut complaints = self.complaints.lock().unwrap_or_else(PoisonError::into_inner);
-        if complaints.get(addr).is_some_and(|last| last == reason) {
+        if complaints.get(addr).is_some_and(|last| last == cause) {
             tracing::debug!(instance = %addr, "{reason}");
         } else {
             tracing::warn!(instance = %addr, "{reason}");
-            complaints.insert(addr.clone(), reason.to_owned());
+            complaints.insert(addr.clone(), cause.to_owned());
         }
     }
 
@@ -167,7 +169,7 @@ async fn run_link(
     let tls = match tls.transpose() {
         Ok(tls) => tls,
         Err(reason) => {
-            shared.complain(&spec.addr, &reason);
+            shared.complain(&spec.addr, &reason, &reason);
             let _ = inputs.send(link_down(id, reason.into())).await;
             return;
         }
@@ -183,8 +185,8 @@ async fn run_link(
     let (mut conn, resolved) = match tokio::time::timeout(spec.timeout, opened).await {
         Ok(Ok(ok)) => ok,
         Ok(Err(error)) => {
-            if error.tls.is_some() {
-                shared.complain(&spec.addr, &error.failed.reason);
+            if let Some(failure) = error.tls {
+                shared.complain(&spec.addr, failure.as_str(), &error.failed.reason);
             }
             let _ = inputs.send(link_down(id, error.failed)).await;
             return;
