@@ -620,20 +620,7 @@ impl Picket {
         filter: &'static str,
         config: impl FnOnce(&Path) -> String,
     ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let text = config(&dir.path().join("state"));
-        fs::write(dir.path().join("picket.toml"), text).unwrap();
-        let mut picket = Self {
-            spec,
-            netns: None,
-            dir,
-            child: None,
-            starts: 0,
-            log_filter: filter,
-            open_files: None,
-        };
-        picket.spawn();
-        picket
+        Self::launch(spec, None, filter, None, config)
     }
 
     /// Like [`Self::start`], with at most `limit` open files (soft and hard `RLIMIT_NOFILE`,
@@ -643,36 +630,26 @@ impl Picket {
         limit: u64,
         config: impl FnOnce(&Path) -> String,
     ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let text = config(&dir.path().join("state"));
-        fs::write(dir.path().join("picket.toml"), text).unwrap();
-        let mut picket = Self {
-            spec,
-            netns: None,
-            dir,
-            child: None,
-            starts: 0,
-            log_filter: LOG_FILTER,
-            open_files: Some(limit),
-        };
-        picket.spawn();
-        picket
+        Self::launch(spec, None, LOG_FILTER, Some(limit), config)
     }
 
     /// Like [`Self::start`], inside network namespace `netns`.
     pub fn start_in(netns: &str, spec: NodeSpec, config: impl FnOnce(&Path) -> String) -> Self {
+        Self::launch(spec, Some(netns.to_owned()), LOG_FILTER, None, config)
+    }
+
+    /// Writes the configuration into a new temporary directory and starts the process.
+    fn launch(
+        spec: NodeSpec,
+        netns: Option<String>,
+        log_filter: &'static str,
+        open_files: Option<u64>,
+        config: impl FnOnce(&Path) -> String,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let text = config(&dir.path().join("state"));
         fs::write(dir.path().join("picket.toml"), text).unwrap();
-        let mut picket = Self {
-            spec,
-            netns: Some(netns.to_owned()),
-            dir,
-            child: None,
-            starts: 0,
-            log_filter: LOG_FILTER,
-            open_files: None,
-        };
+        let mut picket = Self { spec, netns, dir, child: None, starts: 0, log_filter, open_files };
         picket.spawn();
         picket
     }
