@@ -111,6 +111,23 @@ const SEEDS: &[(u64, &str)] = &[
     (8_402_078, "a reconnection deadline hid SDOWN"),
     (8_403_184, "a reconnection deadline hid SDOWN"),
     (8_403_664, "a reconnection deadline hid SDOWN"),
+    // Engine, fencing: a node cut off with the master, which never saw the deposed old master
+    // rejoin, lowered the lease the others had raised for it; the master took writes past the
+    // window the majority's failover stated ("a deposed master neither raises nor lowers the
+    // lease").
+    (843, "fencing: a minority node lowered the lease for a deposed master"),
+    // Engine, fencing: a node adopted a master promoted elsewhere and failed it over at once,
+    // stating its window from the lease the replica had before its promotion lowered it ("a
+    // node that adopts a new master forgets the lease it read from it").
+    (8_606_187, "fencing: a window stated from a lease read before a promotion elsewhere"),
+    // Engine, strict: the new master died during the wait for the old master's fence, which
+    // never came; the failover waited for ever and blocked every other ("a strict wait ends at
+    // the failover timeout").
+    (8_501_857, "strict: the wait for the old master's fence had no timeout"),
+    // Engine, strict: with that timeout, a leader ended its wait and no longer held the new
+    // master, because its last INFO of the old master, from before another node promoted it,
+    // showed a replica ("an instance promoted elsewhere holds the master until it reports").
+    (663, "strict: an old master seen only as a replica before its promotion elsewhere"),
     // Simulator: every node lost its disk in turn and with them the address of an old master
     // that then came back as a second master no supervisor could see.
     (5_002_628, "simulator: disk loss forgot an instance"),

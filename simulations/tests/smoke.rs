@@ -17,13 +17,7 @@ const THREADS: usize = 2;
 /// Seeds of the range that fail on a defect still open, with the rule they break and the issue
 /// that tracks it. Each must still fail that rule (so the list shrinks when the defect is
 /// fixed); any other failure fails the test.
-const KNOWN_FAILING: &[(u64, &str, &str)] = &[
-    // Bounded fencing: a node cut off with the master, which had switched to it before the old
-    // master rejoined as its replica, still excludes that "deposed" master from the lease and
-    // lowers the lease the majority had raised; the master is writable again past the window
-    // stated by the failover on the majority side (fencing issue).
-    (843, "fence-window-kept", "bounded: a minority node lowered the lease for a deposed master"),
-];
+const KNOWN_FAILING: &[(u64, &str, &str)] = &[];
 
 #[test]
 fn a_thousand_seeds_pass() {

@@ -264,9 +264,10 @@ impl Failover {
             Phase::Promote { .. } => Some(phase_end),
             // The pause is renewed at half its length; the group also wakes when the old
             // master's fence closes.
-            Phase::Release { .. } => {
-                Some(self.fence.pause_sent_at.unwrap_or(self.phase_since) + STRICT_PAUSE / 2)
-            }
+            Phase::Release { .. } => Some(
+                (self.fence.pause_sent_at.unwrap_or(self.phase_since) + STRICT_PAUSE / 2)
+                    .min(phase_end),
+            ),
             Phase::WaitPromotion { sent_at, .. } => {
                 Some(phase_end.min(*sent_at + timing.info_grace()))
             }

@@ -160,6 +160,31 @@ pub fn fenced_at(lease: Lease, acks: impl IntoIterator<Item = Option<Instant>>) 
     acks[needed - 1].map(|last| last + lease.expiry())
 }
 
+/// The replicas that count for a master's lease, as [`Group::lease_replicas`] counts them.
+#[derive(Clone, Copy, Debug)]
+struct LeaseReplicas {
+    /// Replicas that count, the deposed master aside.
+    settled: usize,
+    /// Whether a deposed master that has not rejoined would count (it is not seen down).
+    deposed: bool,
+}
+
+impl LeaseReplicas {
+    /// The lease to set, given the one observed, and the replicas it counts. A deposed master
+    /// that has not rejoined neither raises the lease (it may be resynchronising in full) nor
+    /// lowers it: a node that did not see it rejoin (it was cut off meanwhile) leaves a lease
+    /// that others raised when they saw it rejoin, instead of lowering the lease of a master it
+    /// may be cut off with (simulator seed 843).
+    fn target(self, observed: Option<Lease>) -> (Lease, usize) {
+        let with_deposed = self.settled + usize::from(self.deposed);
+        let (low, high) = (Lease::majority_of(self.settled), Lease::majority_of(with_deposed));
+        let wanted = observed.map_or(low.min_replicas, |l| l.min_replicas);
+        let min_replicas = wanted.clamp(low.min_replicas, high.min_replicas);
+        let replicas = if min_replicas > low.min_replicas { with_deposed } else { self.settled };
+        (Lease { min_replicas, ..low }, replicas)
+    }
+}
+
 /// The weakest of `leases` (the fewest replicas required), if any.
 fn weakest(leases: impl IntoIterator<Item = Lease>) -> Option<Lease> {
     leases.into_iter().min_by_key(|l| (l.min_replicas, std::cmp::Reverse(l.max_lag_s)))
@@ -187,13 +212,13 @@ impl Group {
     /// Nothing else lowers the count, so a node cut off with the master (a minority), seeing its
     /// replicas leave for a new master elsewhere, keeps the lease.
     ///
-    /// The master a switch deposed does not count either until it follows the new master with
-    /// its link up (see [`Group::deposed`]): it accepted writes the new master never saw (a
+    /// The master a switch deposed is counted apart until it follows the new master with its
+    /// link up (see [`Group::deposed`]): it accepted writes the new master never saw (a
     /// partition heals, a crashed master restarts), so it must resynchronise in full, and
     /// counting it meanwhile (seconds, minutes for a large dataset) would make the new master
     /// refuse every write. It is not a replica leaving for a master elsewhere: it was this
     /// group's master under an older configuration and has not followed anyone since.
-    fn lease_replicas(&self, node: &Node, peers: &Peers, now: Instant) -> usize {
+    fn lease_replicas(&self, node: &Node, peers: &Peers, now: Instant) -> LeaseReplicas {
         let needed = votes_needed(node.settings.voters(), self.settings.quorum);
         let mine = self.replicas_seen_down(node);
         let reports: Vec<&MasterReport> = peers
@@ -201,15 +226,20 @@ impl Group {
             .map(|(_, _, r)| r)
             .filter(|r| r.addr == self.master && !r.sdown)
             .collect();
-        self.instances
-            .keys()
-            .filter(|addr| **addr != self.master && Some(*addr) != self.deposed.as_ref())
-            .filter(|addr| {
-                let seen_down = usize::from(mine.contains(addr))
-                    + reports.iter().filter(|r| r.down_replicas.contains(addr)).count();
-                seen_down < needed
-            })
-            .count()
+        let mut counted = LeaseReplicas { settled: 0, deposed: false };
+        for addr in self.instances.keys().filter(|addr| **addr != self.master) {
+            let seen_down = usize::from(mine.contains(addr))
+                + reports.iter().filter(|r| r.down_replicas.contains(addr)).count();
+            if seen_down >= needed {
+                continue;
+            }
+            if Some(addr) == self.deposed.as_ref() {
+                counted.deposed = true;
+            } else {
+                counted.settled += 1;
+            }
+        }
+        counted
     }
 
     /// Sets the master's lease when it differs from the target. Only outside failovers (a
@@ -234,12 +264,12 @@ impl Group {
         }
         // This runs at every evaluation of every fenced master: count once, and build the
         // event's subject only when there is something to announce.
-        let replicas = self.lease_replicas(node, peers, now);
-        let target = Lease::majority_of(replicas);
+        let counted = self.lease_replicas(node, peers, now);
         let grace = self.timing.enforce_grace;
         let Some(master) = self.instances.get(&self.master) else { return };
         let observed = master.lease;
         let recently = master.fence_sent_at.is_some_and(|at| now.saturating_since(at) < grace);
+        let (target, replicas) = counted.target(observed);
         if observed == Some(target) || recently {
             return;
         }
@@ -712,11 +742,24 @@ impl Group {
     /// refuses them (and no other instance may accept writes: else the failover ends and the
     /// hold keeps them paused). An old master that answers again meanwhile (it was cut off, or
     /// restarted) is paused at once: that fences it.
+    ///
+    /// The wait lasts at most `failover_timeout`, like every other phase: a failover in
+    /// progress blocks the next one (its leader votes for no one else, and its peers refuse
+    /// votes while it runs), so a new master that dies during the wait, or an old master that
+    /// never answers again, must not keep it open. It then ends without releasing anything: the
+    /// hold ([`Group::hold_master`]) keeps the new master paused for as long as another instance
+    /// may accept writes, and the next failover can start (simulator seed 8501857).
     pub(crate) fn step_release(&mut self, node: &mut Node, now: Instant) {
-        let Some(Phase::Release { old_master }) = self.failover.as_ref().map(|f| f.phase.clone())
-        else {
+        let Some(failover) = self.failover.as_ref() else { return };
+        let Phase::Release { old_master } = failover.phase.clone() else { return };
+        if now.saturating_since(failover.phase_since) >= self.timing.failover_timeout {
+            node.emit_about(
+                EventKind::FailoverEndForTimeout,
+                Subject::Master { name: self.settings.name.clone(), addr: old_master.clone() },
+            );
+            self.end(node, &old_master, now);
             return;
-        };
+        }
         self.fence_returning_old_master(node, now);
         if self.old_master_fenced_at().is_some_and(|at| at <= now) {
             // If another instance may still accept writes, the failover ends all the same (what
@@ -747,13 +790,17 @@ impl Group {
     }
 
     /// Whether the instance at `addr` (not the master) may accept writes within
-    /// [`HOLD_MARGIN`]: it last reported `role:master`, and neither a pause it acknowledged
-    /// lasts beyond that nor the replicas of its lease surely stopped acknowledging it. An
-    /// instance without a lease (none read, or none needed) is fenced only by a pause or its
-    /// demotion, however long it stays out of reach.
+    /// [`HOLD_MARGIN`]: it last reported `role:master` (or has not reported since another node
+    /// promoted it: simulator seed 663 released a new master beside an old one this node had
+    /// only seen as a replica), and neither a pause it acknowledged lasts beyond that nor the
+    /// replicas of its lease surely stopped acknowledging it. An instance without a lease (none
+    /// read, or none needed) is fenced only by a pause or its demotion, however long it stays
+    /// out of reach.
     fn may_accept_writes(&self, addr: &Addr, now: Instant) -> bool {
         let Some(instance) = self.instances.get(addr) else { return false };
-        if *addr == self.master || !matches!(instance.reported_role(), Some(ReportedRole::Master)) {
+        let master_role = matches!(instance.reported_role(), Some(ReportedRole::Master))
+            || instance.role_predates_promotion();
+        if *addr == self.master || !master_role {
             return false;
         }
         if instance.paused_until.is_some_and(|until| until > now + HOLD_MARGIN) {

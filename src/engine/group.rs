@@ -865,9 +865,14 @@ impl Group {
         // The role this node last saw the new master report (replica) predates its promotion
         // elsewhere: count the time it may claim to be a replica from now, as Sentinel does by
         // resetting the master instance when it switches, or the healthy new master would be
-        // SDOWN at once and elections would start against it.
+        // SDOWN at once and elections would start against it. So does the lease it last read:
+        // the promotion set the leader's own, unknown here until read back (a node that had
+        // been cut off from it stated a fence window from the lease the replica had before its
+        // promotion: simulator seed 8606187).
         if let Some(instance) = self.instances.get_mut(&key) {
             instance.role_reported_at = Some(now);
+            instance.promoted_elsewhere_at = Some(now);
+            instance.lease = None;
         }
         let old = std::mem::replace(&mut self.master, key);
         self.after_switch(node, &old, now);

@@ -137,6 +137,9 @@ pub struct Instance {
     /// Since when it reports its current role and master (the first INFO that showed them):
     /// a replica that follows another master stopped acknowledging the one before by then.
     pub followed_since: Option<Instant>,
+    /// When this node adopted it as the master of a configuration another node promoted it in:
+    /// an INFO older than that shows the role it had before its promotion.
+    pub promoted_elsewhere_at: Option<Instant>,
     /// Until when its writes are surely paused: the send time plus the length of the last pause
     /// it acknowledged (Redis keeps the longer of two pauses). Cleared when this node lifts its
     /// pauses (`CLIENT UNPAUSE`, a promotion) and when it is seen restarted.
@@ -180,6 +183,7 @@ impl Instance {
             fence_sent_at: None,
             role_reported_at: None,
             followed_since: None,
+            promoted_elsewhere_at: None,
             paused_until: None,
             sdown_since: None,
             refusals: None,
@@ -567,6 +571,13 @@ impl Instance {
             crate::engine::report::ReportedRole::Replica(link) => link.repl_offset,
             crate::engine::report::ReportedRole::Master => info.master_repl_offset,
         })
+    }
+
+    /// Whether its last INFO predates its promotion by another node: the role it shows is not
+    /// the one it has had since.
+    #[must_use]
+    pub fn role_predates_promotion(&self) -> bool {
+        self.promoted_elsewhere_at.is_some_and(|at| self.info_at.is_none_or(|info| info < at))
     }
 
     /// The role reported in the last INFO, if any.

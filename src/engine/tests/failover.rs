@@ -826,3 +826,54 @@ fn a_deposed_master_counts_for_the_new_masters_lease_only_once_it_follows_it() {
     assert_eq!(h.redis[&addr("127.0.0.1:6379")].master_of, Some(addr("127.0.0.1:6380")));
     assert_eq!(h.redis[&addr("127.0.0.1:6380")].lease.min_replicas, 2);
 }
+
+/// The standard group fenced in `bounded` mode, watched with both peers; another node then
+/// promotes 6380 (epoch 1) while this node is cut off from 6379, which therefore never rejoins
+/// in its eyes. Outputs so far are taken.
+fn promoted_elsewhere_while_the_old_master_is_cut_off() -> Harness {
+    let mut fenced = settings(PEERS, 2);
+    fenced.masters[0].fencing = crate::engine::fence::Fencing::Bounded;
+    let mut h = Harness::new(fenced, Some(known_node(9)), Harness::group());
+    h.advance_with_peers(3000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    h.hang("127.0.0.1:6379");
+    h.redis.get_mut(&addr("127.0.0.1:6380")).unwrap().master_of = None;
+    h.redis.get_mut(&addr("127.0.0.1:6381")).unwrap().master_of = Some(addr("127.0.0.1:6380"));
+    let new_config = [report("127.0.0.1:6380", 1, false, 1)];
+    h.handle(full_state(1, 1, 1, new_config.to_vec()));
+    h.handle(full_state(2, 1, 1, new_config.to_vec()));
+    h.advance_with_peers(20_000, &new_config);
+    h.take();
+    h
+}
+
+#[test]
+fn a_node_that_never_saw_the_deposed_master_rejoin_leaves_a_lease_others_raised_for_it() {
+    let mut h = promoted_elsewhere_while_the_old_master_is_cut_off();
+    assert_eq!(h.redis[&addr("127.0.0.1:6380")].lease.min_replicas, 1);
+    // The other nodes saw 6379 rejoin and raised 6380's lease to count it. This node, which
+    // still cannot reach 6379, must not lower it back (simulator seed 843: a node cut off with
+    // the master lowered it, and the master took writes past the window a failover stated).
+    h.redis.get_mut(&addr("127.0.0.1:6380")).unwrap().lease =
+        crate::engine::fence::Lease::majority_of(2);
+    h.advance_with_peers(40_000, &[report("127.0.0.1:6380", 1, false, 1)]);
+    let leases: Vec<String> =
+        h.events().into_iter().filter(|e| e.starts_with("+fence-lease")).collect();
+    assert_eq!(leases, Vec::<String>::new());
+    assert_eq!(h.redis[&addr("127.0.0.1:6380")].lease.min_replicas, 2);
+}
+
+#[test]
+fn a_node_that_adopts_a_new_master_forgets_the_lease_it_read_from_it_before() {
+    let mut h = promoted_elsewhere_while_the_old_master_is_cut_off();
+    // This node had set and read 6379's lease while it was the master. Another failover puts
+    // 6379 back (epoch 2), setting a lease of its own there, while this node still cannot
+    // reach it: the old reading must not stand for it (simulator seed 8606187 stated a fence
+    // window from a lease the promotion had lowered).
+    let back = [report("127.0.0.1:6379", 2, false, 2)];
+    h.handle(full_state(1, 2, 100_000_000, back.to_vec()));
+    h.handle(full_state(2, 2, 100_000_000, back.to_vec()));
+    let view = h.sup.view();
+    let master = view.master("mymaster").unwrap();
+    assert_eq!(master.addr, addr("127.0.0.1:6379"));
+    assert_eq!(master.safety.lease, None);
+}

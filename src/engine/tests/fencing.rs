@@ -1,6 +1,6 @@
 //! Strict fencing's hold: the master is never writable while another instance may be.
 
-use super::harness::{Harness, PEERS, addr, known_node, report, settings, vote_for};
+use super::harness::{Harness, PEERS, addr, full_state, known_node, report, settings, vote_for};
 use crate::engine::fence::{Fencing, Lease};
 use crate::engine::ids::Ticket;
 use crate::engine::io::{AdminCommand, Input};
@@ -197,4 +197,61 @@ fn an_old_master_that_restarts_during_a_switchover_is_fenced_again() {
     assert_eq!(windows, ["emit +fence-window master mymaster 127.0.0.1 6379 #window-ms 3000"]);
     let fences = out.iter().filter(|o| o.starts_with("redis Fence")).count();
     assert_eq!(fences, 2, "{out:?}");
+}
+
+#[test]
+fn a_strict_wait_that_cannot_end_gives_way_to_the_next_failover_after_the_failover_timeout() {
+    let mut h = Harness::new(strict(), None, Harness::group());
+    h.advance_to(2_000);
+    // Killed without a lease: nothing can prove it refuses writes, so the wait cannot end by
+    // itself.
+    h.kill("127.0.0.1:6379");
+    h.advance_to(5_000);
+    let failover = h.sup.view().masters[0].failover.clone().expect("a failover");
+    assert_eq!(failover.state, "wait_fence");
+    let promoted = failover.promoted.expect("a promoted replica");
+    let other = if promoted.port() == 6380 { "127.0.0.1:6381" } else { "127.0.0.1:6380" };
+    // The new master dies during the wait: the wait ends at the failover timeout (10 s), and
+    // the next failover promotes the last replica, which the hold keeps paused (the first
+    // master may still accept writes).
+    h.kill(&promoted.to_string());
+    h.take();
+    h.advance_to(60_000);
+    let events = h.events();
+    assert!(events.iter().any(|e| e.starts_with("+failover-end-for-timeout")), "{events:?}");
+    assert_eq!(h.sup.view().masters[0].addr, addr(other), "{events:?}");
+}
+
+#[test]
+fn an_instance_promoted_elsewhere_holds_the_master_until_it_reports_again() {
+    let mut fenced = settings(PEERS, 2);
+    fenced.masters[0].fencing = Fencing::Strict;
+    let mut h = Harness::new(fenced, Some(known_node(9)), Harness::group());
+    h.advance_with_peers(3000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    // Cut off from this node, 6380 is promoted by another (epoch 1), then 6381 by a third
+    // (epoch 2), which demotes 6379 but cannot reach 6380 either. This node last saw 6380 as a
+    // replica, before its promotion: it may still accept writes, so 6381 is held paused.
+    h.hang("127.0.0.1:6380");
+    h.redis.get_mut(&addr("127.0.0.1:6380")).unwrap().master_of = None;
+    h.redis.get_mut(&addr("127.0.0.1:6381")).unwrap().master_of = None;
+    h.redis.get_mut(&addr("127.0.0.1:6379")).unwrap().master_of = Some(addr("127.0.0.1:6381"));
+    for (epoch, master) in [(1, "127.0.0.1:6380"), (2, "127.0.0.1:6381")] {
+        let config = [report(master, epoch, false, epoch)];
+        h.handle(full_state(1, epoch, 10_000_000 * epoch, config.to_vec()));
+        h.handle(full_state(2, epoch, 10_000_000 * epoch, config.to_vec()));
+    }
+    // 6379 holds it too until its next INFO shows it demoted; 6380 keeps holding it after.
+    h.advance_with_peers(15_000, &[report("127.0.0.1:6381", 2, false, 2)]);
+    h.take();
+    h.advance_with_peers(25_000, &[report("127.0.0.1:6381", 2, false, 2)]);
+    let pauses = h.pauses();
+    assert!(pauses.iter().any(|p| p == "6381 PauseWrites { pause: 2s }"), "{pauses:?}");
+    // Once it answers as a replica again, nothing holds 6381 any more.
+    h.redis.get_mut(&addr("127.0.0.1:6380")).unwrap().master_of = Some(addr("127.0.0.1:6381"));
+    h.resume("127.0.0.1:6380");
+    h.advance_with_peers(40_000, &[report("127.0.0.1:6381", 2, false, 2)]);
+    h.take();
+    h.advance_with_peers(50_000, &[report("127.0.0.1:6381", 2, false, 2)]);
+    let pauses = h.pauses();
+    assert!(!pauses.iter().any(|p| p.starts_with("6381 PauseWrites")), "{pauses:?}");
 }
