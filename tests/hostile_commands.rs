@@ -7,7 +7,8 @@
 //! [`RSS_CEILING_KIB`]. The acceptance differences of point 10 are checked on the same cluster.
 //! Beside it, on a lone picket: a client holding replies over the output soft limit (but under
 //! the hard one) without reading is disconnected after the soft limit's time, a client reading
-//! the same replies is not.
+//! the same replies is not; and 1,000 clients each holding replies under the soft limit without
+//! reading cannot together take the process past the port's output budget.
 
 #![allow(clippy::disallowed_methods)] // waits on real processes in real time
 
@@ -16,7 +17,7 @@ mod resp;
 mod support;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -344,4 +345,84 @@ fn a_client_holding_replies_over_the_soft_limit_is_disconnected_after_its_time()
          requests, disconnected within {after:?} ({drained} bytes reached it); the reading \
          client read {read} replies of 1 MB meanwhile"
     );
+}
+
+/// A connection with a 4 KiB receive buffer and 1,000-byte segments, as a client behind a slow
+/// link: the kernel then holds only a few dozen KiB of what it does not read (on loopback it
+/// would otherwise hold megabytes), and the rest stays pending in the server.
+fn narrow_connection(addr: &str) -> TcpStream {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_tcp_mss(1000).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
+/// Issue 12, point 5, under the per-client limits: 1,000 clients each ask for a 250 KB reply
+/// (under the soft limit, so no per-client limit ever disconnects them) and never read. Without
+/// a budget for all clients together they would hold about 250 MB for as long as they like;
+/// with it, the clients whose replies would cross it are disconnected and counted, the memory
+/// stays bounded, and a client that reads is served throughout.
+#[test]
+fn many_clients_that_do_not_read_cannot_take_more_than_the_output_budget() {
+    const CLIENTS: usize = 1000;
+    /// The growth allowed: the port's budget (64 MiB), twice over for the allocator's slack and
+    /// the connections themselves.
+    const GROWTH_CEILING_KIB: u64 = 2 * 64 * 1024;
+    let _alone = one_at_a_time();
+    let group = Group::start("session", 0, None);
+    let picket = lone_picket(&group);
+    let addr = picket.spec.listen_addr();
+    let mut c = wait_until("the sentinel port", CLUSTER_WAIT, || {
+        TcpStream::connect(&addr).ok().map(|_| Resp::connect(&addr))
+    });
+    let get_addr = ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "session"];
+    let expected = c.call(&get_addr);
+    let commands = info_number(&mut c, "stats", "total_commands_processed");
+    let pid = picket.pid();
+    let rss_before = rss_kib(pid);
+    let echo = request(&["ECHO", &"x".repeat(250_000)]);
+    let mut rss_flood = 0;
+    let hogs: Vec<TcpStream> = (0..CLIENTS)
+        .map(|i| {
+            let mut hog = narrow_connection(&addr);
+            hog.set_write_timeout(Some(CLUSTER_WAIT)).unwrap();
+            hog.write_all(&echo).expect("the server reads the request");
+            if i % 100 == 99 {
+                rss_flood = rss_flood.max(rss_kib(pid));
+                assert_eq!(c.call(&get_addr), expected, "a reading client is served");
+            }
+            hog
+        })
+        .collect();
+    // The count an `INFO` shows leaves out the `INFO` itself; this client ran one `INFO` and
+    // ten lookups so far.
+    let mut mine = 11;
+    wait_for("every request run", CLUSTER_WAIT, || {
+        let done = info_number(&mut c, "stats", "total_commands_processed") - commands;
+        rss_flood = rss_flood.max(rss_kib(pid));
+        let all = done >= CLIENTS as u64 + mine;
+        mine += 1;
+        all
+    });
+    rss_flood = rss_flood.max(rss_kib(pid));
+    let disconnected = info_number(&mut c, "stats", "client_output_buffer_limit_disconnections");
+    let connected = info_number(&mut c, "clients", "connected_clients");
+    assert_eq!(c.call(&get_addr), expected, "a reading client is served");
+    drop(hogs);
+    wait_for("the clients gone", CLUSTER_WAIT, || {
+        info_number(&mut c, "clients", "connected_clients") == 1
+    });
+    let rss_after = rss_kib(pid);
+    eprintln!(
+        "{CLIENTS} clients not reading 250 KB replies: {disconnected} disconnected, {} held; \
+         RSS {rss_before} KiB before, at most {rss_flood} KiB during, {rss_after} KiB after",
+        connected - 1
+    );
+    assert!(disconnected > 0, "no client was disconnected");
+    assert!(connected > 1, "some clients are held: the budget is not zero");
+    let growth = rss_flood.saturating_sub(rss_before);
+    assert!(growth < GROWTH_CEILING_KIB, "RSS grew by {growth} KiB");
+    assert!(rss_flood < RSS_CEILING_KIB, "RSS {rss_flood} KiB over the ceiling");
 }
