@@ -7,8 +7,9 @@
 //! [`RSS_CEILING_KIB`]. The acceptance differences of point 10 are checked on the same cluster.
 //! Beside it, on a lone picket: a client holding replies over the output soft limit (but under
 //! the hard one) without reading is disconnected after the soft limit's time, a client reading
-//! the same replies is not; and 1,000 clients each holding replies under the soft limit without
-//! reading cannot together take the process past the port's output budget.
+//! the same replies is not; 1,000 clients each holding replies under the soft limit without
+//! reading cannot together take the process past the port's output budget; and 1,000 idle
+//! clients keep none of the buffers their earlier requests and replies needed.
 
 #![allow(clippy::disallowed_methods)] // waits on real processes in real time
 
@@ -425,4 +426,46 @@ fn many_clients_that_do_not_read_cannot_take_more_than_the_output_budget() {
     let growth = rss_flood.saturating_sub(rss_before);
     assert!(growth < GROWTH_CEILING_KIB, "RSS grew by {growth} KiB");
     assert!(rss_flood < RSS_CEILING_KIB, "RSS {rss_flood} KiB over the ceiling");
+}
+
+/// Clients that read every reply keep no request or reply buffers once idle: 1,000 clients each
+/// send a 60 KB request, read its 60 KB reply and stay connected. Each buffer is under the size
+/// a connection used to keep for the next request (64 KiB of input, 128 KiB of output), so that
+/// 10,000 clients could have held 1.2 GB between them; the budget for pending output does not
+/// see buffers whose bytes went out.
+#[test]
+fn idle_clients_keep_no_request_or_reply_buffers() {
+    const CLIENTS: usize = 1000;
+    /// What 1,000 idle clients may cost together (measured: about 3 KiB each once idle, for
+    /// their tasks and sockets, whatever they asked before; 124 KiB each when connections kept
+    /// their buffers).
+    const GROWTH_CEILING_KIB: u64 = 32 * 1024;
+    let _alone = one_at_a_time();
+    let group = Group::start("session", 0, None);
+    let picket = lone_picket(&group);
+    let addr = picket.spec.listen_addr();
+    let mut c = wait_until("the sentinel port", CLUSTER_WAIT, || {
+        TcpStream::connect(&addr).ok().map(|_| Resp::connect(&addr))
+    });
+    let pid = picket.pid();
+    let rss_before = rss_kib(pid);
+    let payload = "x".repeat(60_000);
+    let reply = bulk(&payload);
+    let idle: Vec<Resp> = (0..CLIENTS)
+        .map(|_| {
+            let mut client = Resp::connect(&addr);
+            assert_eq!(client.call(&["ECHO", &payload]), reply);
+            client
+        })
+        .collect();
+    assert_eq!(info_number(&mut c, "clients", "connected_clients"), CLIENTS as u64 + 1);
+    let rss_idle = rss_kib(pid);
+    drop(idle);
+    let growth = rss_idle.saturating_sub(rss_before);
+    eprintln!(
+        "{CLIENTS} idle clients after a 60 KB request and reply each: RSS {rss_before} KiB \
+         before, {rss_idle} KiB with them ({} KiB each)",
+        growth / CLIENTS as u64
+    );
+    assert!(growth < GROWTH_CEILING_KIB, "RSS grew by {growth} KiB");
 }

@@ -51,6 +51,11 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1024 * 1024;
 /// Most events taken from the channel per wake-up before replies are written.
 const EVENT_BATCH: usize = 64;
+/// Most bytes of output buffer kept once its replies are written, for the next ones (the
+/// usual replies fit). A larger buffer is given back: idle clients that once asked for large
+/// replies must not hold their size (10,000 clients keeping 128 KiB each would be 1.2 GB that
+/// [`OUTPUT_BUDGET`] does not see, as nothing is pending).
+const OUTPUT_KEPT: usize = 4 * 1024;
 
 /// A client's connection: plain TCP or TLS.
 pub(super) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -392,8 +397,9 @@ impl Conn {
             port.hub.stats.resp_protocol_errors.fetch_add(1, Ordering::Relaxed);
         }
         self.input.drain(..consumed);
-        if self.input.is_empty() && self.input.capacity() > 4 * READ_CHUNK {
-            // A large request is done; do not keep its buffer for the life of the connection.
+        if self.input.is_empty() {
+            // An idle connection holds no read buffer (the next read reserves one), whatever
+            // size its last requests made it.
             self.input = Vec::new();
         }
         if self.args.capacity() > 1024 {
@@ -478,7 +484,7 @@ impl Conn {
     fn wrote(&mut self, n: usize) {
         self.out.drain(..n.min(self.out.len()));
         self.unflushed = true;
-        if self.out.is_empty() && self.out.capacity() > 2 * OUTPUT_HIGH_WATER {
+        if self.out.is_empty() && self.out.capacity() > OUTPUT_KEPT {
             self.out = Vec::new();
         }
     }
