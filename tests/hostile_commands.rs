@@ -5,6 +5,11 @@
 //! oversized HTTP body. Then the node must still do its job: a SIGKILLed master fails over,
 //! `/healthz` answers promptly throughout, and the attacked process stays under
 //! [`RSS_CEILING_KIB`]. The acceptance differences of point 10 are checked on the same cluster.
+//! Beside it, on a lone picket: a client holding replies over the output soft limit (but under
+//! the hard one) without reading is disconnected after the soft limit's time, a client reading
+//! the same replies is not; 1,000 clients each holding replies under the soft limit without
+//! reading cannot together take the process past the port's output budget; and 1,000 idle
+//! clients keep none of the buffers their earlier requests and replies needed.
 
 #![allow(clippy::disallowed_methods)] // waits on real processes in real time
 
@@ -13,15 +18,18 @@ mod resp;
 mod support;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::Arc;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use picket::wire::resp::Frame;
 use resp::{Resp, bulk, items, pairs, rss_kib};
-use support::{CLUSTER_WAIT, Cluster, ClusterOptions, Group, http, wait_for, wait_until};
+use support::{
+    CLUSTER_WAIT, Cluster, ClusterOptions, Group, Picket, config_text, http, node_specs, wait_for,
+    wait_until,
+};
 
 /// The attacked node's resident memory must stay under this during and after the attacks
 /// (measured: 21 MB before, at most 29 MB during and after them; the issue saw 2.3 GB).
@@ -38,6 +46,33 @@ const HEALTHZ_TIMEOUT: Duration = Duration::from_secs(1);
 /// The failover after a SIGKILL must complete within this (normally about `down_after_ms`,
 /// one second here, plus a little).
 const FAILOVER_BOUND: Duration = Duration::from_secs(30);
+
+/// The attacks run one at a time: each is measured alone, and the thousands of client sockets
+/// of one would take ephemeral ports another test's picket was given but has not bound yet.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One picket (of three configured voters; the other two never start) supervising `group`.
+fn lone_picket(group: &Group) -> Picket {
+    let specs = node_specs(3);
+    let options = ClusterOptions::default();
+    Picket::start(specs[0].clone(), |state| {
+        config_text(&specs[0], &specs, &[group], state, &options)
+    })
+}
+
+/// A line's value in an `INFO` reply.
+fn info_number(c: &mut Resp, section: &str, key: &str) -> u64 {
+    let info = resp::text(&c.call(&["INFO", section]));
+    let prefix = format!("{key}:");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {info}"))
+}
 
 /// Polls `/healthz` on `addr` until `stop`, returning how long each answer took, sorted; each
 /// must be a 200.
@@ -136,6 +171,7 @@ fn post_large(addr: &str, len: usize) -> Result<String, std::io::Error> {
 
 #[test]
 fn hostile_commands_leave_the_cluster_able_to_fail_over() {
+    let _alone = one_at_a_time();
     let mut cluster =
         Cluster::start(3, vec![Group::start("session", 2, None)], &ClusterOptions::default());
     cluster.wait_ready();
@@ -231,4 +267,205 @@ fn hostile_commands_leave_the_cluster_able_to_fail_over() {
         let fields = pairs(peer);
         assert!(resp::get(&fields, "name").len() == 40, "{fields:?}");
     }
+}
+
+/// Redis's `client-output-buffer-limit` soft limit: a client that asks for replies over the
+/// soft limit (256 KiB) but under the hard limit (2 MiB) and stops reading is disconnected once
+/// they have been pending for the soft limit's time (5 s), and counted; a client that reads the
+/// same replies throughout is not.
+#[test]
+fn a_client_holding_replies_over_the_soft_limit_is_disconnected_after_its_time() {
+    const SOFT_TIME: Duration = Duration::from_secs(5);
+    let _alone = one_at_a_time();
+    let group = Group::start("session", 0, None);
+    let picket = lone_picket(&group);
+    let addr = picket.spec.listen_addr();
+    let mut c = wait_until("the sentinel port", CLUSTER_WAIT, || {
+        TcpStream::connect(&addr).ok().map(|_| Resp::connect(&addr))
+    });
+    assert_eq!(info_number(&mut c, "stats", "client_output_buffer_limit_disconnections"), 0);
+    // Ten replies of a megabyte each: the kernel's buffers take a few of them, and then one
+    // stays pending in the server, over the soft limit and under the hard one (no further
+    // request is run while it is pending).
+    let echo = request(&["ECHO", &"x".repeat(1_000_000)]);
+    let mut hog = TcpStream::connect(&addr).unwrap();
+    let writer = {
+        let mut hog = hog.try_clone().unwrap();
+        let echo = echo.clone();
+        // Blocks once the server stops reading; ends when the server closes the connection.
+        thread::spawn(move || {
+            for _ in 0..10 {
+                if hog.write_all(&echo).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let sent_at = Instant::now();
+    // Meanwhile a client reads the same replies, for longer than the soft limit's time, and
+    // watches the count: each zero it sees proves the hog was still connected when it asked.
+    let mut reader = Resp::connect(&addr);
+    let mega = bulk(&"x".repeat(1_000_000));
+    let (mut read, mut connected_for) = (0, Duration::ZERO);
+    while sent_at.elapsed() < SOFT_TIME + Duration::from_secs(3) {
+        reader.stream.write_all(&echo).unwrap();
+        assert_eq!(reader.read(), mega, "the reading client is served");
+        read += 1;
+        thread::sleep(Duration::from_millis(20));
+        let asked = sent_at.elapsed();
+        if info_number(&mut reader, "stats", "client_output_buffer_limit_disconnections") == 0 {
+            connected_for = asked;
+        }
+    }
+    // The hog: disconnected and counted, and not at once (the hard limit would be at once).
+    let disconnected = wait_until("the non-reading client disconnected", CLUSTER_WAIT, || {
+        let n = info_number(&mut c, "stats", "client_output_buffer_limit_disconnections");
+        (n > 0).then_some(n)
+    });
+    let after = sent_at.elapsed();
+    assert_eq!(disconnected, 1, "only the client that does not read");
+    assert!(connected_for >= Duration::from_secs(2), "disconnected within {connected_for:?}");
+    let metrics = http::metrics(&picket.spec.http_addr());
+    assert_eq!(http::metric(&metrics, "picket_resp_slow_clients_total", &[]), Some(1.0));
+    // Its socket is closed: reading it ends (with what the kernel held, or a reset).
+    hog.set_read_timeout(Some(CLUSTER_WAIT)).unwrap();
+    let mut sink = vec![0u8; 1 << 20];
+    let mut drained = 0usize;
+    loop {
+        match hog.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
+    writer.join().unwrap();
+    // The reading client is still connected and served.
+    assert_eq!(reader.call(&["PING"]), Frame::Simple("PONG".into()));
+    assert_eq!(info_number(&mut c, "stats", "client_output_buffer_limit_disconnections"), 1);
+    eprintln!(
+        "soft limit: the non-reading client was still connected {connected_for:?} after its \
+         requests, disconnected within {after:?} ({drained} bytes reached it); the reading \
+         client read {read} replies of 1 MB meanwhile"
+    );
+}
+
+/// A connection with a 4 KiB receive buffer and 1,000-byte segments, as a client behind a slow
+/// link: the kernel then holds only a few dozen KiB of what it does not read (on loopback it
+/// would otherwise hold megabytes), and the rest stays pending in the server.
+fn narrow_connection(addr: &str) -> TcpStream {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_tcp_mss(1000).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
+/// Issue 12, point 5, under the per-client limits: 1,000 clients each ask for a 250 KB reply
+/// (under the soft limit, so no per-client limit ever disconnects them) and never read. Without
+/// a budget for all clients together they would hold about 250 MB for as long as they like;
+/// with it, the clients whose replies would cross it are disconnected and counted, the memory
+/// stays bounded, and a client that reads is served throughout.
+#[test]
+fn many_clients_that_do_not_read_cannot_take_more_than_the_output_budget() {
+    const CLIENTS: usize = 1000;
+    /// The growth allowed: the port's budget (64 MiB), twice over for the allocator's slack and
+    /// the connections themselves.
+    const GROWTH_CEILING_KIB: u64 = 2 * 64 * 1024;
+    let _alone = one_at_a_time();
+    let group = Group::start("session", 0, None);
+    let picket = lone_picket(&group);
+    let addr = picket.spec.listen_addr();
+    let mut c = wait_until("the sentinel port", CLUSTER_WAIT, || {
+        TcpStream::connect(&addr).ok().map(|_| Resp::connect(&addr))
+    });
+    let get_addr = ["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "session"];
+    let expected = c.call(&get_addr);
+    let commands = info_number(&mut c, "stats", "total_commands_processed");
+    let pid = picket.pid();
+    let rss_before = rss_kib(pid);
+    let echo = request(&["ECHO", &"x".repeat(250_000)]);
+    let mut rss_flood = 0;
+    let hogs: Vec<TcpStream> = (0..CLIENTS)
+        .map(|i| {
+            let mut hog = narrow_connection(&addr);
+            hog.set_write_timeout(Some(CLUSTER_WAIT)).unwrap();
+            hog.write_all(&echo).expect("the server reads the request");
+            if i % 100 == 99 {
+                rss_flood = rss_flood.max(rss_kib(pid));
+                assert_eq!(c.call(&get_addr), expected, "a reading client is served");
+            }
+            hog
+        })
+        .collect();
+    // The count an `INFO` shows leaves out the `INFO` itself; this client ran one `INFO` and
+    // ten lookups so far.
+    let mut mine = 11;
+    wait_for("every request run", CLUSTER_WAIT, || {
+        let done = info_number(&mut c, "stats", "total_commands_processed") - commands;
+        rss_flood = rss_flood.max(rss_kib(pid));
+        let all = done >= CLIENTS as u64 + mine;
+        mine += 1;
+        all
+    });
+    rss_flood = rss_flood.max(rss_kib(pid));
+    let disconnected = info_number(&mut c, "stats", "client_output_buffer_limit_disconnections");
+    let connected = info_number(&mut c, "clients", "connected_clients");
+    assert_eq!(c.call(&get_addr), expected, "a reading client is served");
+    drop(hogs);
+    wait_for("the clients gone", CLUSTER_WAIT, || {
+        info_number(&mut c, "clients", "connected_clients") == 1
+    });
+    let rss_after = rss_kib(pid);
+    eprintln!(
+        "{CLIENTS} clients not reading 250 KB replies: {disconnected} disconnected, {} held; \
+         RSS {rss_before} KiB before, at most {rss_flood} KiB during, {rss_after} KiB after",
+        connected - 1
+    );
+    assert!(disconnected > 0, "no client was disconnected");
+    assert!(connected > 1, "some clients are held: the budget is not zero");
+    let growth = rss_flood.saturating_sub(rss_before);
+    assert!(growth < GROWTH_CEILING_KIB, "RSS grew by {growth} KiB");
+    assert!(rss_flood < RSS_CEILING_KIB, "RSS {rss_flood} KiB over the ceiling");
+}
+
+/// Clients that read every reply keep no request or reply buffers once idle: 1,000 clients each
+/// send a 60 KB request, read its 60 KB reply and stay connected. Each buffer is under the size
+/// a connection used to keep for the next request (64 KiB of input, 128 KiB of output), so that
+/// 10,000 clients could have held 1.2 GB between them; the budget for pending output does not
+/// see buffers whose bytes went out.
+#[test]
+fn idle_clients_keep_no_request_or_reply_buffers() {
+    const CLIENTS: usize = 1000;
+    /// What 1,000 idle clients may cost together (measured: about 3 KiB each once idle, for
+    /// their tasks and sockets, whatever they asked before; 124 KiB each when connections kept
+    /// their buffers).
+    const GROWTH_CEILING_KIB: u64 = 32 * 1024;
+    let _alone = one_at_a_time();
+    let group = Group::start("session", 0, None);
+    let picket = lone_picket(&group);
+    let addr = picket.spec.listen_addr();
+    let mut c = wait_until("the sentinel port", CLUSTER_WAIT, || {
+        TcpStream::connect(&addr).ok().map(|_| Resp::connect(&addr))
+    });
+    let pid = picket.pid();
+    let rss_before = rss_kib(pid);
+    let payload = "x".repeat(60_000);
+    let reply = bulk(&payload);
+    let idle: Vec<Resp> = (0..CLIENTS)
+        .map(|_| {
+            let mut client = Resp::connect(&addr);
+            assert_eq!(client.call(&["ECHO", &payload]), reply);
+            client
+        })
+        .collect();
+    assert_eq!(info_number(&mut c, "clients", "connected_clients"), CLIENTS as u64 + 1);
+    let rss_idle = rss_kib(pid);
+    drop(idle);
+    let growth = rss_idle.saturating_sub(rss_before);
+    eprintln!(
+        "{CLIENTS} idle clients after a 60 KB request and reply each: RSS {rss_before} KiB \
+         before, {rss_idle} KiB with them ({} KiB each)",
+        growth / CLIENTS as u64
+    );
+    assert!(growth < GROWTH_CEILING_KIB, "RSS grew by {growth} KiB");
 }

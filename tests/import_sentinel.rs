@@ -130,6 +130,11 @@ fn a_picket_imported_from_a_real_sentinel_continues_from_its_state() {
     // The Sentinel being replaced, as it last saw things.
     let (sentinel_master, sentinel_epoch) = sentinel_view(&mut first.connect());
     let myid = text(&first.connect().call(&["SENTINEL", "MYID"]));
+    let mut others: Vec<(String, String)> = sentinels[1..]
+        .iter()
+        .map(|s| (text(&s.connect().call(&["SENTINEL", "MYID"])), s.port.to_string()))
+        .collect();
+    others.sort();
     let (port, addr, conf) = (first.port, first.addr(), first.conf());
     sentinels[0].stop();
     println!("{}", fs::read_to_string(&conf).unwrap());
@@ -202,6 +207,21 @@ fn a_picket_imported_from_a_real_sentinel_continues_from_its_state() {
     let epoch: u64 = get(&master, "config-epoch").parse().unwrap();
     assert!(epoch >= sentinel_epoch, "config epoch {epoch} < the Sentinel's {sentinel_epoch}");
     assert_eq!(text(&c.call(&["SENTINEL", "MYID"])), myid, "the Sentinel's id");
+    // The other voters are listed at once, as the Sentinel listed its known Sentinels, though
+    // no peer has connected (client libraries such as Redisson refuse an empty list).
+    let Frame::Array(listed) = c.call(&["SENTINEL", "SENTINELS", "mymaster"]) else {
+        panic!("SENTINEL SENTINELS is an array")
+    };
+    let mut listed: Vec<(String, String)> = listed
+        .iter()
+        .map(|s| {
+            let s = pairs(s);
+            assert_eq!(get(&s, "ip"), "127.0.0.1");
+            (get(&s, "runid").to_owned(), get(&s, "port").to_owned())
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(listed, others, "SENTINEL SENTINELS straight after the switch");
     // It monitors the current master with the imported auth-pass.
     wait_for("the imported node reaches the master", LONG, || {
         let master = pairs(&c.call(&["SENTINEL", "MASTER", "mymaster"]));

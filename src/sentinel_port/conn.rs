@@ -12,7 +12,9 @@
 //! [`OUTPUT_HARD_LIMIT`] (one huge reply), or stay above [`OUTPUT_SOFT_LIMIT`] for
 //! [`OUTPUT_SOFT_TIME`], and a subscriber whose pending messages exceed
 //! [`PortOptions::pubsub_output_limit`](super::PortOptions::pubsub_output_limit), or who falls
-//! behind the event channel, is disconnected and counted as a slow client.
+//! behind the event channel, is disconnected and counted as a slow client; so is a client whose
+//! output buffer grows while the buffers holding pending output, all clients together, are past
+//! [`OUTPUT_BUDGET`].
 
 use std::io;
 use std::ops::Range;
@@ -38,8 +40,9 @@ use super::client::{self, ClientShared, NOAUTH, Session, no_permission};
 use super::command::{self, AdminPlan, Args, Op, Resolved, Spec, Step};
 use super::snapshot::Snapshot;
 use super::{
-    ADMIN_TIMEOUT, MAX_QUERY_BUFFER, OUTPUT_HARD_LIMIT, OUTPUT_HIGH_WATER, OUTPUT_SOFT_LIMIT,
-    OUTPUT_SOFT_TIME, Port, READ_CHUNK, REQUEST_TOO_LARGE, info, pubsub, sentinel,
+    ADMIN_TIMEOUT, MAX_QUERY_BUFFER, OUTPUT_BUDGET, OUTPUT_HARD_LIMIT, OUTPUT_HIGH_WATER,
+    OUTPUT_SOFT_LIMIT, OUTPUT_SOFT_TIME, Port, READ_CHUNK, REQUEST_TOO_LARGE, info, pubsub,
+    sentinel,
 };
 
 /// How long the replies pending at close (after `QUIT`, a protocol error) may take to go out.
@@ -48,6 +51,11 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1024 * 1024;
 /// Most events taken from the channel per wake-up before replies are written.
 const EVENT_BATCH: usize = 64;
+/// Most bytes of output buffer kept once its replies are written, for the next ones (the
+/// usual replies fit). A larger buffer is given back: idle clients that once asked for large
+/// replies must not hold their size (10,000 clients keeping 128 KiB each would be 1.2 GB that
+/// [`OUTPUT_BUDGET`] does not see, as nothing is pending).
+const OUTPUT_KEPT: usize = 4 * 1024;
 
 /// A client's connection: plain TCP or TLS.
 pub(super) trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -106,6 +114,7 @@ pub(super) async fn serve<S: ClientStream>(
         over_limit: false,
         soft_deadline: None,
         skip: None,
+        counted: 0,
     };
     conn.run(&mut stream).await;
     let port = &conn.port;
@@ -181,6 +190,15 @@ struct Conn {
     soft_deadline: Option<tokio::time::Instant>,
     /// A request too large to run is being discarded; [`REQUEST_TOO_LARGE`] answers it.
     skip: Option<Skip>,
+    /// The bytes of `out`'s buffer counted in the port's total of pending output (given back
+    /// when the connection ends).
+    counted: usize,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.port.stats.pending_output.fetch_sub(self.counted, Ordering::Relaxed);
+    }
 }
 
 impl Conn {
@@ -252,10 +270,15 @@ impl Conn {
     }
 
     /// Redis's `client-output-buffer-limit` for ordinary clients: the hard limit at once, the
-    /// soft one after [`OUTPUT_SOFT_TIME`] (armed here, fired by the loop's timer).
+    /// soft one after [`OUTPUT_SOFT_TIME`] (armed here, fired by the loop's timer); and the
+    /// port's [`OUTPUT_BUDGET`] for all clients together: a client whose output buffer grew
+    /// while the total is past it is the one disconnected.
     fn check_output(&mut self) -> Result<(), &'static str> {
         if self.out.len() > OUTPUT_HARD_LIMIT {
             return Err("its pending replies exceeded the hard limit");
+        }
+        if self.count_output() > OUTPUT_BUDGET {
+            return Err("the replies pending for all clients exceeded their budget");
         }
         if self.out.len() <= OUTPUT_SOFT_LIMIT {
             self.soft_deadline = None;
@@ -264,6 +287,21 @@ impl Conn {
             self.soft_deadline = Some(clock.deadline(clock.now() + OUTPUT_SOFT_TIME));
         }
         Ok(())
+    }
+
+    /// Brings the port's total of pending output up to date with `out`: its buffer's size
+    /// while it holds bytes the socket did not take, else nothing. Returns the total if this
+    /// client's share grew, else 0.
+    fn count_output(&mut self) -> usize {
+        let total = &self.port.stats.pending_output;
+        let now = if self.out.is_empty() { 0 } else { self.out.capacity() };
+        let before = std::mem::replace(&mut self.counted, now);
+        if now > before {
+            total.fetch_add(now - before, Ordering::Relaxed) + (now - before)
+        } else {
+            total.fetch_sub(before - now, Ordering::Relaxed);
+            0
+        }
     }
 
     /// Runs every complete request in the input, until the replies reach the high-water mark.
@@ -359,8 +397,9 @@ impl Conn {
             port.hub.stats.resp_protocol_errors.fetch_add(1, Ordering::Relaxed);
         }
         self.input.drain(..consumed);
-        if self.input.is_empty() && self.input.capacity() > 4 * READ_CHUNK {
-            // A large request is done; do not keep its buffer for the life of the connection.
+        if self.input.is_empty() {
+            // An idle connection holds no read buffer (the next read reserves one), whatever
+            // size its last requests made it.
             self.input = Vec::new();
         }
         if self.args.capacity() > 1024 {
@@ -445,7 +484,7 @@ impl Conn {
     fn wrote(&mut self, n: usize) {
         self.out.drain(..n.min(self.out.len()));
         self.unflushed = true;
-        if self.out.is_empty() && self.out.capacity() > 2 * OUTPUT_HIGH_WATER {
+        if self.out.is_empty() && self.out.capacity() > OUTPUT_KEPT {
             self.out = Vec::new();
         }
     }

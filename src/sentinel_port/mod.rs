@@ -93,6 +93,16 @@ pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// master.
 pub const OUTPUT_HARD_LIMIT: usize = 2 * Limits::DEFAULT_MAX_BULK_LEN;
 
+/// Most bytes of memory held for pending replies and messages, all clients together (the
+/// output buffers that hold bytes the sockets did not take): a client whose buffer grows while
+/// the total is past this is disconnected and counted like a client past its own limits.
+/// Without it, each of [`MAX_CLIENTS`] clients could hold just under [`OUTPUT_SOFT_LIMIT`] for
+/// ever (measured: 1,000 clients not reading 250 KB replies took the process from 22 MB to
+/// 283 MB), or up to [`OUTPUT_HARD_LIMIT`] for [`OUTPUT_SOFT_TIME`]. 64 MiB is 32 hard limits,
+/// or 256 clients at the soft limit: clients that read leave nothing pending (the kernel's
+/// socket buffers take their replies).
+pub const OUTPUT_BUDGET: usize = 32 * OUTPUT_HARD_LIMIT;
+
 /// Replies pending above this for longer than [`OUTPUT_SOFT_TIME`] also disconnect a client
 /// (Redis's soft limit): a client that stopped reading cannot hold up to the hard limit for
 /// ever.
@@ -202,6 +212,9 @@ struct PortStats {
     /// TLS handshakes in progress: their connections hold descriptors before they are clients,
     /// so they count against [`PortOptions::max_clients`] too.
     handshakes: AtomicUsize,
+    /// Bytes held by the output buffers of every client with replies or messages pending
+    /// (after what the sockets took), kept under [`OUTPUT_BUDGET`].
+    pending_output: AtomicUsize,
 }
 
 /// State shared by the accept loop and every connection.

@@ -18,7 +18,10 @@
 //!   `known-replica` lines the replicas to monitor at once;
 //! - `known-sentinel` lines name the other voters: their gossip addresses are derived from them
 //!   (same host, their Sentinel port plus the offset this node uses) unless given, and they are
-//!   listed with their ids in the file's comments.
+//!   listed with their ids in the file's comments. Each peer at such an address starts known by
+//!   the Sentinel's id and address (the state's `known_peers`), so that `SENTINEL SENTINELS`
+//!   lists the other voters straight after the switch, as the Sentinel did, before they
+//!   connect (client libraries such as Redisson refuse to start on an empty list).
 
 pub mod sentinel_conf;
 
@@ -28,6 +31,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::config::{ConfigError, parse};
+use crate::engine::durable::KnownPeer;
 use crate::engine::{Addr, AddrError, DurableMaster, DurableState, NodeId};
 
 pub use self::sentinel_conf::{
@@ -144,7 +148,7 @@ pub fn import(text: &str, options: &ImportOptions) -> Result<Imported, ImportErr
     }
     // What `picket check` would say: the file must parse as written.
     parse(&toml, &options.config_path)?;
-    let state = initial_state(&conf, options.new_node_id);
+    let state = initial_state(&conf, options.new_node_id, &node.peers, node.gossip_step);
     Ok(Imported {
         toml,
         state,
@@ -155,8 +159,15 @@ pub fn import(text: &str, options: &ImportOptions) -> Result<Imported, ImportErr
     })
 }
 
-/// The state the node starts from: the Sentinel's identity, epochs and current masters.
-fn initial_state(conf: &SentinelConf, new_node_id: NodeId) -> DurableState {
+/// The state the node starts from: the Sentinel's identity, epochs and current masters, and the
+/// known Sentinels as the peers last heard at `peers` (the configured gossip addresses) where
+/// one is a known Sentinel's host on its port plus `gossip_step`.
+fn initial_state(
+    conf: &SentinelConf,
+    new_node_id: NodeId,
+    peers: &[Addr],
+    gossip_step: u16,
+) -> DurableState {
     let masters = conf
         .masters
         .iter()
@@ -192,8 +203,26 @@ fn initial_state(conf: &SentinelConf, new_node_id: NodeId) -> DurableState {
         awaiting_vote_floor: false,
         masters,
         removed: BTreeMap::new(),
-        known_peers: BTreeMap::new(),
+        known_peers: known_peers(conf, peers, gossip_step),
     }
+}
+
+/// The known Sentinels by the gossip address each is a peer at: its host, its Sentinel port
+/// plus `gossip_step`, kept only where that is one of `peers` (a peer given with `--peer` at
+/// another address is not known until it connects).
+fn known_peers(conf: &SentinelConf, peers: &[Addr], gossip_step: u16) -> BTreeMap<Addr, KnownPeer> {
+    known_sentinels(conf)
+        .into_iter()
+        .filter_map(|(node_id, client_addr)| {
+            let gossip = gossip_addr(&client_addr, gossip_step).ok()?;
+            peers.contains(&gossip).then_some((gossip, KnownPeer { node_id, client_addr }))
+        })
+        .collect()
+}
+
+/// A known Sentinel's gossip address: its host, its Sentinel port plus `step`.
+fn gossip_addr(sentinel: &Addr, step: u16) -> Result<Addr, AddrError> {
+    Addr::new(sentinel.host(), sentinel.port().wrapping_add(step))
 }
 
 /// Secrets to write, one file each.
@@ -229,6 +258,9 @@ struct NodeSection {
     text: String,
     peers: Vec<Addr>,
     peers_derived: bool,
+    /// This node's gossip port minus its Sentinel port: a known Sentinel's gossip port is its
+    /// Sentinel port plus this.
+    gossip_step: u16,
 }
 
 fn node_section(
@@ -274,13 +306,13 @@ fn node_section(
     }
     // In a rolling migration the other voters are the Sentinels left, not Pickets on their hosts.
     let peers_derived = options.peers.is_empty() && options.sentinel_peers.is_empty();
+    let gossip_step = gossip_port.wrapping_sub(base);
     let peers: Vec<Addr> = if peers_derived {
         // The other Sentinels become the other voters, reached on their gossip port: their
         // Sentinel port plus the offset this node uses.
-        let step = gossip_port.wrapping_sub(base);
         known_sentinels(conf)
             .values()
-            .map(|s| Addr::new(s.host(), s.port().wrapping_add(step)))
+            .map(|s| gossip_addr(s, gossip_step))
             .collect::<Result<_, _>>()?
     } else {
         options.peers.clone()
@@ -301,7 +333,7 @@ fn node_section(
         let file = secrets.add("requirepass", password);
         let _ = writeln!(text, "requirepass_file = {}", quote_path(&file));
     }
-    Ok(NodeSection { text, peers, peers_derived })
+    Ok(NodeSection { text, peers, peers_derived, gossip_step })
 }
 
 /// `[tls]`: the Sentinel's certificate, for its TLS port and, with `tls-replication`, its

@@ -154,6 +154,53 @@ fn a_rewritten_file_continues_from_the_sentinels_state() {
 }
 
 #[test]
+fn the_known_sentinels_are_the_known_peers_from_the_start() {
+    // `SENTINEL SENTINELS` lists them straight after the switch, as the Sentinel did.
+    let known = |imported: &Imported| -> Vec<(String, String, String)> {
+        imported
+            .state
+            .known_peers
+            .iter()
+            .map(|(gossip, p)| {
+                (gossip.to_string(), p.node_id.to_string(), p.client_addr.to_string())
+            })
+            .collect()
+    };
+    let imported = import(AFTER_FAILOVER, &options()).unwrap();
+    assert_eq!(
+        known(&imported),
+        [
+            (
+                "127.0.0.1:27012".to_owned(),
+                "10da334112083eaf88f11d9c80cf0190252e079f".to_owned(),
+                "127.0.0.1:27011".to_owned()
+            ),
+            (
+                "127.0.0.1:27022".to_owned(),
+                "0f85e0ee74653e75e9b460106d5944625ae23141".to_owned(),
+                "127.0.0.1:27021".to_owned()
+            ),
+        ]
+    );
+    // Every known peer is a configured peer: the engine keeps known peers by configured address.
+    let config = parse(&imported.toml, Path::new("picket.toml")).unwrap();
+    assert!(imported.state.known_peers.keys().all(|a| config.node.peers.contains(a)));
+    // A chosen gossip port moves the derived addresses, and the known peers with them.
+    let moved = import(AFTER_FAILOVER, &ImportOptions { gossip_port: Some(27101), ..options() });
+    let moved = moved.unwrap();
+    let gossip: Vec<String> = moved.state.known_peers.keys().map(ToString::to_string).collect();
+    assert_eq!(gossip, ["127.0.0.1:27111", "127.0.0.1:27121"]);
+    // Peers given at the derived addresses are known too; peers elsewhere are not known until
+    // they connect.
+    let given = ImportOptions { peers: vec![addr("127.0.0.1:27022")], ..options() };
+    let imported = import(AFTER_FAILOVER, &given).unwrap();
+    assert_eq!(known(&imported).len(), 1);
+    assert_eq!(known(&imported)[0].2, "127.0.0.1:27021");
+    let elsewhere = ImportOptions { peers: vec![addr("picket-2:7000")], ..options() };
+    assert!(import(AFTER_FAILOVER, &elsewhere).unwrap().state.known_peers.is_empty());
+}
+
+#[test]
 fn tls_directives_map_to_tls_keys() {
     let text = "port 0\ntls-port 26379\nbind 10.0.0.5\ntls-cert-file /tls/s.crt\n\
                 tls-key-file /tls/s.key\ntls-ca-cert-file /tls/ca.crt\ntls-auth-clients optional\n\
@@ -249,6 +296,7 @@ fn a_rolling_migration_lists_the_sentinels_left_and_no_derived_peers() {
     };
     let imported = import(text, &options).unwrap();
     assert!(imported.peers.is_empty(), "{:?}", imported.peers);
+    assert!(imported.state.known_peers.is_empty(), "the Sentinels left are not peers");
     let config = parse(&imported.toml, &options.config_path).unwrap();
     let master = &config.masters[0];
     assert_eq!(master.sentinel_peers, vec![addr("10.0.0.2:26379"), addr("10.0.0.3:26379")]);

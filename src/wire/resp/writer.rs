@@ -86,9 +86,12 @@ impl<'a> ReplyWriter<'a> {
         self.out.extend_from_slice(Header::signed(b':', n).as_bytes());
     }
 
-    /// `$len` and `data`.
+    /// `$len` and `data`. The room for all of it is reserved at once, so that a large bulk
+    /// (an `ECHO` of a megabyte) does not double the buffer for its last two bytes.
     pub fn bulk(&mut self, data: &[u8]) {
-        self.out.extend_from_slice(Header::len(b'$', data.len()).as_bytes());
+        let header = Header::len(b'$', data.len());
+        self.out.reserve(header.as_bytes().len() + data.len() + 2);
+        self.out.extend_from_slice(header.as_bytes());
         self.out.extend_from_slice(data);
         self.out.extend_from_slice(b"\r\n");
     }
