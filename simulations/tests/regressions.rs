@@ -128,6 +128,11 @@ const SEEDS: &[(u64, &str)] = &[
     // master, because its last INFO of the old master, from before another node promoted it,
     // showed a replica ("an instance promoted elsewhere holds the master until it reports").
     (663, "strict: an old master seen only as a replica before its promotion elsewhere"),
+    // Engine, liveness: a leader restarted after its promotion no longer recognised the replica
+    // it had promoted (it never saw the history that replica now carries) and, retrying as
+    // soon as its voters did, won election after election that it could only abort ("after
+    // no good replica, the next attempt waits the failover timeout").
+    (8_703_288, "liveness: a leader without a candidate starved its voters"),
     // Simulator: every node lost its disk in turn and with them the address of an old master
     // that then came back as a second master no supervisor could see.
     (5_002_628, "simulator: disk loss forgot an instance"),

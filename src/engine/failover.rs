@@ -481,6 +481,13 @@ impl Group {
             if now.saturating_since(since) >= self.timing.info_grace() {
                 self.log_ineligible_replicas(now);
                 self.abort(node, EventKind::AbortNoGoodReplica, now);
+                // Its voters may know a candidate this node does not (a replica promoted by an
+                // abandoned attempt, whose history this node never saw): leave them the next
+                // attempt. They back off an election timeout or two once they see this one
+                // stop; this node waits a whole failover timeout. Backing off like them, a
+                // restarted leader that had lost track of its own promotion won election after
+                // election while they waited (simulator seed 8703288).
+                self.next_attempt_at = now + self.timing.failover_timeout;
             }
             return;
         };

@@ -136,10 +136,13 @@ fn no_good_replica_aborts_and_the_next_attempt_waits() {
     assert!(!h.events().iter().any(|e| e.contains("abort")));
     h.advance_with_peers(elected + 500, &sdown_reports());
     assert_eq!(h.events(), ["-failover-abort-no-good-slave master mymaster 127.0.0.1 6379"]);
-    // The retry comes after one to two election timeouts (1-2 s), well within failover_timeout.
-    h.advance_with_peers(2500, &sdown_reports());
+    // The retry waits the failover timeout (10 s): voters that may know a candidate this node
+    // does not back off only one to two election timeouts once they see it stop, and go first
+    // (seed 8703288).
+    let aborted = h.now.as_millis();
+    h.advance_with_peers(aborted + 9_999, &sdown_reports());
     assert!(!h.events().iter().any(|e| e.starts_with("+try-failover")));
-    h.advance_with_peers(4000, &sdown_reports());
+    h.advance_with_peers(aborted + 12_000, &sdown_reports());
     let events = h.events();
     assert!(events.contains(&"+new-epoch 2".to_owned()), "{events:?}");
 }
