@@ -11,79 +11,33 @@ mod resp;
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use picket::wire::resp::Frame;
 use resp::{Resp, bulk, get, pairs, text};
+use support::sentinel::{self, Sentinel};
 use support::{Group, NodeSpec, Picket, free_port, wait_for, wait_until};
 
 const LONG: Duration = Duration::from_secs(60);
 const SENTINEL_PASS: &str = "sentinel-pass";
 const REDIS_PASS: &str = "redis-pass";
 
-/// A `redis-sentinel` process with its configuration file; killed when dropped.
-struct Sentinel {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
+/// A Sentinel of `master` with a password on its port and the master's password.
+fn start_sentinel(port: u16, master: &str) -> Sentinel {
+    let lines = format!(
+        "{}sentinel auth-pass mymaster {REDIS_PASS}\nrequirepass \"{SENTINEL_PASS}\"\n",
+        sentinel::monitor("mymaster", master, 2, 1000, 10_000)
+    );
+    Sentinel::start(port, &lines)
 }
 
-impl Sentinel {
-    fn start(port: u16, master: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (host, master_port) = master.split_once(':').unwrap();
-        let conf = format!(
-            "port {port}\nbind 127.0.0.1\ndir \"{dir}\"\n\
-             sentinel monitor mymaster {host} {master_port} 2\n\
-             sentinel down-after-milliseconds mymaster 1000\n\
-             sentinel failover-timeout mymaster 10000\n\
-             sentinel auth-pass mymaster {REDIS_PASS}\n\
-             requirepass \"{SENTINEL_PASS}\"\n",
-            dir = dir.path().display()
-        );
-        fs::write(dir.path().join("sentinel.conf"), conf).unwrap();
-        let child = Command::new("redis-sentinel")
-            .arg(dir.path().join("sentinel.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-sentinel is installed (apt install redis-sentinel)");
-        let sentinel = Self { port, dir, child: Some(child) };
-        wait_until("redis-sentinel up", LONG, || {
-            std::net::TcpStream::connect(sentinel.addr()).ok()
-        });
-        sentinel
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.dir.path().join("sentinel.conf")
-    }
-
-    /// A connection, authenticated.
-    fn connect(&self) -> Resp {
-        let mut c = Resp::connect(&self.addr());
-        assert_eq!(c.call(&["AUTH", SENTINEL_PASS]), Frame::Simple("OK".into()));
-        c
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// A connection to `sentinel`, authenticated.
+fn connect(sentinel: &Sentinel) -> Resp {
+    let mut c = Resp::connect(&sentinel.addr());
+    assert_eq!(c.call(&["AUTH", SENTINEL_PASS]), Frame::Simple("OK".into()));
+    c
 }
 
 /// `SENTINEL MASTER mymaster` as (address, config epoch).
@@ -101,12 +55,15 @@ fn conf_line(path: &Path, prefix: &str) -> Option<String> {
 
 #[test]
 fn a_picket_imported_from_a_real_sentinel_continues_from_its_state() {
+    if sentinel::missing() {
+        return;
+    }
     let mut group = Group::start("mymaster", 2, Some(REDIS_PASS));
     let old = group.master.addr();
-    let mut sentinels: Vec<Sentinel> = (0..3).map(|_| Sentinel::start(free_port(), &old)).collect();
+    let mut sentinels: Vec<Sentinel> = (0..3).map(|_| start_sentinel(free_port(), &old)).collect();
     // The Sentinels find each other and the replicas through the master.
     for s in &sentinels {
-        let mut c = s.connect();
+        let mut c = connect(s);
         wait_for("sentinels and replicas discovered", LONG, || {
             let master = pairs(&c.call(&["SENTINEL", "MASTER", "mymaster"]));
             get(&master, "num-other-sentinels") == "2" && get(&master, "num-slaves") == "2"
@@ -116,7 +73,7 @@ fn a_picket_imported_from_a_real_sentinel_continues_from_its_state() {
     // A real failover, recorded in every Sentinel's file.
     let new = wait_until("the Sentinels' failover", LONG, || {
         let views: Vec<(String, u64)> =
-            sentinels.iter().map(|s| sentinel_view(&mut s.connect())).collect();
+            sentinels.iter().map(|s| sentinel_view(&mut connect(s))).collect();
         let first = views[0].clone();
         (first.0 != old && first.1 >= 1 && views.iter().all(|v| *v == first)).then_some(first.0)
     });
@@ -128,11 +85,11 @@ fn a_picket_imported_from_a_real_sentinel_continues_from_its_state() {
             && conf_line(&first.conf(), "sentinel known-sentinel mymaster ").is_some()
     });
     // The Sentinel being replaced, as it last saw things.
-    let (sentinel_master, sentinel_epoch) = sentinel_view(&mut first.connect());
-    let myid = text(&first.connect().call(&["SENTINEL", "MYID"]));
+    let (sentinel_master, sentinel_epoch) = sentinel_view(&mut connect(first));
+    let myid = text(&connect(first).call(&["SENTINEL", "MYID"]));
     let mut others: Vec<(String, String)> = sentinels[1..]
         .iter()
-        .map(|s| (text(&s.connect().call(&["SENTINEL", "MYID"])), s.port.to_string()))
+        .map(|s| (text(&connect(s).call(&["SENTINEL", "MYID"])), s.port.to_string()))
         .collect();
     others.sort();
     let (port, addr, conf) = (first.port, first.addr(), first.conf());

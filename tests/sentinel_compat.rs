@@ -10,10 +10,10 @@
 mod support;
 
 use std::fs;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use support::sentinel::{self, Sentinel};
 use support::{
     ClusterOptions, Group, Picket, config_text, free_port, missing, node_specs, wait_for,
     wait_until,
@@ -32,91 +32,15 @@ const MASTER: &str = "mymaster";
 const DOWN_AFTER_MS: u64 = 2000;
 const FAILOVER_TIMEOUT_MS: u64 = 10_000;
 
-/// A `redis-sentinel` process; killed when dropped.
-struct Sentinel {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Sentinel {
-    fn start(port: u16, master: &str) -> Self {
-        Self::start_with(port, master, None)
+/// A Sentinel of `master` on `port`, with this file's timings and quorum 2. With `password`, it
+/// requires it (`requirepass`) and gives it to the other Sentinels (Sentinel uses its
+/// `requirepass` when `sentinel-pass` is not set).
+fn start_sentinel(port: u16, master: &str, password: Option<&str>) -> Sentinel {
+    let mut lines = sentinel::monitor(MASTER, master, 2, DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS);
+    if let Some(password) = password {
+        lines.push_str(&format!("requirepass \"{password}\"\n"));
     }
-
-    /// With `password`, the Sentinel requires it (`requirepass`) and gives it to the other
-    /// Sentinels (Sentinel uses its `requirepass` when `sentinel-pass` is not set).
-    fn start_with(port: u16, master: &str, password: Option<&str>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (host, master_port) = master.split_once(':').unwrap();
-        let mut conf = format!(
-            "port {port}\nbind 127.0.0.1\ndir \"{dir}\"\nlogfile \"{dir}/sentinel.log\"\n\
-             sentinel monitor {MASTER} {host} {master_port} 2\n\
-             sentinel down-after-milliseconds {MASTER} {DOWN_AFTER_MS}\n\
-             sentinel failover-timeout {MASTER} {FAILOVER_TIMEOUT_MS}\n",
-            dir = dir.path().display()
-        );
-        if let Some(password) = password {
-            conf.push_str(&format!("requirepass \"{password}\"\n"));
-        }
-        fs::write(dir.path().join("sentinel.conf"), conf).unwrap();
-        let child = Command::new("redis-sentinel")
-            .arg(dir.path().join("sentinel.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-sentinel runs");
-        let sentinel = Self { port, dir, child: Some(child) };
-        wait_until("redis-sentinel up", LONG, || {
-            std::net::TcpStream::connect(sentinel.addr()).ok()
-        });
-        sentinel
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("sentinel.log")
-    }
-
-    /// How many log lines contain `needle`.
-    fn count(&self, needle: &str) -> usize {
-        self.log().lines().filter(|l| l.contains(needle)).count()
-    }
-
-    /// SIGKILL; the directory (its file and log) stays.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        if let Some(child) = &self.child {
-            let _ =
-                Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status();
-        }
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-CONT").arg(child.id().to_string()).status();
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("---- log of sentinel {} ----\n{}", self.addr(), self.log());
-        }
-    }
+    Sentinel::start(port, &lines)
 }
 
 /// One command on a fresh connection to `addr` (`[:password@]host:port`), with short timeouts.
@@ -222,7 +146,7 @@ impl Mixed {
         let group = Group::start(MASTER, 2, None);
         let master = group.master.addr();
         let sentinels: Vec<Sentinel> =
-            (0..sentinels).map(|_| Sentinel::start_with(free_port(), &master, password)).collect();
+            (0..sentinels).map(|_| start_sentinel(free_port(), &master, password)).collect();
         let listed: Vec<String> = sentinels.iter().map(|s| format!("\"{}\"", s.addr())).collect();
         let options = ClusterOptions {
             quorum: 2,
@@ -333,14 +257,9 @@ impl Mixed {
     }
 }
 
-fn redis_sentinel_missing() -> bool {
-    let found = Command::new("redis-sentinel").arg("--version").output().is_ok();
-    missing("redis-sentinel", found)
-}
-
 #[test]
 fn two_sentinels_and_a_picket_fail_over_once() {
-    if redis_sentinel_missing() {
+    if sentinel::missing() {
         return;
     }
     let _one = one_at_a_time();
@@ -369,7 +288,7 @@ fn two_sentinels_and_a_picket_fail_over_once() {
 
 #[test]
 fn one_sentinel_and_two_pickets_fail_over_once() {
-    if redis_sentinel_missing() {
+    if sentinel::missing() {
         return;
     }
     let _one = one_at_a_time();
@@ -385,7 +304,7 @@ fn one_sentinel_and_two_pickets_fail_over_once() {
 /// configuration from their hellos (after the promoted replica reports `role:master`).
 #[test]
 fn sentinels_lead_and_the_picket_adopts_their_configuration() {
-    if redis_sentinel_missing() {
+    if sentinel::missing() {
         return;
     }
     let _one = one_at_a_time();
@@ -406,17 +325,17 @@ fn sentinels_lead_and_the_picket_adopts_their_configuration() {
 /// configuration from the Pickets' hellos.
 #[test]
 fn pickets_lead_and_the_sentinel_adopts_their_configuration() {
-    if redis_sentinel_missing() {
+    if sentinel::missing() {
         return;
     }
     let _one = one_at_a_time();
     let mut mixed = Mixed::start(1, 2);
     let old = mixed.group.master.addr();
-    mixed.sentinels[0].signal("STOP");
+    mixed.sentinels[0].pause();
     mixed.group.master.kill();
     let picket_addrs: Vec<String> = mixed.pickets.iter().map(|p| p.spec.listen_addr()).collect();
     let new = mixed.agreed(&old, &picket_addrs);
-    mixed.sentinels[0].signal("CONT");
+    mixed.sentinels[0].resume();
     assert_eq!(mixed.agreed(&old, &mixed.addrs()), new);
     assert_eq!(mixed.check_one_failover(&new), (0, 1));
     assert_eq!(mixed.sentinels[0].count("+config-update-from sentinel "), 1);
@@ -437,18 +356,18 @@ fn a_sentinel_and_a_picket_elect_a_leader_across_kinds_with_passwords() {
 }
 
 fn across_kinds(password: Option<&str>) {
-    if redis_sentinel_missing() {
+    if sentinel::missing() {
         return;
     }
     let _one = one_at_a_time();
     let mut mixed = Mixed::start_with(2, 1, password);
     let old = mixed.group.master.addr();
     let old_addr = old.replace(':', " ");
-    mixed.sentinels[1].signal("STOP");
+    mixed.sentinels[1].pause();
     mixed.group.master.kill();
     let running = vec![mixed.sentinels[0].addr(), mixed.pickets[0].spec.listen_addr()];
     let new = mixed.agreed(&old, &running);
-    mixed.sentinels[1].signal("CONT");
+    mixed.sentinels[1].resume();
     assert_eq!(mixed.agreed(&old, &mixed.addrs()), new);
     let (by_sentinels, by_pickets) = mixed.check_one_failover(&new);
     println!("elected: {by_sentinels} by Sentinels, {by_pickets} by Pickets");
@@ -549,7 +468,7 @@ fn metric(http: &str, name: &str) -> u64 {
 /// voter answering the new master, the killed master back as a replica before the next step.
 #[test]
 fn a_rolling_migration_from_three_sentinels_to_three_pickets() {
-    if redis_sentinel_missing() {
+    if sentinel::missing() {
         return;
     }
     let _one = one_at_a_time();
@@ -559,7 +478,7 @@ fn a_rolling_migration_from_three_sentinels_to_three_pickets() {
     let mut group = Group::start(MASTER, 2, None);
     let first = group.master.addr();
     let mut sentinels: Vec<Option<Sentinel>> =
-        (0..3).map(|_| Some(Sentinel::start(free_port(), &first))).collect();
+        (0..3).map(|_| Some(start_sentinel(free_port(), &first, None))).collect();
     // The application's sentinel list never changes: each Picket takes its Sentinel's address.
     let voters: Vec<String> = sentinels.iter().flatten().map(Sentinel::addr).collect();
     let secret = tempfile::NamedTempFile::new().unwrap();
@@ -585,7 +504,7 @@ fn a_rolling_migration_from_three_sentinels_to_three_pickets() {
             tls_http: 0,
         };
         let mut base = None;
-        let conf = sentinel.dir.path().join("sentinel.conf");
+        let conf = sentinel.conf();
         // As the README says: --peer for the Pickets so far, --sentinel-peer for the Sentinels
         // left; the generated file is used as it is.
         let picket = Picket::start(spec.clone(), |state| {

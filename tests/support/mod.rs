@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod http;
+pub mod sentinel;
 pub mod tls;
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes; panics with `what` then.
