@@ -126,6 +126,14 @@ impl Writer {
     }
 }
 
+/// A test that fails before [`Writer::finish`] leaves no writer behind.
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A master, two replicas, and a mix of Sentinels and Pickets supervising them.
 struct Mixed {
     group: Group,
@@ -465,7 +473,9 @@ fn metric(http: &str, name: &str) -> u64 {
 /// with the Pickets so far as its peers and the Sentinels left as its `sentinel_peers`, the
 /// earlier Pickets restarted with the new membership. One SIGKILL failover at every step
 /// (3 Sentinels, 2 + 1, 1 + 2, 3 Pickets in native mode), each exactly one election won, every
-/// voter answering the new master, the killed master back as a replica before the next step.
+/// voter answering the new master, the killed master back as a replica before the next step;
+/// and, over the whole run, no node ever names two masters for one config epoch (every address's
+/// `SENTINEL MASTER` polled throughout, whether a Sentinel or a Picket answers there).
 #[test]
 fn a_rolling_migration_from_three_sentinels_to_three_pickets() {
     if sentinel::missing() {
@@ -489,6 +499,9 @@ fn a_rolling_migration_from_three_sentinels_to_three_pickets() {
     let mut elections = 0;
     voters_ready(&sentinels, &pickets);
     let writer = Writer::start(&voters);
+    // Every node's (config epoch, master) throughout: at no time may two nodes, or one node at
+    // two times, name two masters for one config epoch.
+    let observer = Observer::start(voters.clone());
     master = fail_over(&mut group, &master, &sentinels, &retired, &pickets, &mut elections);
     for step in 0..3 {
         let mut sentinel = sentinels[step].take().unwrap();
@@ -528,6 +541,12 @@ fn a_rolling_migration_from_three_sentinels_to_three_pickets() {
         master = fail_over(&mut group, &master, &sentinels, &retired, &pickets, &mut elections);
     }
     assert_eq!(elections, 4);
+    let observations = observer.finish();
+    let epochs =
+        one_master_per_epoch(&observations).unwrap_or_else(|e| panic!("{e}: {observations:#?}"));
+    println!("config epochs seen ({} observations): {epochs:?}", observations.len());
+    // The initial configuration and one per failover, each seen by a node.
+    assert!(epochs.len() >= 5, "{epochs:?}");
     // The client saw at most one outage per failover, each a failover's length, and nothing
     // else: replacing a Sentinel or restarting a Picket costs no write.
     let (writes, outages) = writer.finish();
@@ -657,4 +676,145 @@ fn fail_over(
     let by_pickets: usize = pickets.iter().map(|(p, _)| p.count(&needle)).sum();
     println!("failover {}: {old} -> {new} ({by_pickets} led by Pickets so far)", *elections);
     new
+}
+
+/// One node's answer to `SENTINEL MASTER`: the config epoch and the master it names, and whether
+/// it flags a failover in progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Observation {
+    node: String,
+    epoch: u64,
+    master: String,
+    failing_over: bool,
+}
+
+/// Polls `SENTINEL MASTER` on every node (Sentinel or Picket, whichever answers at each
+/// address) from a thread until finished, keeping each node's answers as they change.
+struct Observer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Observation>>,
+}
+
+impl Observer {
+    fn start(nodes: Vec<String>) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen: Vec<Observation> = Vec::new();
+            let mut round = || {
+                for node in &nodes {
+                    let Some(map) = master_map(node) else { continue };
+                    let (Some(epoch), Some(ip), Some(port), Some(flags)) =
+                        (map.get("config-epoch"), map.get("ip"), map.get("port"), map.get("flags"))
+                    else {
+                        continue;
+                    };
+                    let observation = Observation {
+                        node: node.clone(),
+                        epoch: epoch.parse().expect("a numeric config-epoch"),
+                        master: format!("{ip}:{port}"),
+                        failing_over: flags.contains("failover_in_progress"),
+                    };
+                    let last = seen.iter().rev().find(|o| o.node == *node);
+                    if last != Some(&observation) {
+                        seen.push(observation);
+                    }
+                }
+            };
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                round();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // One last look, after the last step.
+            round();
+            seen
+        });
+        Self { stop, thread }
+    }
+
+    /// Stops polling; every change seen, in order.
+    fn finish(self) -> Vec<Observation> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the observer thread")
+    }
+}
+
+/// The safety property over every observation: one master per config epoch, across
+/// nodes and over time. Returns each epoch's master, or the first two that disagree.
+///
+/// One exception: a redis-sentinel leading a failover shows the failover's epoch while it still
+/// names the old master, from `+promoted-slave` until `+switch-master`. So while a node flags a
+/// failover in progress, naming the master it named before (under any epoch) claims nothing;
+/// naming another is checked like any observation (a Picket leader names the promoted replica
+/// under the new epoch as soon as it is promoted).
+fn one_master_per_epoch(
+    observations: &[Observation],
+) -> Result<std::collections::BTreeMap<u64, String>, String> {
+    let mut first: std::collections::BTreeMap<u64, &Observation> = Default::default();
+    let mut settled: std::collections::BTreeMap<&str, &Observation> = Default::default();
+    for o in observations {
+        if o.failing_over && settled.get(o.node.as_str()).is_some_and(|b| b.master == o.master) {
+            continue;
+        }
+        settled.insert(&o.node, o);
+        let earlier = *first.entry(o.epoch).or_insert(o);
+        if earlier.master != o.master {
+            return Err(format!(
+                "two masters for config epoch {}: {} at {}, {} at {}",
+                o.epoch, earlier.master, earlier.node, o.master, o.node
+            ));
+        }
+    }
+    Ok(first.into_iter().map(|(epoch, o)| (epoch, o.master.clone())).collect())
+}
+
+/// The check itself catches what it is for: a doctored observation naming another master under
+/// an epoch already seen, whether at another node or at the same one later.
+#[test]
+fn two_masters_for_one_config_epoch_are_caught() {
+    let seen = |node: &str, epoch: u64, master: &str| Observation {
+        node: node.to_owned(),
+        epoch,
+        master: master.to_owned(),
+        failing_over: false,
+    };
+    let failing_over = |node: &str, epoch: u64, master: &str| Observation {
+        failing_over: true,
+        ..seen(node, epoch, master)
+    };
+    let good = vec![
+        seen("s1", 0, "m:1"),
+        seen("s2", 0, "m:1"),
+        // s1 (a Sentinel) leads the failover of epoch 1: the old master until the switch.
+        failing_over("s1", 1, "m:1"),
+        seen("s1", 1, "r:2"),
+        seen("p3", 1, "r:2"),
+        // p3 (a Picket) leads the failover of epoch 3: the new master once promoted.
+        failing_over("p3", 3, "m:1"),
+        seen("s2", 3, "m:1"),
+    ];
+    let epochs = one_master_per_epoch(&good).unwrap();
+    assert_eq!(
+        epochs.into_iter().collect::<Vec<_>>(),
+        [(0, "m:1".to_owned()), (1, "r:2".to_owned()), (3, "m:1".to_owned())]
+    );
+    let mut across = good.clone();
+    across.push(seen("p3", 3, "r:2"));
+    assert_eq!(
+        one_master_per_epoch(&across).unwrap_err(),
+        "two masters for config epoch 3: m:1 at p3, r:2 at p3"
+    );
+    let mut over_time = good.clone();
+    over_time.insert(4, seen("s1", 1, "x:9"));
+    assert_eq!(
+        one_master_per_epoch(&over_time).unwrap_err(),
+        "two masters for config epoch 1: r:2 at s1, x:9 at s1"
+    );
+    // A leader naming, while it fails over, a master neither its old one nor its epoch's.
+    let mut leading = good;
+    leading[2] = failing_over("s1", 1, "x:9");
+    assert_eq!(
+        one_master_per_epoch(&leading).unwrap_err(),
+        "two masters for config epoch 1: x:9 at s1, r:2 at s1"
+    );
 }
