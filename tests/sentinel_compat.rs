@@ -400,6 +400,102 @@ fn myid(addr: &str) -> String {
     redis::from_redis_value(query(addr, &["SENTINEL", "MYID"]).unwrap()).unwrap()
 }
 
+/// `import-sentinel` carries `sentinel sentinel-user` / `sentinel-pass` over: the Picket that
+/// replaces a Sentinel authenticates to the Sentinels left as that Sentinel did. Their ports need
+/// a password (`requirepass` for clients, an ACL user for the Sentinels); with one Sentinel
+/// stopped, the Picket's ODOWN needs the running Sentinel's "down" answer, which it gets only
+/// authenticated as that user. The other way, the Sentinels authenticate to the Picket as that
+/// user, which the operator adds as a `[[user]]` as the import's report says: Sentinel rewrote its
+/// file with the user's password hashed, which cannot be imported.
+#[test]
+fn an_imported_picket_authenticates_to_the_sentinels_left_as_the_sentinel_did() {
+    if sentinel::missing() {
+        return;
+    }
+    let _one = one_at_a_time();
+    const CLIENTS: &str = "clients-secret";
+    const VOTERS: &str = "voters-secret";
+    let mut group = Group::start(MASTER, 2, None);
+    let old = group.master.addr();
+    let lines = format!(
+        "{}requirepass \"{CLIENTS}\"\nuser voter on >{VOTERS} ~* &* +@all\n\
+         sentinel sentinel-user voter\nsentinel sentinel-pass \"{VOTERS}\"\n",
+        sentinel::monitor(MASTER, &old, 2, DOWN_AFTER_MS, FAILOVER_TIMEOUT_MS)
+    );
+    let mut sentinels: Vec<Sentinel> =
+        (0..3).map(|_| Sentinel::start(free_port(), &lines)).collect();
+    let target = |addr: &str| format!(":{CLIENTS}@{addr}");
+    for s in &sentinels {
+        wait_for("a Sentinel to know the two others, up, and both replicas", LONG, || {
+            let others = query(&target(&s.addr()), &["SENTINEL", "SENTINELS", MASTER])
+                .and_then(|v| redis::from_redis_value::<Vec<Vec<String>>>(v).ok());
+            let up = others.is_some_and(|o| {
+                o.len() == 2 && o.iter().all(|s| !s.iter().any(|f| f.contains("s_down")))
+            });
+            up && master_map(&target(&s.addr()))
+                .is_some_and(|m| m.get("num-slaves").map(String::as_str) == Some("2"))
+        });
+    }
+    // The first Sentinel is replaced by a Picket imported from its file.
+    sentinels[0].stop();
+    let left: Vec<String> = sentinels[1..].iter().map(Sentinel::addr).collect();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    fs::write(secret.path(), "peer-secret\n").unwrap();
+    let spec = support::NodeSpec {
+        ip: "127.0.0.1".to_owned(),
+        listen: sentinels[0].port,
+        gossip: free_port(),
+        http: free_port(),
+        tls_listen: 0,
+        tls_http: 0,
+    };
+    let conf = sentinels[0].conf();
+    let picket = Picket::start(spec.clone(), |state| {
+        let text = import(&conf, state, secret.path(), &spec, &[], &left);
+        assert!(!text.contains(VOTERS) && !text.contains(CLIENTS), "{text}");
+        assert!(text.contains("sentinel_user = \"voter\"\nsentinel_pass_file = "), "{text}");
+        let password = state.with_file_name("voter.password");
+        fs::write(&password, VOTERS).unwrap();
+        let user = format!("name = \"voter\"\nrole = \"admin\"\npassword_file = {password:?}\n");
+        format!("{text}\n[[user]]\n{user}")
+    });
+    let listen = target(&spec.listen_addr());
+    wait_for("CKQUORUM OK 3 on the Picket", LONG, || {
+        query(&listen, &["SENTINEL", "CKQUORUM", MASTER])
+            .is_some_and(|v| matches!(v, redis::Value::SimpleString(s) if s.starts_with("OK 3 ")))
+    });
+    // The running Sentinels reach the Picket, authenticated.
+    for s in &sentinels[1..] {
+        wait_for("a Sentinel to see the Picket up", LONG, || {
+            let others = query(&target(&s.addr()), &["SENTINEL", "SENTINELS", MASTER])
+                .and_then(|v| redis::from_redis_value::<Vec<Vec<String>>>(v).ok());
+            others.is_some_and(|o| {
+                o.iter().any(|fields| {
+                    fields.windows(2).any(|kv| kv[0] == "port" && kv[1] == spec.listen.to_string())
+                        && !fields.iter().any(|f| f.contains("s_down"))
+                })
+            })
+        });
+    }
+    // The running Sentinel and the Picket are two of three voters, quorum 2.
+    sentinels[2].pause();
+    group.master.kill();
+    let running = [target(&sentinels[1].addr()), listen];
+    let new = wait_until("the Picket and the running Sentinel to agree", LONG, || {
+        let answers: Vec<Option<String>> = running.iter().map(|a| master_addr_at(a)).collect();
+        let first = answers.first()?.clone()?;
+        (first != old && answers.iter().all(|a| a.as_deref() == Some(first.as_str())))
+            .then_some(first)
+    });
+    sentinels[2].resume();
+    let old_addr = old.replace(':', " ");
+    assert!(picket.saw(&format!("+odown master {MASTER} {old_addr}")), "{:?}", picket.events());
+    let needle = format!("+elected-leader master {MASTER}");
+    let won = sentinels.iter().map(|s| s.count(&needle)).sum::<usize>() + picket.count(&needle);
+    assert_eq!(won, 1, "one election won");
+    assert!(group.at(&new).is_some(), "a replica was promoted: {new}");
+}
+
 /// Hellos published on the master by a process that is not a listed Sentinel change nothing: one
 /// from an unlisted address naming a replica as master with a high epoch is ignored (and
 /// counted), and one claiming a listed Sentinel's address is not adopted, because the replica it
@@ -562,6 +658,7 @@ fn a_rolling_migration_from_three_sentinels_to_three_pickets() {
 
 /// `picket import-sentinel` of `conf` into state directory `state`, for a node at `spec`, with
 /// `peers` (`--peer`) and the Sentinels left (`--sentinel-peer`): the generated configuration.
+/// The output (with the secrets it names) is beside `state`, in the Picket's own directory.
 fn import(
     conf: &std::path::Path,
     state: &std::path::Path,
@@ -570,13 +667,13 @@ fn import(
     peers: &[String],
     sentinels: &[String],
 ) -> String {
-    let out = tempfile::tempdir().unwrap();
+    let out = state.with_file_name("imported");
     let import = Command::new(env!("CARGO_BIN_EXE_picket"))
         .arg("import-sentinel")
         .arg("--sentinel-conf")
         .arg(conf)
         .arg("--output")
-        .arg(out.path())
+        .arg(&out)
         .arg("--state-dir")
         .arg(state)
         .arg("--peer-secret-file")
@@ -588,7 +685,7 @@ fn import(
         .unwrap();
     let report = String::from_utf8_lossy(&import.stdout);
     assert!(import.status.success(), "{report}{}", String::from_utf8_lossy(&import.stderr));
-    fs::read_to_string(out.path().join("picket.toml")).unwrap()
+    fs::read_to_string(out.join("picket.toml")).unwrap()
 }
 
 /// The imported configuration with the README's membership for a step: the Pickets so far as

@@ -329,9 +329,24 @@ fn node_section(
     if !peers.is_empty() || !options.sentinel_peers.is_empty() {
         let _ = writeln!(text, "peer_secret_file = {}", quote_path(&options.peer_secret_file));
     }
-    if let Some(password) = &conf.requirepass {
-        let file = secrets.add("requirepass", password);
-        let _ = writeln!(text, "requirepass_file = {}", quote_path(&file));
+    let requirepass =
+        conf.requirepass.as_ref().map(|password| secrets.add("requirepass", password));
+    if let Some(file) = &requirepass {
+        let _ = writeln!(text, "requirepass_file = {}", quote_path(file));
+    }
+    // What the Sentinel gave the other Sentinels, this node gives the Sentinels of
+    // `sentinel_peers`: its `sentinel-pass` (and `sentinel-user`), or else its `requirepass`.
+    if let Some(password) = &conf.sentinel_pass {
+        if let Some(user) = &conf.sentinel_user {
+            let _ = writeln!(text, "sentinel_user = {}", quote(user));
+        }
+        let file = secrets.add("sentinel-pass", password);
+        let _ = writeln!(text, "sentinel_pass_file = {}", quote_path(&file));
+    } else if let Some(file) = requirepass.filter(|_| !options.sentinel_peers.is_empty()) {
+        text.push_str(
+            "# No sentinel-pass: the Sentinels authenticate to each other with their requirepass.\n",
+        );
+        let _ = writeln!(text, "sentinel_pass_file = {}", quote_path(&file));
     }
     Ok(NodeSection { text, peers, peers_derived, gossip_step })
 }

@@ -30,6 +30,10 @@ pub struct SentinelConf {
     pub announce_port: Option<u16>,
     /// `requirepass` (a secret).
     pub requirepass: Option<String>,
+    /// `sentinel sentinel-user`: the ACL user this Sentinel authenticates as to the others.
+    pub sentinel_user: Option<String>,
+    /// `sentinel sentinel-pass` (a secret): the password it gives the others.
+    pub sentinel_pass: Option<String>,
     /// `user` lines Picket can carry over.
     pub users: Vec<ConfUser>,
     /// `sentinel myid`.
@@ -200,6 +204,17 @@ pub fn read(text: &str) -> SentinelConf {
     for line in &lines {
         if !(line.word(0) == "sentinel" && line.word(1) == "monitor") {
             directive(&mut conf, line);
+        }
+    }
+    // Sentinel sends no user name without a password of its own to send with it.
+    if conf.sentinel_pass.is_none() && conf.sentinel_user.take().is_some() {
+        let user_lines =
+            lines.iter().filter(|l| l.word(0) == "sentinel" && l.word(1) == "sentinel-user");
+        for line in user_lines {
+            conf.skip(
+                line,
+                "sentinel-user without sentinel-pass: set both to authenticate as a user",
+            );
         }
     }
     conf.unmapped.sort_by_key(|u| u.line);
@@ -423,13 +438,15 @@ fn sentinel_directive(conf: &mut SentinelConf, line: &Line) {
         }
         ("deny-scripts-reconfig", Some(_)) => conf
             .skip(line, "Picket never lets SENTINEL SET change scripts: set them in picket.toml"),
-        ("sentinel-user", Some(_)) => conf
-            .skip(line, "Picket nodes authenticate each other with node.peer_secret, not a user"),
-        ("sentinel-pass", Some(_)) => conf.skip_secret(
-            line,
-            2,
-            "Picket nodes authenticate each other with node.peer_secret, not a password",
-        ),
+        // Picket nodes authenticate each other with node.peer_secret; these are for the
+        // Sentinels of a rolling migration (`sentinel_peers`).
+        ("sentinel-user", Some(user)) => conf.sentinel_user = Some(user).filter(|u| !u.is_empty()),
+        ("sentinel-pass", Some(password)) => {
+            conf.sentinel_pass = Some(password).filter(|p| !p.is_empty());
+        }
+        ("sentinel-pass", None) => {
+            conf.skip_secret(line, 2, "expected sentinel sentinel-pass <password>")
+        }
         ("simulate-failure", _) => conf.skip(line, "a test switch, not a setting"),
         _ => conf.skip(line, "a Sentinel directive Picket does not know"),
     }

@@ -239,7 +239,7 @@ fn what_cannot_be_imported_is_said() {
     assert_eq!(config.node.announce, addr("10.0.0.9:26380"));
     assert_eq!(config.node.client_announce, addr("10.0.0.9:26000"));
     assert_eq!(config.node.listen, Some(addr("0.0.0.0:26379")));
-    // Lines about unknown masters, hashed and disabled users, Sentinel's own peers' password.
+    // Lines about unknown masters, hashed and disabled users, a Sentinel without its id.
     let text = "bind 127.0.0.1\nsentinel monitor m 127.0.0.1 6379 1\n\
                 sentinel auth-pass other hunter2\nuser h on #abcdef +@all\nuser d off >pw +@all\n\
                 sentinel sentinel-pass hunter3\nsentinel known-sentinel m 127.0.0.1 26380\n\
@@ -258,8 +258,6 @@ fn what_cannot_be_imported_is_said() {
             "4: user h on <redacted> +@all: hashed passwords (#...) cannot be imported: Picket \
              needs the password itself; add a [[user]] with its password_file",
             "5: user d off <redacted> +@all: disabled users are not imported",
-            "6: sentinel sentinel-pass <redacted>: Picket nodes authenticate each other with \
-             node.peer_secret, not a password",
             "7: sentinel known-sentinel m 127.0.0.1 26380: a Sentinel without its id (Sentinel \
              ignores these too)",
             "8: unknown-directive x: a Redis server setting with no counterpart in Picket",
@@ -302,4 +300,64 @@ fn a_rolling_migration_lists_the_sentinels_left_and_no_derived_peers() {
     assert_eq!(master.sentinel_peers, vec![addr("10.0.0.2:26379"), addr("10.0.0.3:26379")]);
     assert_eq!(master.fencing, crate::engine::Fencing::Off);
     assert!(config.node.peer_secret.is_some(), "peers come later in the migration");
+}
+
+/// What a Sentinel gives the other Sentinels, the Picket in its place gives the Sentinels of
+/// `sentinel_peers`: `sentinel-pass` and `sentinel-user`, or else `requirepass` (as Sentinel
+/// does), each from a file of its own.
+#[test]
+fn the_password_for_the_other_sentinels_is_carried() {
+    let monitor = "port 26379\nbind 10.0.0.1\nsentinel monitor m 10.0.0.9 6379 1\n";
+    let rolling = ImportOptions { sentinel_peers: vec![addr("10.0.0.2:26379")], ..options() };
+    let secret_file = |config: &crate::config::Config| match config.node.sentinel_pass.as_ref() {
+        Some(secret) => match secret.source() {
+            crate::config::Secret::File(path) => Some(path.to_str().unwrap().to_owned()),
+            crate::config::Secret::Inline(_) => panic!("a secret in clear"),
+        },
+        None => None,
+    };
+    let explicit = format!(
+        "{monitor}requirepass clientpw\nsentinel sentinel-user peers\n\
+         sentinel sentinel-pass \"peer pw\"\n"
+    );
+    for options in [options(), rolling.clone()] {
+        let imported = import(&explicit, &options).unwrap();
+        let config = parse(&imported.toml, Path::new("picket.toml")).unwrap();
+        assert_eq!(config.node.sentinel_user.as_deref(), Some("peers"));
+        assert_eq!(secret_file(&config).as_deref(), Some("/etc/picket/secrets/sentinel-pass"));
+        assert!(
+            imported
+                .secret_files
+                .contains(&("/etc/picket/secrets/sentinel-pass".into(), "peer pw\n".into()))
+        );
+        assert!(!imported.toml.contains("peer pw"), "{}", imported.toml);
+        assert!(imported.conf.unmapped.is_empty(), "{:?}", imported.conf.unmapped);
+    }
+    // Without sentinel-pass, a Sentinel gives the others its requirepass: so does the Picket of
+    // a rolling migration (a native one talks to no Sentinel).
+    let legacy = format!("{monitor}requirepass clientpw\n");
+    let imported = import(&legacy, &rolling).unwrap();
+    let config = parse(&imported.toml, Path::new("picket.toml")).unwrap();
+    assert_eq!(secret_file(&config).as_deref(), Some("/etc/picket/secrets/requirepass"));
+    assert_eq!(config.node.sentinel_user, None);
+    assert_eq!(imported.secret_files.len(), 1, "one file for both");
+    let imported = import(&legacy, &options()).unwrap();
+    let config = parse(&imported.toml, Path::new("picket.toml")).unwrap();
+    assert_eq!(secret_file(&config), None);
+    // A user without a password is not sent: the line is reported.
+    let user_only = format!("{monitor}sentinel sentinel-user peers\n");
+    let imported = import(&user_only, &rolling).unwrap();
+    let config = parse(&imported.toml, Path::new("picket.toml")).unwrap();
+    assert_eq!((config.node.sentinel_user.as_deref(), secret_file(&config)), (None, None));
+    let unmapped: Vec<String> = imported
+        .conf
+        .unmapped
+        .iter()
+        .map(|u| format!("{}: {}: {}", u.line, u.text, u.reason))
+        .collect();
+    assert_eq!(
+        unmapped,
+        ["4: sentinel sentinel-user peers: sentinel-user without sentinel-pass: set both to \
+          authenticate as a user"]
+    );
 }
