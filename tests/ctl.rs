@@ -438,6 +438,46 @@ impl Drop for Tmux {
     }
 }
 
+/// A master with listed redis-sentinel voters (a rolling migration's `sentinel_peers`): its line
+/// counts the voters of each kind and the votes a leader needs over all of them (the node's line
+/// counts Pickets only), and the Sentinel has its row. The Sentinel listed does not run.
+#[test]
+fn status_counts_both_kinds_of_voters_of_a_mixed_master() {
+    let sentinel = format!("127.0.0.1:{}", support::free_port());
+    let options = ClusterOptions {
+        master_extra: format!("fencing = \"off\"\nsentinel_peers = [\"{sentinel}\"]\n"),
+        ..ClusterOptions::default()
+    };
+    let cluster = Cluster::start(2, vec![Group::start("cache", 2, None)], &options);
+    cluster.wait_ready();
+    let http = cluster.pickets[0].spec.http_addr();
+    let url = format!("http://{http}");
+    let master = cluster.group("cache").master.addr();
+    wait_for("both replicas promotable and the peer agreeing", CLUSTER_WAIT, || {
+        let body = get(&http, "/v1/masters/cache").json();
+        body["replicas"].as_array().is_some_and(|r| r.len() == 2)
+            && body["replicas"].as_array().unwrap().iter().all(|r| r["ineligible"].is_null())
+            && body["peers"].as_array().unwrap().iter().all(|p| p["agrees"] == true)
+    });
+    let mut mask = Mask::from_view(&http, &master);
+    mask.names.insert(sentinel, "S1".to_owned());
+    golden(
+        &mask.apply(&ok(&url, &["status"])),
+        "node N (<id>) epoch 0 voters 2, majority 2, fresh peers 1\n\
+         \n\
+         cache master M config epoch 0 ok quorum 2 voters 3 (2 pickets, 1 sentinel), votes \
+         needed 2\n\
+         ADDRESS ROLE LINK LAG LAG(S) PRIORITY PROMOTABLE\n\
+         M master up - - - -\n\
+         R1 replica up ~ ~ 100 yes\n\
+         R2 replica up ~ ~ 100 yes\n\
+         NODE KIND ID VIEW\n\
+         (this node) picket answering\n\
+         P1 picket <id> agrees\n\
+         S1 sentinel stale (never heard)\n",
+    );
+}
+
 #[test]
 fn status_watch_redraws_in_place_and_shows_a_failover_in_a_terminal() {
     let tmux = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());

@@ -52,12 +52,13 @@ fn render_master(out: &mut String, m: &Value, style: Style) {
     let (state, colour) = state(m);
     let _ = writeln!(
         out,
-        "{}  master {}  config epoch {}  {}  quorum {}",
+        "{}  master {}  config epoch {}  {}  quorum {}{}",
         style.paint(s(&m["name"]), Some(Colour::Bold)),
         s(&m["address"]),
         n(&m["config_epoch"]),
         style.paint(state, colour),
         n(&m["quorum"]),
+        mixed_voters(m),
     );
     if let Some(line) = failover_line(&m["failover"]) {
         let _ = writeln!(out, "  {}", style.paint(&line, Some(Colour::Red)));
@@ -76,6 +77,26 @@ fn render_master(out: &mut String, m: &Value, style: Style) {
     nodes.extend(items(&m["peers"]).iter().map(peer_row));
     nodes.extend(items(&m["sentinels"]).iter().map(sentinel_row));
     table(out, style, "  ", &nodes);
+}
+
+/// For a master with listed redis-sentinel voters (`sentinel_peers`), its voters of each kind
+/// and the votes a leader needs over all of them (the node's line counts Pickets only); nothing
+/// otherwise.
+fn mixed_voters(m: &Value) -> String {
+    let sentinels = items(&m["sentinels"]).len();
+    if sentinels == 0 {
+        return String::new();
+    }
+    let pickets = 1 + items(&m["peers"]).len();
+    let plural =
+        |count: usize, kind: &str| format!("{count} {kind}{}", if count == 1 { "" } else { "s" });
+    format!(
+        "  voters {} ({}, {}), votes needed {}",
+        pickets + sentinels,
+        plural(pickets, "picket"),
+        plural(sentinels, "sentinel"),
+        n(&m["authorisation"]["votes_needed"]),
+    )
 }
 
 /// The failover in progress, in one line.
