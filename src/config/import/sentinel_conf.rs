@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use sha2::{Digest, Sha256};
+
 use crate::engine::{Addr, NodeId};
 
 /// Sentinel's default port.
@@ -201,10 +203,17 @@ pub fn read(text: &str) -> SentinelConf {
             monitor(&mut conf, line);
         }
     }
-    for line in &lines {
-        if !(line.word(0) == "sentinel" && line.word(1) == "monitor") {
-            directive(&mut conf, line);
-        }
+    // Then the credentials Sentinels give each other: the user they authenticate as may be
+    // defined below with its password hashed, which `sentinel-pass` can then stand for.
+    let is_monitor = |l: &Line| l.word(0) == "sentinel" && l.word(1) == "monitor";
+    let is_peer_auth = |l: &Line| {
+        l.word(0) == "sentinel" && ["sentinel-user", "sentinel-pass"].contains(&l.word(1).as_str())
+    };
+    for line in lines.iter().filter(|l| is_peer_auth(l)) {
+        directive(&mut conf, line);
+    }
+    for line in lines.iter().filter(|l| !is_monitor(l) && !is_peer_auth(l)) {
+        directive(&mut conf, line);
     }
     // Sentinel sends no user name without a password of its own to send with it.
     if conf.sentinel_pass.is_none() && conf.sentinel_user.take().is_some() {
@@ -608,7 +617,9 @@ fn user(conf: &mut SentinelConf, line: &Line) {
     if enabled != Some(true) {
         return unmapped(conf, "disabled users are not imported");
     }
-    let Some(password) = password else {
+    let peer_password = peer_password(conf, &name, rules);
+    let from_peer_pass = password.is_none() && peer_password.is_some();
+    let Some(password) = password.or(peer_password) else {
         let reason = if hashed {
             "hashed passwords (#...) cannot be imported: Picket needs the password itself; add \
              a [[user]] with its password_file"
@@ -620,8 +631,25 @@ fn user(conf: &mut SentinelConf, line: &Line) {
     let admin =
         ADMIN_COMMANDS.iter().any(|(command, categories)| allows(rules, command, categories));
     let role = if admin { "admin" } else { "read" };
-    conf.notes.push(entry(&format!("[[user]] {name:?} with role {role}")));
+    let source = if from_peer_pass {
+        ", its password the sentinel-pass, whose hash it has (the other Sentinels log in as it)"
+    } else {
+        ""
+    };
+    conf.notes.push(entry(&format!("[[user]] {name:?} with role {role}{source}")));
     conf.users.push(ConfUser { name, password, admin, line: line.number });
+}
+
+/// The `sentinel-pass`, if user `name` is the `sentinel-user` and one of its `rules` is the
+/// password's SHA-256 (`#<hex>`, as `CONFIG REWRITE` writes every password): the password the
+/// other Sentinels authenticate as `name` with.
+fn peer_password(conf: &SentinelConf, name: &str, rules: &[String]) -> Option<String> {
+    let password =
+        conf.sentinel_pass.as_ref().filter(|_| conf.sentinel_user.as_deref() == Some(name))?;
+    let digest: String =
+        Sha256::digest(password.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let hashed = |r: &String| r.strip_prefix('#').is_some_and(|h| h.eq_ignore_ascii_case(&digest));
+    rules.iter().any(hashed).then(|| password.clone())
 }
 
 /// Splits a line as Redis's `sdssplitargs` does.

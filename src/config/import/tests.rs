@@ -361,3 +361,46 @@ fn the_password_for_the_other_sentinels_is_carried() {
           authenticate as a user"]
     );
 }
+
+/// The user the Sentinels authenticate as (`sentinel-user`) is imported even though the file
+/// holds its password hashed, as every file Sentinel rewrote does, when the hash is the
+/// `sentinel-pass`'s: the other Sentinels log in to this node as that user.
+#[test]
+fn the_user_the_sentinels_log_in_as_is_imported_from_its_hash() {
+    use sha2::{Digest, Sha256};
+    let hash: String = Sha256::digest(b"peer pw").iter().map(|b| format!("{b:02x}")).collect();
+    let text = |user_line: &str| {
+        format!(
+            "port 26379\nbind 10.0.0.1\nsentinel monitor m 10.0.0.9 6379 1\n{user_line}\n\
+             sentinel sentinel-user voter\nsentinel sentinel-pass \"peer pw\"\n"
+        )
+    };
+    let imported =
+        import(&text(&format!("user voter on #{hash} ~* &* +@all")), &options()).unwrap();
+    let config = parse(&imported.toml, Path::new("picket.toml")).unwrap();
+    assert_eq!(
+        (config.users[0].name.as_str(), config.users[0].role),
+        ("voter", crate::config::UserRole::Admin)
+    );
+    assert!(
+        imported
+            .secret_files
+            .contains(&("/etc/picket/secrets/user-voter.password".into(), "peer pw\n".into())),
+        "{:?}",
+        imported.secret_files
+    );
+    assert!(imported.conf.unmapped.is_empty(), "{:?}", imported.conf.unmapped);
+    assert!(!imported.toml.contains("peer pw") && !imported.toml.contains(&hash));
+    // Another hash, or another user, is not the sentinel-pass: reported, not imported.
+    let other = "ab".repeat(32);
+    for line in [format!("user voter on #{other} +@all"), format!("user app on #{hash} +@all")] {
+        let imported = import(&text(&line), &options()).unwrap();
+        assert!(imported.conf.users.is_empty(), "{line}");
+        let reasons: Vec<&str> = imported.conf.unmapped.iter().map(|u| u.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 1, "{line}: {reasons:?}");
+        assert!(
+            reasons[0].starts_with("hashed passwords (#...) cannot be imported"),
+            "{reasons:?}"
+        );
+    }
+}
