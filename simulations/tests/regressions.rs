@@ -133,6 +133,13 @@ const SEEDS: &[(u64, &str)] = &[
     // soon as its voters did, won election after election that it could only abort ("after
     // no good replica, the next attempt waits the failover timeout").
     (8_703_288, "liveness: a leader without a candidate starved its voters"),
+    // Engine, fencing: a node adopted a newer configuration naming the master it already had
+    // (demoted and promoted again meanwhile) and kept its older lease reading ("adopting a newer
+    // configuration forgets the lease"); a reading taken while a delayed promotion that lowered
+    // the lease was still unanswered stood for it ("a lease read while a change is unanswered
+    // is not taken"). Both stated windows the old master outlived.
+    (8_800_359, "fencing: a lease reading from an older configuration of the same master"),
+    (8_802_575, "fencing: a lease read before a delayed promotion changed it"),
     // Simulator: every node lost its disk in turn and with them the address of an old master
     // that then came back as a second master no supervisor could see.
     (5_002_628, "simulator: disk loss forgot an instance"),

@@ -858,6 +858,14 @@ impl Group {
         // A newer configuration ends any failover this node was leading.
         self.failover = None;
         let key = self.ensure_instance(node, addr, now);
+        // The lease this node last read from the master of the newer configuration predates
+        // the promotion that made it the master (again, if the address is unchanged: it may
+        // have been demoted and promoted meanwhile), which set the leader's own lease: unknown
+        // here until read back. A node cut off meanwhile stated fence windows from the older
+        // reading (simulator seeds 8606187, and 8800359 for an unchanged address).
+        if let Some(instance) = self.instances.get_mut(&key) {
+            instance.lease = None;
+        }
         if key == self.master {
             return;
         }
@@ -865,14 +873,10 @@ impl Group {
         // The role this node last saw the new master report (replica) predates its promotion
         // elsewhere: count the time it may claim to be a replica from now, as Sentinel does by
         // resetting the master instance when it switches, or the healthy new master would be
-        // SDOWN at once and elections would start against it. So does the lease it last read:
-        // the promotion set the leader's own, unknown here until read back (a node that had
-        // been cut off from it stated a fence window from the lease the replica had before its
-        // promotion: simulator seed 8606187).
+        // SDOWN at once and elections would start against it.
         if let Some(instance) = self.instances.get_mut(&key) {
             instance.role_reported_at = Some(now);
             instance.promoted_elsewhere_at = Some(now);
-            instance.lease = None;
         }
         let old = std::mem::replace(&mut self.master, key);
         self.after_switch(node, &old, now);
