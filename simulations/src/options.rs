@@ -282,7 +282,7 @@ impl Options {
     ///
     /// `down_after + calm_ping_period + failover_timeout + 2 × election_timeout + info_grace + 1 s`
     ///
-    /// where `ping_period` is `down_after / 10` and `calm_ping_period` `down_after / 2`, both
+    /// where `ping_period` is `down_after / 10` and `calm_ping_period` `down_after`, both
     /// clamped to 10 ms-1 s, `election_timeout` is `down_after` clamped to 1-10 s (at most
     /// `failover_timeout`) and `info_grace` is five ping periods, at least 500 ms (see the
     /// engine's `timing`). Detection takes at most `down_after` plus the calm period (silence
@@ -302,9 +302,8 @@ impl Options {
                 let election = g.down_after.clamp(Duration::from_secs(1), Duration::from_secs(10));
                 let ping =
                     (g.down_after / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
-                let calm = (g.down_after / 2)
-                    .clamp(Duration::from_millis(10), Duration::from_secs(1))
-                    .max(ping);
+                let calm =
+                    g.down_after.clamp(Duration::from_millis(10), Duration::from_secs(1)).max(ping);
                 let info_grace = (ping * 5).max(Duration::from_millis(500)).min(g.failover_timeout);
                 g.down_after
                     + calm
