@@ -376,8 +376,9 @@ impl Group {
     /// group is in no doubt, the fast one ([`MasterTiming::ping_period`]) otherwise. The group is
     /// in doubt while its master is troubled or subjectively down (here, or for a fresh peer at
     /// the last evaluation), while the leader this node voted for may be working, and while a
-    /// peer reports a failover that may still reach its promotion. Either way an instance that hangs is down within `down_after` plus the period
-    /// it was pinged at when it hung: detection is never slower than at the calm period.
+    /// peer reports a failover that may still reach its promotion. Either way an instance that
+    /// hangs is down within `down_after` plus the period it was pinged at when it hung: detection
+    /// is never slower than at the calm period.
     #[must_use]
     pub fn ping_period(&self, addr: &Addr, now: Instant) -> Duration {
         let deadline = self.timing.promotion_deadline();

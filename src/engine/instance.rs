@@ -517,8 +517,8 @@ impl Instance {
     }
 
     /// The earliest instant after `now` at which monitoring this instance has something to do,
-    /// given the ping and INFO periods the group wants. SDOWN deadlines are included so detection is exact.
-    /// Deadlines at or before `now` are left out (what is due then waits on a reply or a link),
+    /// given the ping and INFO periods the group wants. SDOWN deadlines are included so detection
+    /// is exact. Deadlines at or before `now` are left out (what is due then waits on a reply or a link),
     /// each on its own: one of them must not hide a later one (a probe held back by the cap on
     /// requests in flight must not hide the SDOWN deadline).
     #[must_use]
