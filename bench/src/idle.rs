@@ -90,6 +90,11 @@ pub fn run(plan: &Plan) -> Result<Section> {
 
 /// One master spec per server.
 fn specs(servers: &[Redis]) -> Vec<MasterSpec> {
+    specs_at(servers, DOWN_AFTER_MS)
+}
+
+/// One master spec per server, with `down_after_ms`.
+fn specs_at(servers: &[Redis], down_after_ms: u64) -> Vec<MasterSpec> {
     servers
         .iter()
         .enumerate()
@@ -97,10 +102,80 @@ fn specs(servers: &[Redis]) -> Vec<MasterSpec> {
             name: format!("idle-{i:04}"),
             port: s.port,
             quorum: 1,
-            down_after_ms: DOWN_AFTER_MS,
+            down_after_ms,
             failover_timeout_ms: 180_000,
         })
         .collect()
+}
+
+/// The `probe` suite: what probing costs one supervisor watching 1,000 masters (100 with
+/// `--quick`) at `down_after_ms` 1000 and 30000, Sentinel and Picket alternating on the same
+/// servers, the down-afters one after the other. Sentinel pings every instance every
+/// min(down-after, 1 s), so once a second at both; Picket's period depends on down-after.
+pub fn run_probe(plan: &Plan) -> Result<Section> {
+    let size = if plan.quick { 100 } else { 1000 };
+    let (warmup, window, windows) = if plan.quick {
+        (Duration::from_secs(3), Duration::from_secs(5), 1)
+    } else {
+        (Duration::from_secs(10), Duration::from_secs(30), 3)
+    };
+    eprintln!("probe: starting {size} redis-server masters");
+    let servers = topology::bare_masters(size)?;
+    let mut section = Section::default();
+    let mut raw = Vec::new();
+    for (round, down_after_ms) in [1000, 30_000].into_iter().enumerate() {
+        let specs = specs_at(&servers, down_after_ms);
+        let (mut cpu, mut rss) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
+        for kind in Kind::order(round) {
+            match measure(kind, &specs, plan, warmup, window, windows) {
+                Ok(samples) => {
+                    for (c, r) in &samples {
+                        eprintln!(
+                            "probe {size} masters, down-after {down_after_ms} {kind}: CPU \
+                             {c:.2}% of a core, RSS {r:.1} MiB"
+                        );
+                    }
+                    let (cpu_side, rss_side) = match kind {
+                        Kind::Sentinel => (&mut cpu.0, &mut rss.0),
+                        Kind::Picket => (&mut cpu.1, &mut rss.1),
+                    };
+                    cpu_side.extend(samples.iter().map(|s| s.0));
+                    rss_side.extend(samples.iter().map(|s| s.1));
+                    raw.push(json!({"masters": size, "down_after_ms": down_after_ms, "kind": kind, "window_s": window.as_secs(), "cpu_percent": samples.iter().map(|s| s.0).collect::<Vec<_>>(), "rss_mib": samples.iter().map(|s| s.1).collect::<Vec<_>>()}));
+                }
+                Err(e) => {
+                    let message =
+                        format!("probe {size} masters, down-after {down_after_ms} {kind}: {e:#}");
+                    eprintln!("{message}");
+                    section.errors.push(message);
+                }
+            }
+        }
+        section.rows.push(Row::both(
+            format!("probe CPU, {size} masters, down-after {down_after_ms}"),
+            "% core",
+            Better::Lower,
+            cpu.0,
+            cpu.1,
+        ));
+        section.rows.push(Row::both(
+            format!("probe RSS, {size} masters, down-after {down_after_ms}"),
+            "MiB",
+            Better::Lower,
+            rss.0,
+            rss.1,
+        ));
+    }
+    section.notes.push(format!(
+        "probe: one supervisor without peers, quorum 1, {size} bare redis-servers (hz 1) shared by \
+         every run, down-after 1000 then 30000 ms; warm-up {}s after it sees every master, then \
+         {windows} window(s) of {}s: CPU = utime+stime from /proc/PID/stat, RSS = VmRSS at the \
+         window's end",
+        warmup.as_secs(),
+        window.as_secs()
+    ));
+    section.raw = json!({"runs": raw});
+    Ok(section)
 }
 
 /// Starts one supervisor of `kind` on `specs` and returns (CPU %, RSS MiB) per window.

@@ -36,7 +36,7 @@ use crate::report::{Machine, Report, Section};
 #[derive(Debug, Parser)]
 #[command(name = "picket-bench", version)]
 struct Args {
-    /// Run only this suite; repeatable. Default: all seven.
+    /// Run only this suite; repeatable. Default: all eight.
     #[arg(long, value_enum)]
     only: Vec<Suite>,
     /// Failover trials per fault (SIGKILL, SIGSTOP) and supervisor, mass trials per load and
@@ -72,6 +72,8 @@ enum Suite {
     Idle,
     /// Peer traffic and failover time with 1,000 masters.
     Scale,
+    /// CPU and memory of one supervisor watching 1,000 masters at down-after 1000 and 30000.
+    Probe,
     /// Acknowledged writes lost, split-brain window, client gaps and failover time with real
     /// partitions (network namespaces: needs root), a switchover and a SIGKILL, redis-py clients
     /// writing on both sides; Picket with `fencing = "bounded"` and `"strict"`.
@@ -87,6 +89,7 @@ impl Suite {
             Self::Throughput => "throughput",
             Self::Idle => "idle",
             Self::Scale => "scale",
+            Self::Probe => "probe",
             Self::Fencing => "fencing",
         }
     }
@@ -130,6 +133,7 @@ fn run(args: &Args) -> Result<bool> {
             Suite::Throughput,
             Suite::Idle,
             Suite::Scale,
+            Suite::Probe,
             Suite::Fencing,
         ]
     } else {
@@ -176,6 +180,7 @@ fn run(args: &Args) -> Result<bool> {
             Suite::Throughput => throughput::run(&plan),
             Suite::Idle => idle::run(&plan),
             Suite::Scale => scale::run(&plan),
+            Suite::Probe => idle::run_probe(&plan),
             Suite::Fencing => Ok(fencing::run(&plan)),
         };
         match result {

@@ -64,8 +64,9 @@ struct GroupRules {
     down_after_ms: u64,
     /// The crash rule's threshold, if on.
     down_after_refused_ms: Option<u64>,
-    /// The engine pings every tenth of `down_after`, between 10 ms and 1 s (its documented
-    /// detection contract); replica eligibility is measured in these periods.
+    /// The engine's fast ping period, a tenth of `down_after` between 10 ms and 1 s, at which it
+    /// pings every instance of a group whose master is in doubt; replica eligibility is measured
+    /// in these periods (the engine's own limit is looser: a calm period plus four of these).
     ping_period_ms: u64,
 }
 

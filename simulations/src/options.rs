@@ -280,12 +280,14 @@ impl Options {
     /// group whose master is down and that has a replica every node reaches (or a replica an
     /// aborted attempt promoted) has a master that every node names within
     ///
-    /// `down_after + ping_period + failover_timeout + 2 × election_timeout + info_grace + 1 s`
+    /// `down_after + calm_ping_period + failover_timeout + 2 × election_timeout + info_grace + 1 s`
     ///
-    /// where `ping_period` is `down_after / 10` clamped to 10 ms-1 s, `election_timeout` is
-    /// `down_after` clamped to 1-10 s (at most `failover_timeout`) and `info_grace` is five ping
-    /// periods, at least 500 ms (see the engine's `timing`). Detection takes at most
-    /// `down_after` plus a ping period (silence counts from the first PING left unanswered). A node that voted for a leader, or whose own attempt failed,
+    /// where `ping_period` is `down_after / 10` and `calm_ping_period` `down_after`, both
+    /// clamped to 10 ms-1 s, `election_timeout` is `down_after` clamped to 1-10 s (at most
+    /// `failover_timeout`) and `info_grace` is five ping periods, at least 500 ms (see the
+    /// engine's `timing`). Detection takes at most `down_after` plus the calm period (silence
+    /// counts from the first PING left unanswered, and a settled instance is pinged at the calm
+    /// period). A node that voted for a leader, or whose own attempt failed,
     /// leaves the next attempt to others for at most one `failover_timeout`. One election may
     /// fail (split, or refused by voters still backing an earlier leader that just gave up) and be
     /// retried after at most `2 × election_timeout`; a split is retried at once by the smallest
@@ -300,9 +302,11 @@ impl Options {
                 let election = g.down_after.clamp(Duration::from_secs(1), Duration::from_secs(10));
                 let ping =
                     (g.down_after / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                let calm =
+                    g.down_after.clamp(Duration::from_millis(10), Duration::from_secs(1)).max(ping);
                 let info_grace = (ping * 5).max(Duration::from_millis(500)).min(g.failover_timeout);
                 g.down_after
-                    + ping
+                    + calm
                     + g.failover_timeout
                     + election.min(g.failover_timeout) * 2
                     + info_grace

@@ -639,6 +639,7 @@ impl Group {
         let master_down_for = master_down_since.map(|at| now.saturating_since(at));
         let mut limits = Limits::new(
             now,
+            self.timing.max_reply_age(),
             self.timing.ping_period,
             INFO_PERIOD,
             self.timing.down_after,

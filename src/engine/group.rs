@@ -105,6 +105,9 @@ pub struct Group {
     pub odown_since: Option<Instant>,
     /// How many voters saw the master down at the last evaluation.
     pub odown_votes: usize,
+    /// Whether a fresh peer reported the master subjectively down at the last evaluation (the
+    /// master is then pinged at the fast period, see [`Self::ping_period`]).
+    pub peers_see_down: bool,
     /// This node's latest vote for a failover of this master.
     pub ballot: Ballot,
     /// The failover this node leads, if any.
@@ -207,6 +210,7 @@ impl Group {
             instances,
             odown_since: None,
             odown_votes: 0,
+            peers_see_down: false,
             ballot,
             failover: None,
             next_attempt_at: now,
@@ -348,10 +352,7 @@ impl Group {
         // Trouble starts before SDOWN: a master whose link is down or whose PING is late may be
         // declared down in `down_after`, and replicas polled every ten seconds until then would
         // have INFO too old to choose from when it is.
-        let master_troubled = self.failover.is_some()
-            || self.odown_since.is_some()
-            || self.master_instance().is_none_or(|m| m.suspect(now, &self.timing));
-        if master_troubled {
+        if self.master_troubled(now) {
             return self.timing.ping_period.min(FAST_INFO_PERIOD);
         }
         let own_link_down = self
@@ -360,6 +361,34 @@ impl Group {
             .and_then(|i| i.info.as_ref())
             .is_some_and(|info| matches!(&info.role, ReportedRole::Replica(l) if !l.link_up));
         if own_link_down { FAST_INFO_PERIOD } else { INFO_PERIOD }
+    }
+
+    /// Whether this node leads a failover of the master, sees it objectively down, or its link is
+    /// down or its PING late (see [`Instance::suspect`]).
+    fn master_troubled(&self, now: Instant) -> bool {
+        self.failover.is_some()
+            || self.odown_since.is_some()
+            || self.master_instance().is_none_or(|m| m.suspect(now, &self.timing))
+    }
+
+    /// The PING period for the instance at `addr` at `now`: the calm one
+    /// ([`MasterTiming::calm_ping_period`]) for a [settled](Instance::settled) instance while the
+    /// group is in no doubt, the fast one ([`MasterTiming::ping_period`]) otherwise. The group is
+    /// in doubt while its master is troubled or subjectively down (here, or for a fresh peer at
+    /// the last evaluation), while the leader this node voted for may be working, and while a
+    /// peer reports a failover that may still reach its promotion. Either way an instance that
+    /// hangs is down within `down_after` plus the period it was pinged at when it hung: detection
+    /// is never slower than at the calm period.
+    #[must_use]
+    pub fn ping_period(&self, addr: &Addr, now: Instant) -> Duration {
+        let deadline = self.timing.promotion_deadline();
+        let in_doubt = self.master_troubled(now)
+            || self.master_sdown()
+            || self.peers_see_down
+            || self.leader_watch.is_some()
+            || self.peer_failovers.values().any(|(_, since)| now < *since + deadline);
+        let settled = self.instances.get(addr).is_some_and(|i| i.settled());
+        if settled && !in_doubt { self.timing.calm_ping_period } else { self.timing.ping_period }
     }
 
     /// What this node tells peers about the group.
@@ -408,11 +437,14 @@ impl Group {
     }
 
     fn poll_monitoring(&mut self, node: &mut Node, now: Instant) {
-        let periods: Vec<Duration> =
-            self.instances.keys().map(|a| self.info_period(a, now)).collect();
-        for (instance, period) in self.instances.values_mut().zip(periods) {
+        let periods: Vec<(Duration, Duration)> = self
+            .instances
+            .keys()
+            .map(|a| (self.ping_period(a, now), self.info_period(a, now)))
+            .collect();
+        for (instance, (ping, info)) in self.instances.values_mut().zip(periods) {
             // Probes first: a link their watchdog closes is reopened at once.
-            instance.poll_probes(node, now, &self.timing, period);
+            instance.poll_probes(node, now, &self.timing, ping, info);
             instance.poll_connect(node, now, &self.timing, &self.settings, self.index);
         }
     }
@@ -421,7 +453,8 @@ impl Group {
     /// evaluation reads, so that a thousand healthy masters' PONGs cost no evaluation: an
     /// on-time `PONG` ([`Digest::Pong`]: the instance is not down and not restarting), outside
     /// any failover or ODOWN, with no probe held back by the cap on requests in flight. Its only
-    /// new deadline is the instance's next PING ([`Instance::ping_due_at`]).
+    /// new deadline is the instance's next PING ([`Instance::ping_due_at`], at
+    /// [`Self::ping_period`]).
     #[must_use]
     pub fn routine_reply(&self, addr: &Addr, digest: &Digest) -> bool {
         let Some(instance) = self.instances.get(addr) else { return false };
@@ -497,6 +530,9 @@ impl Group {
         if let Some(instance) = self.instances.get_mut(addr) {
             if old_role != Some(new_role) {
                 instance.role_reported_at = Some(now);
+            }
+            if old_role != Some(new_role) || rebooted {
+                instance.unsettle();
             }
             if follows_other {
                 instance.followed_since = Some(now);
@@ -577,15 +613,13 @@ impl Group {
     }
 
     fn update_odown(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
-        let votes = if self.master_sdown() {
-            1 + peers
-                .fresh_reports(&self.settings.name, now)
-                .filter(|(_, _, r)| r.sdown && r.addr == self.master)
-                .count()
-                + self.sentinels.down_count(now)
-        } else {
-            0
-        };
+        let peers_down = peers
+            .fresh_reports(&self.settings.name, now)
+            .filter(|(_, _, r)| r.sdown && r.addr == self.master)
+            .count();
+        self.peers_see_down = peers_down > 0;
+        let votes =
+            if self.master_sdown() { 1 + peers_down + self.sentinels.down_count(now) } else { 0 };
         self.odown_votes = votes;
         let odown =
             votes > 0 && votes >= usize::try_from(self.settings.quorum).unwrap_or(usize::MAX);
@@ -876,6 +910,7 @@ impl Group {
         // SDOWN at once and elections would start against it.
         if let Some(instance) = self.instances.get_mut(&key) {
             instance.role_reported_at = Some(now);
+            instance.unsettle();
             instance.promoted_elsewhere_at = Some(now);
         }
         let old = std::mem::replace(&mut self.master, key);
@@ -935,7 +970,12 @@ impl Group {
             }
         };
         for (addr, instance) in &self.instances {
-            consider(instance.next_deadline(&self.timing, self.info_period(addr, now), now));
+            consider(instance.next_deadline(
+                &self.timing,
+                self.ping_period(addr, now),
+                self.info_period(addr, now),
+                now,
+            ));
             if *addr == self.master {
                 // Its replicas are polled faster from the moment its PING is late.
                 consider(instance.late_at(&self.timing));

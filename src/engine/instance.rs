@@ -15,7 +15,7 @@ use crate::engine::node::Node;
 use crate::engine::report::InfoReport;
 use crate::engine::settings::MasterSettings;
 use crate::engine::time::Instant;
-use crate::engine::timing::{MAX_PENDING_REQUESTS, MasterTiming, RECONNECT_MIN};
+use crate::engine::timing::{MAX_PENDING_REQUESTS, MasterTiming, RECONNECT_MIN, SETTLING_PONGS};
 
 /// The state of the connection to an instance.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -117,6 +117,10 @@ pub struct Instance {
     pub last_ping_at: Option<Instant>,
     /// Round trip of the last answered PING.
     pub ping_rtt: Option<Duration>,
+    /// `PONG`s in a row that came within a fast ping period of their PING, on the current link,
+    /// since the instance last changed role or was seen restarting, or this node stalled
+    /// (saturating). From [`SETTLING_PONGS`] on, the instance is [`Self::settled`].
+    pub prompt_pongs: u8,
     /// When the last INFO was requested.
     pub last_info_request_at: Option<Instant>,
     /// Whether an INFO is in flight.
@@ -175,6 +179,7 @@ impl Instance {
             ping_in_flight_since: None,
             last_ping_at: None,
             ping_rtt: None,
+            prompt_pongs: 0,
             last_info_request_at: None,
             info_in_flight: false,
             info: None,
@@ -256,6 +261,7 @@ impl Instance {
             self.pending.clear();
             self.ping_in_flight_since = None;
             self.info_in_flight = false;
+            self.prompt_pongs = 0;
             // Probe at once: a reconnected instance may have restarted or changed role.
             self.last_ping_at = None;
             self.last_info_request_at = None;
@@ -313,6 +319,7 @@ impl Instance {
         self.pending.clear();
         self.ping_in_flight_since = None;
         self.info_in_flight = false;
+        self.prompt_pongs = 0;
     }
 
     /// Closes the current connection or attempt (if any) at once; the next attempt is due now.
@@ -374,12 +381,14 @@ impl Instance {
         true
     }
 
-    /// Sends PING and INFO when due, and closes a link whose PING has hung too long.
+    /// Sends PING and INFO when due (at the ping and INFO periods the group wants), and closes a
+    /// link whose PING has hung too long.
     pub fn poll_probes(
         &mut self,
         node: &mut Node,
         now: Instant,
         timing: &MasterTiming,
+        ping_period: Duration,
         info_period: Duration,
     ) {
         let Some(link) = self.up_link() else { return };
@@ -394,7 +403,7 @@ impl Instance {
         if self.pending.len() >= MAX_PENDING_REQUESTS {
             return;
         }
-        if self.ping_due_at(timing).is_some_and(|at| at <= now) {
+        if self.ping_due_at(ping_period).is_some_and(|at| at <= now) {
             self.send(node, now, RedisCommand::Ping);
         }
         if self.info_due_at(info_period).is_some_and(|at| at <= now) {
@@ -402,13 +411,30 @@ impl Instance {
         }
     }
 
-    /// When the next PING is due, if none is in flight.
+    /// When the next PING is due at `period`, if none is in flight.
     #[must_use]
-    pub fn ping_due_at(&self, timing: &MasterTiming) -> Option<Instant> {
+    pub fn ping_due_at(&self, period: Duration) -> Option<Instant> {
         if self.ping_in_flight_since.is_some() {
             return None;
         }
-        Some(self.last_ping_at.map_or(Instant::ZERO, |t| t + timing.ping_period))
+        Some(self.last_ping_at.map_or(Instant::ZERO, |t| t + period))
+    }
+
+    /// Whether nothing about the instance itself is uncertain: it answered the last
+    /// [`SETTLING_PONGS`] PINGs on its current link promptly (none late, refused or answered
+    /// otherwise; none since a role change or restart it showed), and it is neither down nor
+    /// seen restarting. Its group may then ping it at the calm period.
+    #[must_use]
+    pub fn settled(&self) -> bool {
+        self.prompt_pongs >= SETTLING_PONGS
+            && self.sdown_since.is_none()
+            && self.rebooted_at.is_none()
+    }
+
+    /// Something about the instance changed (its role, its run id): it is pinged at the fast
+    /// period again until it has answered promptly [`SETTLING_PONGS`] times.
+    pub fn unsettle(&mut self) {
+        self.prompt_pongs = 0;
     }
 
     fn info_due_at(&self, info_period: Duration) -> Option<Instant> {
@@ -425,6 +451,7 @@ impl Instance {
         request: RequestId,
         reply: Reply,
         now: Instant,
+        timing: &MasterTiming,
     ) -> Option<Digest> {
         if self.up_link() != Some(link) {
             return None;
@@ -437,7 +464,15 @@ impl Instance {
                     && self.sdown_since.is_none()
                     && self.rebooted_at.is_none();
                 self.ping_in_flight_since = None;
-                self.ping_rtt = Some(now.saturating_since(sent_at));
+                let rtt = now.saturating_since(sent_at);
+                self.ping_rtt = Some(rtt);
+                // Only a `PONG` within a fast period counts towards settling: a late one, or
+                // `LOADING`/`MASTERDOWN` (alive but not serving), starts the count again.
+                self.prompt_pongs = if reply == Reply::Pong && rtt <= timing.ping_period {
+                    self.prompt_pongs.saturating_add(1)
+                } else {
+                    0
+                };
                 if is_acceptable_ping_reply(&reply) {
                     self.last_ok_reply_at = now;
                     self.unanswered_since = None;
@@ -492,14 +527,15 @@ impl Instance {
     }
 
     /// The earliest instant after `now` at which monitoring this instance has something to do,
-    /// given the INFO period the group wants. SDOWN deadlines are included so detection is exact.
-    /// Deadlines at or before `now` are left out (what is due then waits on a reply or a link),
+    /// given the ping and INFO periods the group wants. SDOWN deadlines are included so detection
+    /// is exact. Deadlines at or before `now` are left out (what is due then waits on a reply or a link),
     /// each on its own: one of them must not hide a later one (a probe held back by the cap on
     /// requests in flight must not hide the SDOWN deadline).
     #[must_use]
     pub fn next_deadline(
         &self,
         timing: &MasterTiming,
+        ping_period: Duration,
         info_period: Duration,
         now: Instant,
     ) -> Option<Instant> {
@@ -509,7 +545,7 @@ impl Instance {
             LinkState::Connecting { .. } => None,
             LinkState::Up { .. } => {
                 let watchdog = self.ping_in_flight_since.map(|t| t + timing.link_watchdog);
-                [self.ping_due_at(timing), self.info_due_at(info_period), watchdog]
+                [self.ping_due_at(ping_period), self.info_due_at(info_period), watchdog]
                     .into_iter()
                     .flatten()
                     .filter(|at| *at > now)
@@ -528,6 +564,9 @@ impl Instance {
         self.ping_in_flight_since = self.ping_in_flight_since.map(|at| (at + gap).min(now));
         self.info_in_flight = false;
         self.last_info_request_at = None;
+        // Replies the stall delayed would look late; whatever the instance did meanwhile is
+        // unknown: ping at the fast period until it has answered promptly again.
+        self.prompt_pongs = 0;
     }
 
     /// Whether what the node knows of the instance was read after `since`: an INFO asked after
@@ -653,7 +692,7 @@ mod tests {
             if client_name == "picket-07070707" && p.0 == "m")
         );
         i.link_up(LinkId(1), Some("127.0.0.1".into()), now);
-        i.poll_probes(&mut node, now, &t, Duration::from_secs(10));
+        i.poll_probes(&mut node, now, &t, t.ping_period, Duration::from_secs(10));
         let out = drain(&mut node);
         assert_eq!(
             out,
@@ -673,7 +712,7 @@ mod tests {
         // Nothing more until the ping is answered and a period has passed, or it has waited a
         // second (the link watchdog, then SDOWN 1 ms later).
         assert_eq!(
-            i.next_deadline(&t, Duration::from_secs(10), now),
+            i.next_deadline(&t, t.ping_period, Duration::from_secs(10), now),
             Some(Instant::from_millis(1005))
         );
     }
@@ -816,7 +855,7 @@ mod tests {
         let now = Instant::from_millis(5);
         i.poll_connect(&mut node, now, &t, &m, 0);
         i.link_up(LinkId(1), None, now);
-        i.poll_probes(&mut node, now, &t, Duration::from_secs(10));
+        i.poll_probes(&mut node, now, &t, t.ping_period, Duration::from_secs(10));
         drain(&mut node);
         assert!(!i.informed_since(now));
         // 900 ms of silence before a 500 ms stall: not down (1 s), since 500 ms were not heard.
@@ -826,7 +865,7 @@ mod tests {
         assert!(i.unresponsive(Instant::from_millis(1506), &t));
         // The INFO in flight was asked before the stall: a fresh one goes out at once, and only
         // its answer counts as read after the stall.
-        i.poll_probes(&mut node, resumed, &t, Duration::from_secs(10));
+        i.poll_probes(&mut node, resumed, &t, t.ping_period, Duration::from_secs(10));
         let asked: Vec<_> = drain(&mut node)
             .into_iter()
             .filter_map(|o| match o {
@@ -836,9 +875,9 @@ mod tests {
             .collect();
         assert_eq!(asked.len(), 1);
         let report = Box::new(InfoReport::master("r"));
-        i.take_reply(LinkId(1), RequestId(2), Reply::Info(report.clone()), resumed);
+        i.take_reply(LinkId(1), RequestId(2), Reply::Info(report.clone()), resumed, &t);
         assert!(!i.informed_since(resumed), "the answer to the INFO asked before the stall");
-        i.take_reply(LinkId(1), asked[0], Reply::Info(report), resumed);
+        i.take_reply(LinkId(1), asked[0], Reply::Info(report), resumed, &t);
         assert!(i.informed_since(resumed));
     }
 }

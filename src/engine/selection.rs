@@ -53,12 +53,14 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// Sentinel's limits: a PING reply within 5 ping periods; INFO within 5 ping periods when
+    /// Sentinel's limits: a PING reply within `max_reply_age` (Sentinel's 5 ping periods, see
+    /// [`crate::engine::timing::MasterTiming::max_reply_age`]); INFO within 5 ping periods when
     /// the master is down (so the offset is current) else 3 INFO periods; the replica's link
     /// down no longer than the master has been down plus 10 × `down_after`.
     #[must_use]
     pub fn new(
         now: Instant,
+        max_reply_age: Duration,
         ping_period: Duration,
         info_period: Duration,
         down_after: Duration,
@@ -68,7 +70,7 @@ impl Limits {
             if master_down_for.is_some() { ping_period * 5 } else { info_period * 3 };
         Self {
             now,
-            max_reply_age: ping_period * 5,
+            max_reply_age,
             max_info_age: max_info_age.max(ping_period * 5),
             max_link_down: master_down_for.unwrap_or_default() + down_after * 10,
             min_offset: None,
@@ -188,7 +190,14 @@ mod tests {
 
     fn limits() -> Limits {
         let ms = Duration::from_millis;
-        Limits::new(Instant::from_millis(10_000), ms(100), ms(10_000), ms(1000), Some(ms(1000)))
+        Limits::new(
+            Instant::from_millis(10_000),
+            ms(500),
+            ms(100),
+            ms(10_000),
+            ms(1000),
+            Some(ms(1000)),
+        )
     }
 
     fn healthy(addr: &Addr) -> Candidate<'_> {

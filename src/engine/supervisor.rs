@@ -488,11 +488,14 @@ impl Supervisor {
         let Some((index, addr)) = self.node.links.get(&link).cloned() else { return };
         let Some(group) = self.groups.get_mut(&index) else { return };
         let Some(instance) = group.instances.get_mut(&addr) else { return };
-        let Some(digest) = instance.take_reply(link, request, reply, now) else { return };
+        let Some(digest) = instance.take_reply(link, request, reply, now, &group.timing) else {
+            return;
+        };
         if group.routine_reply(&addr, &digest) {
             // Only reply times changed (a refresh shows them) and the next PING is due: the
             // group's timer may fire earlier than needed, never later.
-            let next_ping = group.instances.get(&addr).and_then(|i| i.ping_due_at(&group.timing));
+            let period = group.ping_period(&addr, now);
+            let next_ping = group.instances.get(&addr).and_then(|i| i.ping_due_at(period));
             let current = self.timers.deadline(Timer::Group(index));
             let at = [next_ping, current].into_iter().flatten().min();
             self.timers.set(Timer::Group(index), at);

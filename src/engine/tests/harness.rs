@@ -344,6 +344,24 @@ impl Harness {
         self.now = target;
     }
 
+    /// Advances to `to` a millisecond at a time and returns when a PING went to the instance at
+    /// `addr_text`; outputs not yet taken count as sent now (all outputs are taken).
+    pub(crate) fn ping_times(&mut self, addr_text: &str, to: u64) -> Vec<u64> {
+        let a = addr(addr_text);
+        let mut times = Vec::new();
+        for t in self.now.as_millis()..=to {
+            self.advance_to(t);
+            for output in self.take() {
+                if let Output::Send { link, command: RedisCommand::Ping, .. } = output
+                    && self.opened.get(&link) == Some(&a)
+                {
+                    times.push(t);
+                }
+            }
+        }
+        times
+    }
+
     /// Advances by `ms`.
     pub(crate) fn advance(&mut self, ms: u64) {
         let to = self.now.as_millis() + ms;

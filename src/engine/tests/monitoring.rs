@@ -219,3 +219,79 @@ fn an_event_makes_the_view_urgent_even_when_the_master_is_unchanged() {
         .find(|r| r.addr.to_string() == "127.0.0.1:6380");
     assert!(replica.unwrap().sdown_since.is_some());
 }
+
+/// An instance answers its first PINGs every 100 ms (a tenth of `down_after`); after five prompt
+/// `PONG`s in a row since its first INFO it is settled and pinged every second (`down_after`, at
+/// most 1 s: Sentinel's period), while nothing about its group is in doubt.
+#[test]
+fn settled_instances_are_pinged_at_the_calm_period() {
+    let settled = [0, 100, 200, 300, 400, 500, 1500, 2500, 3500];
+    let mut h = started();
+    assert_eq!(h.ping_times("127.0.0.1:6379", 3600), settled);
+    let mut h = started();
+    assert_eq!(h.ping_times("127.0.0.1:6380", 3600), settled);
+}
+
+/// A settled master that hangs right after a reply is down within `down_after` plus the calm
+/// period: its next PING goes out a second after the last, and the silence counts from it.
+#[test]
+fn a_settled_master_that_hangs_is_down_within_down_after_plus_the_calm_period() {
+    let mut h = started();
+    h.advance_to(1500);
+    h.hang("127.0.0.1:6379");
+    h.events();
+    h.advance_to(3500);
+    assert_eq!(h.events(), Vec::<String>::new());
+    h.advance_to(3501);
+    assert_eq!(h.events(), ["+sdown master mymaster 127.0.0.1 6379"]);
+}
+
+/// A late reply (150 ms, more than the fast period) brings the fast period back until five prompt
+/// replies in a row; meanwhile its replicas too are pinged fast from the moment the master's
+/// PING is late.
+#[test]
+fn a_late_reply_brings_back_the_fast_period_until_five_prompt_ones() {
+    let mut h = started();
+    h.advance_to(1500);
+    h.take();
+    h.hang("127.0.0.1:6379");
+    assert_eq!(h.ping_times("127.0.0.1:6379", 2650), [2500]);
+    h.resume("127.0.0.1:6379");
+    // The PING of 2500 is answered at 2650, late: the next, due at 2600 at the fast period, goes
+    // out at once, and four more prompt ones 100 ms apart before the calm period resumes.
+    let pings = h.ping_times("127.0.0.1:6379", 4100);
+    assert_eq!(pings, [2650, 2750, 2850, 2950, 3050, 4050]);
+
+    let mut h = started();
+    h.advance_to(1500);
+    h.take();
+    h.hang("127.0.0.1:6379");
+    // The master's PING of 2500 is late from 2601: its replicas are pinged fast from then.
+    assert_eq!(h.ping_times("127.0.0.1:6380", 2900), [2500, 2601, 2701, 2801]);
+}
+
+/// A peer's report that the master is down puts the group in doubt: the master's next PING goes
+/// out at the fast period, not a second after the last.
+#[test]
+fn a_peer_seeing_the_master_down_brings_back_the_fast_period() {
+    use super::harness::{full_state, report};
+    let mut h = started();
+    h.advance_to(1520);
+    h.take();
+    h.handle(full_state(1, 0, 1, vec![report("127.0.0.1:6379", 0, true, 0)]));
+    assert_eq!(h.ping_times("127.0.0.1:6379", 1850), [1600, 1700, 1800]);
+}
+
+/// An instance seen changing role is pinged at the fast period again until it has answered five
+/// PINGs promptly since.
+#[test]
+fn a_role_change_brings_back_the_fast_period() {
+    let mut h = started();
+    h.advance_to(8999);
+    h.take();
+    h.redis.get_mut(&super::harness::addr("127.0.0.1:6381")).unwrap().master_of = None;
+    // Its INFO of 10 s shows it a master: it is pinged at once (the fast period has long
+    // passed since the PING of 9500), then 100 ms apart until five prompt `PONG`s.
+    let pings = h.ping_times("127.0.0.1:6381", 11_600);
+    assert_eq!(pings, [9500, 10_000, 10_100, 10_200, 10_300, 10_400, 11_400]);
+}
