@@ -810,12 +810,12 @@ mod tests {
         let early = request_of(&i, RequestKind::ReadLease);
         // The reading comes back first (the change waits behind a slow CONFIG REWRITE, say): it
         // may show the lease from before the change.
-        i.take_reply(LinkId(1), early, Reply::Lease(Lease::majority_of(2)), now);
+        i.take_reply(LinkId(1), early, Reply::Lease(Lease::majority_of(2)), now, &t);
         assert_eq!(i.lease, None);
-        i.take_reply(LinkId(1), change, Reply::Done, now);
+        i.take_reply(LinkId(1), change, Reply::Done, now, &t);
         i.send(&mut node, now, RedisCommand::ReadLease);
         let late = request_of(&i, RequestKind::ReadLease);
-        i.take_reply(LinkId(1), late, Reply::Lease(Lease::majority_of(0)), now);
+        i.take_reply(LinkId(1), late, Reply::Lease(Lease::majority_of(0)), now, &t);
         assert_eq!(i.lease, Some(Lease::majority_of(0)));
     }
 
