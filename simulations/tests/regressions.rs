@@ -133,6 +133,19 @@ const SEEDS: &[(u64, &str)] = &[
     // soon as its voters did, won election after election that it could only abort ("after
     // no good replica, the next attempt waits the failover timeout").
     (8_703_288, "liveness: a leader without a candidate starved its voters"),
+    // Engine, strict: pauses ran out where no node could renew them (a promotion that landed
+    // after its failover gave up, a leader lost mid-failover, a held master cut off); the new
+    // master, or the held one, became writable beside the old ("strict mode locks the master
+    // with min-replicas-to-write, lifted only when no node doubts"). Each failed without the
+    // lock in the campaign of 8700000.
+    (8_606_776, "strict: a promotion landed after its failover gave up, its pause ran out"),
+    // Strict, same class: the leader released the new master on the old master's pause (it had
+    // no lease), then crashed, and the pause ran out before anyone demoted it ("a strict
+    // failover locks the old master it pauses").
+    (8_802_435, "strict: released on an old master's pause that then ran out"),
+    (8_702_511, "strict: pauses ran out beside an old master"),
+    (8_704_294, "strict: pauses ran out beside an old master"),
+    (8_709_509, "strict: pauses ran out beside an old master"),
     // Engine, fencing: a node adopted a newer configuration naming the master it already had
     // (demoted and promoted again meanwhile) and kept its older lease reading ("adopting a newer
     // configuration forgets the lease"); a reading taken while a delayed promotion that lowered
@@ -140,6 +153,10 @@ const SEEDS: &[(u64, &str)] = &[
     // is not taken"). Both stated windows the old master outlived.
     (8_800_359, "fencing: a lease reading from an older configuration of the same master"),
     (8_802_575, "fencing: a lease read before a delayed promotion changed it"),
+    // Engine, liveness: a node restarted seconds after the master died measured the master's
+    // down time from its own new SDOWN, so every replica looked disconnected for too long, for
+    // ever ("replicas that lost the master together stay eligible after a restart").
+    (8_903_965, "liveness: a restart made every replica look disconnected too long"),
     // Simulator: every node lost its disk in turn and with them the address of an old master
     // that then came back as a second master no supervisor could see.
     (5_002_628, "simulator: disk loss forgot an instance"),

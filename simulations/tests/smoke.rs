@@ -17,19 +17,7 @@ const THREADS: usize = 2;
 /// Seeds of the range that fail on a defect still open, with the rule they break and the issue
 /// that tracks it. Each must still fail that rule (so the list shrinks when the defect is
 /// fixed); any other failure fails the test.
-const KNOWN_FAILING: &[(u64, &str, &str)] = &[
-    // Exposed by the adaptive PING period (they pass with every instance pinged every tenth of
-    // `down_after`), in fencing code the period does not enter. Bounded fencing: a node cut off
-    // in a minority with the master lowers its lease to the replicas it still sees (none, 0 of
-    // 0), so the master accepts writes past the window the majority's failover stated from the
-    // lease before (seed 843's class; fencing issue).
-    (5, "fence-window-kept", "bounded: a node cut off with the master lowered its lease"),
-    (33, "fence-window-kept", "bounded: a minority node lowered the master's lease to 0 of 0"),
-    // Strict fencing's known gap (a): the leader crashed right after sending its promotion, the
-    // new master's 5 s pause ran out with the old master writable again (README, "Fencing and
-    // data safety"; fencing issue).
-    (971, "no-two-writable-masters", "strict: the leader crashed during its failover"),
-];
+const KNOWN_FAILING: &[(u64, &str, &str)] = &[];
 
 #[test]
 fn a_thousand_seeds_pass() {

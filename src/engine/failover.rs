@@ -108,6 +108,9 @@ pub struct FailoverFence {
     pub detached: BTreeMap<Addr, Instant>,
     /// Strict mode: when the new master's pause was last sent.
     pub pause_sent_at: Option<Instant>,
+    /// Strict mode: when the old master was last locked ([`Lease::LOCK`]); a reading of its
+    /// lease taken since shows whether the lock holds.
+    pub old_lock_sent_at: Option<Instant>,
     /// The old master's last known replication offset, and the promoted replica's, when the
     /// promotion was sent: their difference is what the failover may have lost.
     pub offsets: Option<(u64, u64)>,
@@ -545,7 +548,10 @@ impl Group {
     /// it: its reply usually confirms the promotion at once.
     fn send_promote_command(&mut self, node: &mut Node, replica: &Addr, now: Instant) -> bool {
         let fencing = self.settings.fencing;
-        let lease = self.promoted_lease();
+        // Strict mode locks the new master until the old one surely refuses writes; the wait
+        // (or, if it gives up, the hold) lifts the lock.
+        let lease =
+            if fencing == Fencing::Strict { Some(Lease::LOCK) } else { self.promoted_lease() };
         let command = RedisCommand::Promote {
             lease,
             writes: match fencing {
@@ -616,6 +622,29 @@ impl Group {
         });
     }
 
+    /// How long every replica that follows the master has had its link to it down, at least
+    /// (zero if one has it up, or none reports it): the master has been gone for all of them
+    /// that long, whenever this node's own SDOWN clock started. A node that restarted (or was
+    /// reset) seconds after the master died starts that clock anew, and measured from it alone
+    /// every replica looked disconnected for too long, for ever (simulator seed 8903965). A
+    /// replica disconnected long before the others still is.
+    fn lost_by_replicas_for(&self, now: Instant) -> Duration {
+        self.instances
+            .iter()
+            .filter(|(addr, _)| **addr != self.master)
+            .filter_map(|(_, i)| match i.reported_role()? {
+                ReportedRole::Replica(link) if self.follows_master(i.reported_role()?) => {
+                    if link.link_up {
+                        return Some(Duration::ZERO);
+                    }
+                    Some(link.link_down_for? + now.saturating_since(i.info_at?))
+                }
+                _ => None,
+            })
+            .min()
+            .unwrap_or_default()
+    }
+
     /// Calls `f` with every candidate for promotion and the limits they must be within.
     fn with_candidates<T>(
         &self,
@@ -636,7 +665,8 @@ impl Group {
                 (sdown, _) => sdown,
             }
         });
-        let master_down_for = master_down_since.map(|at| now.saturating_since(at));
+        let master_down_for = master_down_since
+            .map(|at| now.saturating_since(at).max(self.lost_by_replicas_for(now)));
         let mut limits = Limits::new(
             now,
             self.timing.max_reply_age(),

@@ -18,11 +18,17 @@
 //!   that has lost the majority of its peers pauses the masters it still reaches (in `bounded`
 //!   mode, only those that have lost the replicas of their lease too), renewing the pause while
 //!   the isolation lasts.
-//! * **The wait** (`strict` only). The promoted replica is paused too, in the transaction that
-//!   promotes it, and released only once the old master surely refuses writes: it was paused or
-//!   demoted, or the replicas of its lease stopped acknowledging it more than [`Lease::expiry`]
-//!   ago ([`fenced_at`]). There is then never a moment with two masters accepting writes, at the
-//!   cost of writes blocking for that long after a failover.
+//! * **The wait** (`strict` only). The promoted replica is paused and locked ([`Lease::LOCK`]:
+//!   `min-replicas-to-write` beyond any replica count, saved with `CONFIG REWRITE`) in the
+//!   transaction that promotes it, and released (its lease set, its pause lifted) only once the
+//!   old master surely refuses writes: it was paused or demoted, or the replicas of its lease
+//!   stopped acknowledging it more than [`Lease::expiry`] ago ([`fenced_at`]). There is then
+//!   never a moment with two masters accepting writes, at the cost of writes blocking for that
+//!   long after a failover. The pause makes clients wait rather than fail; the lock is what
+//!   the promise rests on: it needs no renewal and outlives a restart, so a leader that crashes
+//!   or stalls mid-failover, a promotion that lands after its failover gave up, or a new master
+//!   that restarts leaves a master that refuses writes (`-NOREPLICAS`), never a second writable
+//!   one. The wait lasts at most `failover_timeout`; the hold takes over if it gives up.
 //! * **The hold** (`strict` only). The same rule at every moment, not only at the end of a
 //!   failover: the master is never writable while another instance of the group may be. That
 //!   is any instance besides the master that last reported `role:master` and is not surely
@@ -30,17 +36,22 @@
 //!   the end of each acknowledged pause, send time plus its length, and forgets it when it sends
 //!   `CLIENT UNPAUSE` or sees the instance restarted), and the replicas of its lease have not
 //!   surely stopped acknowledging it ([`fenced_at`]: each reports its link to it down, or has
-//!   followed another master since its INFO said so). While such doubt lasts the master's writes
-//!   are paused for [`HOLD_PAUSE`], renewed at half of it, and never lifted with `CLIENT UNPAUSE`
-//!   (it would lift other nodes' pauses too): the last pause runs out. A strict failover whose
-//!   old master is fenced ends without releasing its new master while the doubt lasts (the hold
-//!   takes over, and the demotions that end the doubt are not kept waiting), and an aborted
-//!   switchover does not release the master it paused. Unexpected masters are paused (and the pause renewed) during this
-//!   node's own failovers too, the replica being promoted aside, so that the hold is rarely
-//!   needed. A dead old master does not hold the new one forever: its replicas leave it and its
-//!   lease lapses. An old master without a lease (relaxed to none because its replicas were
-//!   gone, or promoted with none) can be shown to refuse writes only by a pause or its
-//!   demotion: while it stays out of reach, the new master stays paused, so strict mode trades
+//!   followed another master since its INFO said so). An instance another node promoted counts
+//!   as a master until it reports again. While such doubt lasts the master is locked
+//!   ([`Lease::LOCK`]) and its writes paused for [`HOLD_PAUSE`], renewed at half of it, and never
+//!   lifted with `CLIENT UNPAUSE` (it would lift other nodes' pauses too): the last pause runs
+//!   out. Every node reports the lock it wants in its gossip (`lease_set`), and a node lifts a
+//!   lock (to the master's lease) only when neither it nor any peer it hears doubts: a node cut
+//!   off from the others keeps a lock, and one whose peers are gone counts only its own view.
+//!   A strict failover whose old master is fenced ends without releasing its new master while
+//!   the doubt lasts (the hold takes over, and the demotions that end the doubt are not kept
+//!   waiting), and an aborted switchover does not release the master it paused. Unexpected
+//!   masters are paused (and the pause renewed) during this node's own failovers too, the
+//!   replica being promoted aside, so that the hold is rarely needed. A dead old master does
+//!   not hold the new one forever: its replicas leave it and its lease lapses. An old master
+//!   without a lease (relaxed to none because its replicas were gone, or promoted with none)
+//!   can be shown to refuse writes only by its lock, a pause followed by a lease, or its
+//!   demotion: while it stays out of reach, the new master stays locked, so strict mode trades
 //!   that group's write availability for the promise; an operator who knows it is dead removes
 //!   it with `SENTINEL RESET`.
 //!
@@ -57,6 +68,7 @@ use crate::engine::event::{Detail, Event, EventKind, Subject};
 use crate::engine::failover::{Phase, Reconf};
 use crate::engine::gossip::MasterReport;
 use crate::engine::group::Group;
+use crate::engine::instance::Instance;
 use crate::engine::io::RedisCommand;
 use crate::engine::node::Node;
 use crate::engine::peers::Peers;
@@ -115,6 +127,18 @@ pub struct Lease {
 impl Lease {
     /// No lease: the master accepts writes whatever its replicas do.
     pub const NONE: Self = Self { min_replicas: 0, max_lag_s: LEASE_MAX_LAG_S };
+
+    /// Strict mode's lock: more replicas than any group has, so the master refuses every write
+    /// (`-NOREPLICAS`). Unlike a pause it needs no renewal and, saved with `CONFIG REWRITE`,
+    /// outlives a restart: a master locked by a promotion or a hold stays locked, whatever
+    /// happens to the nodes, until a node lifts it (see the module docs).
+    pub const LOCK: Self = Self { min_replicas: 1_000_000, max_lag_s: LEASE_MAX_LAG_S };
+
+    /// Whether this is [`Self::LOCK`] (or anything as strong: no group has that many replicas).
+    #[must_use]
+    pub const fn is_lock(self) -> bool {
+        self.min_replicas >= Self::LOCK.min_replicas
+    }
 
     /// The lease for a master followed by `replicas` replicas that count: a majority of them.
     #[must_use]
@@ -269,7 +293,22 @@ impl Group {
         let Some(master) = self.instances.get(&self.master) else { return };
         let observed = master.lease;
         let recently = master.fence_sent_at.is_some_and(|at| now.saturating_since(at) < grace);
-        let (target, replicas) = counted.target(observed);
+        let locked = observed.is_some_and(Lease::is_lock);
+        // A lock is lifted to the lease the master would have without it (the deposed master
+        // not counted), and only once no node doubts: this one, and every peer heard.
+        let (target, replicas) = counted.target(observed.filter(|l| !l.is_lock()));
+        if locked {
+            let doubt = self.must_hold(now);
+            let peer_doubt = peers
+                .fresh_reports(&self.settings.name, now)
+                .any(|(_, _, r)| r.addr == self.master && r.lease_set.is_some_and(Lease::is_lock));
+            if doubt || peer_doubt {
+                // Report what this node wants, so that peers whose doubt ends can lift it.
+                let wanted = if doubt { Lease::LOCK } else { target };
+                self.lease_set = Some((self.master.clone(), wanted));
+                return;
+            }
+        }
         if observed == Some(target) || recently {
             return;
         }
@@ -396,7 +435,43 @@ impl Group {
             failover.fence.old_master = Some(old);
             failover.fence.old_lease = lease;
         }
+        if sent {
+            self.lock_old_master(node, now);
+        }
         sent
+    }
+
+    /// Strict mode: locks the old master behind the pause that fences it. A pause runs out,
+    /// and only a node that reaches the old master renews it; the lock lasts (simulator seed
+    /// 8802435: the leader released the new master on the old master's pause, then crashed,
+    /// and the pause ran out before anyone demoted the old master).
+    fn lock_old_master(&mut self, node: &mut Node, now: Instant) {
+        if self.settings.fencing != Fencing::Strict {
+            return;
+        }
+        let Some(old) = self.failover.as_ref().and_then(|f| f.fence.old_master.clone()) else {
+            return;
+        };
+        let Some(instance) = self.instances.get_mut(&old) else { return };
+        if instance.send(node, now, RedisCommand::SetLease(Lease::LOCK)) {
+            instance.send(node, now, RedisCommand::ReadLease);
+            self.lease_set = Some((old, Lease::LOCK));
+            if let Some(failover) = &mut self.failover {
+                failover.fence.old_lock_sent_at = Some(now);
+            }
+        }
+    }
+
+    /// Strict mode: whether the old master's lease, read since this failover locked it, shows
+    /// the lock (a lock sent clears the reading until it is read back).
+    fn old_master_locked(&self) -> bool {
+        let Some(fence) = self.failover.as_ref().map(|f| &f.fence) else { return false };
+        fence.old_lock_sent_at.is_some()
+            && fence
+                .old_master
+                .as_ref()
+                .and_then(|old| self.instances.get(old))
+                .is_some_and(|i| i.lease.is_some_and(Lease::is_lock))
     }
 
     /// The instance at `addr` may have restarted (its link dropped, or its INFO shows a new run
@@ -414,6 +489,7 @@ impl Group {
             && failover.fence.old_master.as_ref() == Some(addr)
         {
             failover.fence.old_paused_at = None;
+            failover.fence.old_lock_sent_at = None;
             if let Phase::Drain { target, .. } = &mut failover.phase {
                 *target = None;
             }
@@ -434,11 +510,21 @@ impl Group {
     pub(crate) fn release_old_master(&mut self, node: &mut Node, now: Instant) {
         let Some(failover) = &self.failover else { return };
         let Some(old) = failover.fence.old_master.clone() else { return };
+        let unlock = failover.fence.old_lock_sent_at.map(|_| failover.fence.old_lease);
         if failover.fence.old_paused_at.is_some()
             && !self.must_hold(now)
             && let Some(instance) = self.instances.get_mut(&old)
         {
-            instance.send(node, now, RedisCommand::UnpauseWrites);
+            // A strict failover's lock goes with its pause: back to the lease it had.
+            if let Some(lease) = unlock {
+                let lease = lease.unwrap_or(Lease::NONE);
+                instance.send(node, now, RedisCommand::SetLease(lease));
+                instance.send(node, now, RedisCommand::ReadLease);
+                self.lease_set = Some((old.clone(), lease));
+            }
+            if let Some(instance) = self.instances.get_mut(&old) {
+                instance.send(node, now, RedisCommand::UnpauseWrites);
+            }
         }
     }
 
@@ -597,7 +683,7 @@ impl Group {
     /// takes over from it. A pause lapses, and renewing it needs this node to reach the old
     /// master; an old master without a lease that ignores its demotion accepts writes again
     /// once cut off from the nodes (simulator seed 8305388 stated 0 ms for one).
-    fn lasting_fence_at(&self) -> Option<Instant> {
+    pub(crate) fn lasting_fence_at(&self) -> Option<Instant> {
         let fence = &self.failover.as_ref()?.fence;
         let leased = fence.old_lease.is_some_and(|lease| lease.min_replicas > 0);
         if fence.old_paused_at.is_some() && !leased {
@@ -630,6 +716,9 @@ impl Group {
         if answers_as_master && !recently && instance.send(node, now, RedisCommand::Fence { pause })
         {
             instance.fence_sent_at = Some(now);
+            if self.failover.as_ref().is_some_and(|f| f.fence.old_lock_sent_at.is_none()) {
+                self.lock_old_master(node, now);
+            }
         }
     }
 
@@ -761,15 +850,11 @@ impl Group {
             return;
         }
         self.fence_returning_old_master(node, now);
-        if self.old_master_fenced_at().is_some_and(|at| at <= now) {
+        if self.old_master_locked() || self.lasting_fence_at().is_some_and(|at| at <= now) {
             // If another instance may still accept writes, the failover ends all the same (what
             // comes after it, demoting that instance, must not wait for it) and the hold keeps
             // the master paused instead of releasing it.
-            let released = self.must_hold(now)
-                || self
-                    .instances
-                    .get_mut(&self.master)
-                    .is_some_and(|m| m.send(node, now, RedisCommand::UnpauseWrites));
+            let released = self.must_hold(now) || self.release_new_master(node, now);
             if released {
                 self.end(node, &old_master, now);
                 return;
@@ -777,6 +862,38 @@ impl Group {
         }
         self.renew_strict_pause(node, now);
     }
+}
+
+impl Group {
+    /// Strict mode: lifts the lock and the pause the promotion put on the new master, giving it
+    /// the lease of the replicas that follow it (the old master not counted: it may be
+    /// resynchronising in full). Returns whether both commands went out.
+    fn release_new_master(&mut self, node: &mut Node, now: Instant) -> bool {
+        let old = self.failover.as_ref().and_then(|f| f.fence.old_master.clone());
+        let followers = self
+            .instances
+            .iter()
+            .filter(|(addr, i)| {
+                **addr != self.master && Some(*addr) != old.as_ref() && i.sdown_since.is_none()
+            })
+            .count();
+        let lease = Lease::majority_of(followers);
+        let Some(master) = self.instances.get_mut(&self.master) else { return false };
+        let released = master.send(node, now, RedisCommand::SetLease(lease))
+            && master.send(node, now, RedisCommand::UnpauseWrites);
+        if released {
+            master.send(node, now, RedisCommand::ReadLease);
+            self.lease_set = Some((self.master.clone(), lease));
+        }
+        released
+    }
+}
+
+/// Whether `instance` may be a master: it last reported `role:master`, or has not reported
+/// since another node promoted it.
+fn may_be_master(instance: &Instance) -> bool {
+    matches!(instance.reported_role(), Some(ReportedRole::Master))
+        || instance.role_predates_promotion()
 }
 
 /// Strict mode's hold: the master is never writable while another instance may be.
@@ -798,9 +915,7 @@ impl Group {
     /// out of reach.
     fn may_accept_writes(&self, addr: &Addr, now: Instant) -> bool {
         let Some(instance) = self.instances.get(addr) else { return false };
-        let master_role = matches!(instance.reported_role(), Some(ReportedRole::Master))
-            || instance.role_predates_promotion();
-        if *addr == self.master || !master_role {
+        if *addr == self.master || !may_be_master(instance) {
             return false;
         }
         if instance.paused_until.is_some_and(|until| until > now + HOLD_MARGIN) {
@@ -839,11 +954,28 @@ impl Group {
         if !self.must_hold(now) || self.holds_strict_pause() {
             return;
         }
+        self.lock_master(node, now);
         let due = self.hold_sent_at.is_none_or(|at| now.saturating_since(at) >= HOLD_PAUSE / 2);
         let Some(master) = self.instances.get_mut(&self.master) else { return };
         if due && master.send(node, now, RedisCommand::PauseWrites { pause: HOLD_PAUSE }) {
             self.hold_sent_at = Some(now);
         }
+    }
+
+    /// Strict mode: locks the master ([`Lease::LOCK`]) behind the hold's pauses, so that it
+    /// stays unwritable if the pauses stop (this node loses it, crashes, or the master
+    /// restarts) while the doubt lasts. [`Self::maintain_lease`] lifts it once no node doubts.
+    fn lock_master(&mut self, node: &mut Node, now: Instant) {
+        let grace = self.timing.enforce_grace;
+        let Some(master) = self.instances.get_mut(&self.master) else { return };
+        let locked = master.lease.is_some_and(Lease::is_lock);
+        let recently = master.fence_sent_at.is_some_and(|at| now.saturating_since(at) < grace);
+        if locked || recently || !master.send(node, now, RedisCommand::SetLease(Lease::LOCK)) {
+            return;
+        }
+        master.fence_sent_at = Some(now);
+        master.send(node, now, RedisCommand::ReadLease);
+        self.lease_set = Some((self.master.clone(), Lease::LOCK));
     }
 
     /// When the hold may next have to start or be renewed: another instance's pause nears its
@@ -854,9 +986,7 @@ impl Group {
         }
         let mut deadlines = Vec::new();
         for (addr, instance) in &self.instances {
-            if *addr == self.master
-                || !matches!(instance.reported_role(), Some(ReportedRole::Master))
-            {
+            if *addr == self.master || !may_be_master(instance) {
                 continue;
             }
             if let Some(until) = instance.paused_until {

@@ -117,7 +117,10 @@ pub struct MasterReport {
     pub maintenance: Maintenance,
     /// The lease this node last set on the master it names (its relaxation by quorum
     /// included): a failover takes the weakest lease it heard of as the old master's, so a
-    /// relaxation another node made since this node last read the lease is not missed.
+    /// relaxation another node made since this node last read the lease is not missed. In
+    /// strict mode, [`Lease::LOCK`] while this node doubts that the master alone may accept
+    /// writes, and, while it keeps a lock only because a peer doubts, the lease it would set:
+    /// a lock is lifted only when no node heard reports one (see [`crate::engine::fence`]).
     pub lease_set: Option<Lease>,
 }
 

@@ -575,7 +575,7 @@ impl Group {
     }
 
     /// Whether a replica reporting `role` follows the current master.
-    fn follows_master(&self, role: &ReportedRole) -> bool {
+    pub(crate) fn follows_master(&self, role: &ReportedRole) -> bool {
         match role {
             ReportedRole::Master => false,
             ReportedRole::Replica(link) => link.master.as_ref().is_some_and(|m| {
@@ -1017,7 +1017,7 @@ impl Group {
         if let Some(failover) = &self.failover {
             consider(failover.next_deadline(&self.timing, node.settings.heartbeat));
             if matches!(failover.phase, Phase::Release { .. }) {
-                consider(self.old_master_fenced_at());
+                consider(self.lasting_fence_at());
             }
         }
         for at in self.hold_deadlines() {

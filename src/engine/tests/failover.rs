@@ -1,6 +1,7 @@
 //! The leader's failover, its abort paths, TILT, and convergence outside failovers.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::harness::{
     Fake, Harness, PEERS, addr, full_state, known_node, master_hung, master_hung_with, report,
@@ -898,4 +899,50 @@ fn a_node_that_adopts_a_newer_configuration_of_the_same_master_forgets_its_lease
     let view = h.sup.view();
     assert_eq!(view.masters[0].config_epoch, 2);
     assert_eq!(view.masters[0].safety.lease, None);
+}
+
+/// A node restarted from a state that knows the standard group, its master dead, its replicas
+/// reporting their link down for `down_for` (6380, 6381) seconds.
+fn restarted_beside_a_dead_master(down_for: [u64; 2]) -> Vec<String> {
+    let mut redis = Harness::group();
+    redis.get_mut(&addr("127.0.0.1:6379")).unwrap().up = false;
+    for (port, secs) in ["127.0.0.1:6380", "127.0.0.1:6381"].into_iter().zip(down_for) {
+        redis.get_mut(&addr(port)).unwrap().link_down_for = Some(Duration::from_secs(secs));
+    }
+    let mut state = known_node(9);
+    state.masters.insert(
+        "mymaster".into(),
+        crate::engine::durable::DurableMaster {
+            configured_addr: addr("127.0.0.1:6379"),
+            addr: addr("127.0.0.1:6379"),
+            config_epoch: 0,
+            voted_epoch: 0,
+            voted_for: None,
+            replicas: vec![addr("127.0.0.1:6380"), addr("127.0.0.1:6381")],
+            history: None,
+            priorities: BTreeMap::new(),
+            maintenance: crate::engine::gossip::Maintenance::default(),
+            monitored_quorum: None,
+            settings: BTreeMap::new(),
+        },
+    );
+    let mut h = Harness::new(settings(&[], 1), Some(state), redis);
+    h.advance_to(10_000);
+    h.events()
+}
+
+#[test]
+fn replicas_that_lost_the_master_together_stay_eligible_after_a_restart() {
+    // The node (re)starts 30 s after the master died: its own SDOWN clock starts now, but every
+    // replica reports its link down for 30 s. Measured from this node's SDOWN alone they would
+    // all be disconnected for too long (more than ten down-after periods), for ever (simulator
+    // seed 8903965); they lost the master together, so the master has been gone that long.
+    let events = restarted_beside_a_dead_master([30, 30]);
+    assert!(events.iter().any(|e| e.starts_with("+promoted-slave")), "{events:?}");
+    // A replica that lost it long before the others still does not count.
+    let events = restarted_beside_a_dead_master([30, 90]);
+    assert!(
+        events.iter().any(|e| e.starts_with("+selected-slave slave 127.0.0.1:6380")),
+        "{events:?}"
+    );
 }

@@ -51,10 +51,14 @@ fn the_master_is_held_paused_while_a_stale_master_may_accept_writes() {
     );
     // Back at 21.5 s: the renewals it now answers last until 30 s, so the hold ends; the
     // master's last pause runs out by itself.
+    // Behind the pauses the master is locked: it would refuse writes if they stopped.
+    assert!(h.redis[&addr("127.0.0.1:6379")].lease.is_lock());
     h.advance_to(21_500);
     h.resume("127.0.0.1:6381");
     h.advance_to(29_000);
     assert_eq!(h.pauses(), ["6381 PauseWrites { pause: 10s }", "6381 PauseWrites { pause: 10s }"]);
+    // The doubt is over: the lock is lifted to the master's lease.
+    assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(2));
 }
 
 #[test]
@@ -69,16 +73,25 @@ fn a_dead_old_master_holds_the_new_master_only_until_its_lease_lapses() {
     // Killed: nothing pauses it, its replicas lose their link, and the failover waits for its
     // lease (two replicas) to lapse before the new master takes writes.
     h.kill("127.0.0.1:6379");
+    while h.sup.view().masters[0].failover.as_ref().is_none_or(|f| f.state != "wait_fence") {
+        assert!(h.now.as_millis() < 20_000, "no wait");
+        h.advance(10);
+    }
+    // Meanwhile the new master is locked, not only paused: were the promotion's transaction
+    // late, or the pause to lapse, it would still refuse writes.
+    assert!(h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
     h.advance_to(30_000);
     let pauses = h.pauses();
     assert_eq!(
         pauses.first().map(String::as_str),
         Some(
-            "6380 Promote { lease: Some(Lease { min_replicas: 1, max_lag_s: 1 }), writes: Paused(5s) }"
+            "6380 Promote { lease: Some(Lease { min_replicas: 1000000, max_lag_s: 1 }), writes: Paused(5s) }"
         ),
         "{pauses:?}"
     );
     assert_eq!(pauses.last().map(String::as_str), Some("6380 UnpauseWrites"), "{pauses:?}");
+    // Released with the lock lifted to the lease of its one follower (the old master aside).
+    assert_eq!(h.redis[&addr("127.0.0.1:6380")].lease, Lease::majority_of(1));
     // It stays dead: its lease has lapsed, so nothing holds the new master any more.
     h.advance_to(60_000);
     assert_eq!(h.pauses(), Vec::<String>::new());
@@ -256,4 +269,43 @@ fn an_instance_promoted_elsewhere_holds_the_master_until_it_reports_again() {
     h.advance_with_peers(50_000, &[report("127.0.0.1:6381", 2, false, 2)]);
     let pauses = h.pauses();
     assert!(!pauses.iter().any(|p| p.starts_with("6381 PauseWrites")), "{pauses:?}");
+}
+
+#[test]
+fn a_lock_is_lifted_only_once_no_peer_reports_a_doubt() {
+    let mut locked = settings(PEERS, 2);
+    locked.masters[0].fencing = Fencing::Strict;
+    let mut redis = Harness::group();
+    // Locked by another node's hold.
+    redis.get_mut(&addr("127.0.0.1:6379")).unwrap().lease = Lease::LOCK;
+    let mut h = Harness::new(locked, Some(known_node(9)), redis);
+    let mut doubting = report("127.0.0.1:6379", 0, false, 0);
+    doubting.lease_set = Some(Lease::LOCK);
+    // This node sees nothing that may accept writes, but a peer still doubts: it keeps the
+    // lock, and reports what it would set instead.
+    h.advance_with_peers(20_000, &[doubting]);
+    assert!(h.redis[&addr("127.0.0.1:6379")].lease.is_lock());
+    assert_eq!(h.sup.view().masters[0].safety.lease, Some(Lease::LOCK));
+    // The doubt is over: the lock is lifted.
+    h.advance_with_peers(40_000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(2));
+}
+
+#[test]
+fn a_strict_switchover_locks_the_old_master_it_pauses() {
+    let mut h = Harness::new(strict(), None, Harness::group());
+    h.advance_to(2_000);
+    h.handle(Input::Admin {
+        ticket: Ticket(1),
+        command: AdminCommand::Failover { master: "mymaster".into() },
+    });
+    h.advance_to(10_000);
+    let view = h.sup.view();
+    assert_ne!(view.masters[0].addr, addr("127.0.0.1:6379"), "switched");
+    assert!(view.masters[0].failover.is_none());
+    // The old master was locked, not only paused, before the new one was released: had the
+    // leader crashed then, the pause would have run out (simulator seed 8802435), the lock
+    // would not. The new master's own lock is lifted.
+    assert!(h.redis[&addr("127.0.0.1:6379")].lease.is_lock());
+    assert!(!h.redis[&view.masters[0].addr].lease.is_lock());
 }

@@ -63,6 +63,9 @@ pub(crate) struct Fake {
     pub lease: crate::engine::fence::Lease,
     /// Writes paused (`CLIENT PAUSE ... WRITE`), until lifted.
     pub paused: bool,
+    /// `master_link_down_since_seconds` while its link to its master is down, if Redis would
+    /// print one.
+    pub link_down_for: Option<Duration>,
 }
 
 impl Fake {
@@ -79,6 +82,7 @@ impl Fake {
             ignores_replicaof: false,
             lease: crate::engine::fence::Lease::NONE,
             paused: false,
+            link_down_for: None,
         }
     }
 
@@ -262,6 +266,9 @@ impl Harness {
                 if let ReportedRole::Replica(link) = &mut r.role {
                     link.link_up =
                         self.redis.get(m).is_some_and(|f| f.up && !f.hung && f.master_of.is_none());
+                    if !link.link_up {
+                        link.link_down_for = fake.link_down_for;
+                    }
                 }
                 r
             }
