@@ -157,6 +157,10 @@ const SEEDS: &[(u64, &str)] = &[
     // down time from its own new SDOWN, so every replica looked disconnected for too long, for
     // ever ("replicas that lost the master together stay eligible after a restart").
     (8_903_965, "liveness: a restart made every replica look disconnected too long"),
+    // Engine, strict: a node restarted during a strict wait, knew nothing of the hung old
+    // master, and lifted the new master's lock ("a restarted node keeps a lock while an
+    // instance has not reported").
+    (9_000_619, "strict: a restarted node lifted a lock beside an old master it had not heard"),
     // Simulator: every node lost its disk in turn and with them the address of an old master
     // that then came back as a second master no supervisor could see.
     (5_002_628, "simulator: disk loss forgot an instance"),

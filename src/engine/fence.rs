@@ -298,7 +298,11 @@ impl Group {
         // not counted), and only once no node doubts: this one, and every peer heard.
         let (target, replicas) = counted.target(observed.filter(|l| !l.is_lock()));
         if locked {
-            let doubt = self.must_hold(now);
+            // An instance that has not reported its role since this node started may be the
+            // master it knew nothing about (a node restarted during a strict wait lifted the
+            // lock beside a hung old master: simulator seed 9000619).
+            let unknown = self.instances.iter().any(|(a, i)| *a != self.master && i.info.is_none());
+            let doubt = self.must_hold(now) || unknown;
             let peer_doubt = peers
                 .fresh_reports(&self.settings.name, now)
                 .any(|(_, _, r)| r.addr == self.master && r.lease_set.is_some_and(Lease::is_lock));

@@ -309,3 +309,37 @@ fn a_strict_switchover_locks_the_old_master_it_pauses() {
     assert!(h.redis[&addr("127.0.0.1:6379")].lease.is_lock());
     assert!(!h.redis[&view.masters[0].addr].lease.is_lock());
 }
+
+#[test]
+fn a_restarted_node_keeps_a_lock_while_an_instance_has_not_reported() {
+    let mut redis = Harness::group();
+    // Locked by a strict failover this node was waiting on when it restarted; 6381, the old
+    // master for all this node knows now, is hung (simulator seed 9000619: the node lifted the
+    // lock, and the hung old master resumed beside a writable new one).
+    redis.get_mut(&addr("127.0.0.1:6379")).unwrap().lease = Lease::LOCK;
+    redis.get_mut(&addr("127.0.0.1:6381")).unwrap().hung = true;
+    let mut state = known_node(9);
+    state.masters.insert(
+        "mymaster".into(),
+        crate::engine::durable::DurableMaster {
+            configured_addr: addr("127.0.0.1:6379"),
+            addr: addr("127.0.0.1:6379"),
+            config_epoch: 0,
+            voted_epoch: 0,
+            voted_for: None,
+            replicas: vec![addr("127.0.0.1:6380"), addr("127.0.0.1:6381")],
+            history: None,
+            priorities: std::collections::BTreeMap::new(),
+            maintenance: crate::engine::gossip::Maintenance::default(),
+            monitored_quorum: None,
+            settings: std::collections::BTreeMap::new(),
+        },
+    );
+    let mut h = Harness::new(strict(), Some(state), redis);
+    h.advance_to(20_000);
+    assert!(h.redis[&addr("127.0.0.1:6379")].lease.is_lock());
+    // It answers, a replica: nothing is in doubt any more, and the lock is lifted.
+    h.resume("127.0.0.1:6381");
+    h.advance_to(40_000);
+    assert!(!h.redis[&addr("127.0.0.1:6379")].lease.is_lock());
+}
