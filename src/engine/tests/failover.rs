@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::harness::{
-    Fake, Harness, PEERS, addr, full_state, known_node, master_hung, master_hung_with, report,
-    settings, vote_for, vote_request,
+    Fake, Harness, PEERS, addr, full_state, known_group_node, known_node, master_hung,
+    master_hung_with, report, settings, vote_for, vote_request,
 };
 use crate::engine::election::{Authorisation, Unauthorised};
 use crate::engine::gossip::MasterReport;
@@ -909,23 +909,7 @@ fn restarted_beside_a_dead_master(down_for: [u64; 2]) -> Vec<String> {
     for (port, secs) in ["127.0.0.1:6380", "127.0.0.1:6381"].into_iter().zip(down_for) {
         redis.get_mut(&addr(port)).unwrap().link_down_for = Some(Duration::from_secs(secs));
     }
-    let mut state = known_node(9);
-    state.masters.insert(
-        "mymaster".into(),
-        crate::engine::durable::DurableMaster {
-            configured_addr: addr("127.0.0.1:6379"),
-            addr: addr("127.0.0.1:6379"),
-            config_epoch: 0,
-            voted_epoch: 0,
-            voted_for: None,
-            replicas: vec![addr("127.0.0.1:6380"), addr("127.0.0.1:6381")],
-            history: None,
-            priorities: BTreeMap::new(),
-            maintenance: crate::engine::gossip::Maintenance::default(),
-            monitored_quorum: None,
-            settings: BTreeMap::new(),
-        },
-    );
+    let state = known_group_node(9);
     let mut h = Harness::new(settings(&[], 1), Some(state), redis);
     h.advance_to(10_000);
     h.events()

@@ -1,6 +1,8 @@
 //! Strict fencing's hold: the master is never writable while another instance may be.
 
-use super::harness::{Harness, PEERS, addr, full_state, known_node, report, settings, vote_for};
+use super::harness::{
+    Harness, PEERS, addr, full_state, known_group_node, known_node, report, settings, vote_for,
+};
 use crate::engine::fence::{Fencing, Lease};
 use crate::engine::ids::Ticket;
 use crate::engine::io::{AdminCommand, Input};
@@ -318,23 +320,7 @@ fn a_restarted_node_keeps_a_lock_while_an_instance_has_not_reported() {
     // lock, and the hung old master resumed beside a writable new one).
     redis.get_mut(&addr("127.0.0.1:6379")).unwrap().lease = Lease::LOCK;
     redis.get_mut(&addr("127.0.0.1:6381")).unwrap().hung = true;
-    let mut state = known_node(9);
-    state.masters.insert(
-        "mymaster".into(),
-        crate::engine::durable::DurableMaster {
-            configured_addr: addr("127.0.0.1:6379"),
-            addr: addr("127.0.0.1:6379"),
-            config_epoch: 0,
-            voted_epoch: 0,
-            voted_for: None,
-            replicas: vec![addr("127.0.0.1:6380"), addr("127.0.0.1:6381")],
-            history: None,
-            priorities: std::collections::BTreeMap::new(),
-            maintenance: crate::engine::gossip::Maintenance::default(),
-            monitored_quorum: None,
-            settings: std::collections::BTreeMap::new(),
-        },
-    );
+    let state = known_group_node(9);
     let mut h = Harness::new(strict(), Some(state), redis);
     h.advance_to(20_000);
     assert!(h.redis[&addr("127.0.0.1:6379")].lease.is_lock());

@@ -516,6 +516,30 @@ pub(crate) fn known_node(id: u8) -> DurableState {
     }
 }
 
+/// A node that has run before beside the standard group: its state knows `mymaster` at 6379
+/// with replicas 6380 and 6381 (a node restarted from disk, which learns nothing from a master
+/// that is dead or hung).
+pub(crate) fn known_group_node(id: u8) -> DurableState {
+    let mut state = known_node(id);
+    state.masters.insert(
+        "mymaster".into(),
+        crate::engine::durable::DurableMaster {
+            configured_addr: addr("127.0.0.1:6379"),
+            addr: addr("127.0.0.1:6379"),
+            config_epoch: 0,
+            voted_epoch: 0,
+            voted_for: None,
+            replicas: vec![addr("127.0.0.1:6380"), addr("127.0.0.1:6381")],
+            history: None,
+            priorities: BTreeMap::new(),
+            maintenance: crate::engine::gossip::Maintenance::default(),
+            monitored_quorum: None,
+            settings: BTreeMap::new(),
+        },
+    );
+    state
+}
+
 /// Peer slot addresses used by the scenario tests (fake peers 1 and 2).
 pub(crate) const PEERS: &[&str] = &["127.0.0.2:26380", "127.0.0.3:26380"];
 
