@@ -161,6 +161,14 @@ const SEEDS: &[(u64, &str)] = &[
     // master, and lifted the new master's lock ("a restarted node keeps a lock while an
     // instance has not reported").
     (9_000_619, "strict: a restarted node lifted a lock beside an old master it had not heard"),
+    // Engine, strict: a node restarted from disk led a switch while an older master it had
+    // recorded as a replica was cut off and unfenced, and released the new master beside it
+    // ("the wait's release doubts an instance that has not reported, as the hold's end does").
+    (9_101_147, "strict: a restarted leader released its new master beside an unheard one"),
+    // Strict: a lock lifted while a cut-off old master's lease was smaller than the nodes
+    // believed (campaign 8900000). Passes since the fixes of 9000619 and 9101147's campaign;
+    // which change fixed it was not bisected.
+    (8_906_870, "strict: a lock lifted beside a cut-off old master"),
     // Simulator: every node lost its disk in turn and with them the address of an old master
     // that then came back as a second master no supervisor could see.
     (5_002_628, "simulator: disk loss forgot an instance"),

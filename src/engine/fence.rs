@@ -298,11 +298,7 @@ impl Group {
         // not counted), and only once no node doubts: this one, and every peer heard.
         let (target, replicas) = counted.target(observed.filter(|l| !l.is_lock()));
         if locked {
-            // An instance that has not reported its role since this node started may be the
-            // master it knew nothing about (a node restarted during a strict wait lifted the
-            // lock beside a hung old master: simulator seed 9000619).
-            let unknown = self.instances.iter().any(|(a, i)| *a != self.master && i.info.is_none());
-            let doubt = self.must_hold(now) || unknown;
+            let doubt = self.doubts(now);
             let peer_doubt = peers
                 .fresh_reports(&self.settings.name, now)
                 .any(|(_, _, r)| r.addr == self.master && r.lease_set.is_some_and(Lease::is_lock));
@@ -858,7 +854,7 @@ impl Group {
             // If another instance may still accept writes, the failover ends all the same (what
             // comes after it, demoting that instance, must not wait for it) and the hold keeps
             // the master paused instead of releasing it.
-            let released = self.must_hold(now) || self.release_new_master(node, now);
+            let released = self.doubts(now) || self.release_new_master(node, now);
             if released {
                 self.end(node, &old_master, now);
                 return;
@@ -908,6 +904,18 @@ impl Group {
     pub fn must_hold(&self, now: Instant) -> bool {
         self.settings.fencing == Fencing::Strict
             && self.instances.keys().any(|addr| self.may_accept_writes(addr, now))
+    }
+
+    /// Strict mode: whether this node may not lift the master's lock (the wait's release, or
+    /// the hold's end): another instance may accept writes ([`Self::must_hold`]), or has not
+    /// reported its role since this node started. Such an instance may be a master this node
+    /// knew nothing about: a node restarted during a strict wait lifted the lock beside a hung
+    /// old master (simulator seed 9000619), and a node restarted from disk released the new
+    /// master of its own failover beside an older master it had last recorded as a replica
+    /// (seed 9101147).
+    fn doubts(&self, now: Instant) -> bool {
+        let unknown = self.instances.iter().any(|(a, i)| *a != self.master && i.info.is_none());
+        self.must_hold(now) || unknown
     }
 
     /// Whether the instance at `addr` (not the master) may accept writes within

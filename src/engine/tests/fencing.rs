@@ -329,3 +329,27 @@ fn a_restarted_node_keeps_a_lock_while_an_instance_has_not_reported() {
     h.advance_to(40_000);
     assert!(!h.redis[&addr("127.0.0.1:6379")].lease.is_lock());
 }
+
+#[test]
+fn a_restarted_leader_does_not_release_its_new_master_while_an_instance_has_not_reported() {
+    let mut redis = Harness::group();
+    // This node restarts knowing 6381 as a replica, but 6381 does not answer: for all this
+    // node knows it may be a master another node promoted meanwhile (simulator seed 9101147:
+    // the leader released its new master beside an older, unfenced one).
+    redis.get_mut(&addr("127.0.0.1:6381")).unwrap().hung = true;
+    let mut h = Harness::new(strict(), Some(known_group_node(9)), redis);
+    h.advance_to(5_000);
+    h.handle(Input::Admin {
+        ticket: Ticket(1),
+        command: AdminCommand::Failover { master: "mymaster".into() },
+    });
+    h.advance_to(40_000);
+    let view = h.sup.view();
+    assert_eq!(view.masters[0].addr, addr("127.0.0.1:6380"));
+    assert!(view.masters[0].failover.is_none(), "the switchover ended");
+    assert!(h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
+    // It answers, a replica: nothing is in doubt any more, and the lock is lifted.
+    h.resume("127.0.0.1:6381");
+    h.advance_to(60_000);
+    assert!(!h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
+}
