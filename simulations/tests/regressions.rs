@@ -165,6 +165,10 @@ const SEEDS: &[(u64, &str)] = &[
     // recorded as a replica was cut off and unfenced, and released the new master beside it
     // ("the wait's release doubts an instance that has not reported, as the hold's end does").
     (9_101_147, "strict: a restarted leader released its new master beside an unheard one"),
+    // Engine, strict: a leader that had received nothing for 11 s released its new master on
+    // replicas' reports of their link to the old master down, taken before the old master
+    // restarted and they reconnected ("a report of a link down stands for 2 s").
+    (9_001_003, "strict: released on old reports of a link down"),
     // Strict: a lock lifted while a cut-off old master's lease was smaller than the nodes
     // believed (campaign 8900000). Passes since the fixes of 9000619 and 9101147's campaign;
     // which change fixed it was not bisected.

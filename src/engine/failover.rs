@@ -877,7 +877,7 @@ impl Group {
         let limit = usize::try_from(self.settings.parallel_syncs.max(1)).unwrap_or(usize::MAX);
         // Enough replicas leave the old master at once for its lease to lapse, whatever
         // parallel_syncs says: a replica that follows the new master resynchronises partially.
-        let limit = limit.max(self.detach_needed(&replicas));
+        let limit = limit.max(self.detach_needed(&replicas, now));
         let mut in_flight = replicas
             .values()
             .filter(|r| matches!(r, Reconf::Sent(_) | Reconf::InProgress(_)))

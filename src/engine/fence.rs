@@ -72,9 +72,11 @@ use crate::engine::instance::Instance;
 use crate::engine::io::RedisCommand;
 use crate::engine::node::Node;
 use crate::engine::peers::Peers;
-use crate::engine::report::ReportedRole;
+use crate::engine::report::{ReplicaLink, ReportedRole};
 use crate::engine::time::Instant;
-use crate::engine::timing::{HOLD_MARGIN, HOLD_PAUSE, INFO_PERIOD, STRICT_PAUSE};
+use crate::engine::timing::{
+    HOLD_MARGIN, HOLD_PAUSE, INFO_PERIOD, LINK_DOWN_REPORT_AGE, STRICT_PAUSE,
+};
 
 /// How a master is fenced (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -596,7 +598,7 @@ impl Group {
         }
         if self.settings.fencing == Fencing::Bounded {
             let ms = self
-                .lasting_fence_at()
+                .lasting_fence_at(now)
                 .map(|at| u64::try_from(at.saturating_since(now).as_millis()).unwrap_or(u64::MAX));
             node.emit(Event {
                 kind: EventKind::FenceWindow,
@@ -609,7 +611,7 @@ impl Group {
     /// How many replicas may be repointed at once so that enough leave the old master for its
     /// lease to lapse: those already on their way, plus every replica beyond `K - 1` that may
     /// still acknowledge it.
-    pub(crate) fn detach_needed(&self, replicas: &BTreeMap<Addr, Reconf>) -> usize {
+    pub(crate) fn detach_needed(&self, replicas: &BTreeMap<Addr, Reconf>, now: Instant) -> usize {
         let Some(failover) = &self.failover else { return 0 };
         let needed = failover.fence.old_lease.map_or(0, |l| l.min_replicas);
         if self.settings.fencing == Fencing::Off || needed == 0 {
@@ -624,14 +626,14 @@ impl Group {
         // ignored it, say): more are repointed until enough have left.
         let acking = replicas
             .keys()
-            .filter(|addr| Some(*addr) != old && self.ack_stopped_at(addr).is_none())
+            .filter(|addr| Some(*addr) != old && self.ack_stopped_at(addr, now).is_none())
             .count();
         in_flight + acking.saturating_sub(usize::try_from(needed - 1).unwrap_or(usize::MAX))
     }
 
     /// When the replica at `addr` stopped acknowledging the old master, at the latest, if it
-    /// surely did (see [`fenced_at`]).
-    fn ack_stopped_at(&self, addr: &Addr) -> Option<Instant> {
+    /// surely did and still does not at `now` (see [`fenced_at`] and [`link_down_since`]).
+    fn ack_stopped_at(&self, addr: &Addr, now: Instant) -> Option<Instant> {
         let fence = &self.failover.as_ref()?.fence;
         if let Some(at) = fence.detached.get(addr) {
             return Some(*at);
@@ -645,9 +647,7 @@ impl Group {
                     m == old || self.instances.get(old).is_some_and(|o| o.is_at(m))
                 }) =>
             {
-                // Redis rounds the down time down to whole seconds: `at - down` is no earlier
-                // than the real moment.
-                (!link.link_up).then(|| at - link.link_down_for.unwrap_or_default())
+                link_down_since(link, at, now)
             }
             // Following another master, or a master itself: not acknowledging the old one.
             _ => Some(at),
@@ -658,7 +658,7 @@ impl Group {
     /// it acknowledged a pause, it reports being a replica, or the replicas of its lease
     /// stopped acknowledging it long enough ago.
     #[must_use]
-    pub fn old_master_fenced_at(&self) -> Option<Instant> {
+    pub fn old_master_fenced_at(&self, now: Instant) -> Option<Instant> {
         let fence = &self.failover.as_ref()?.fence;
         if let Some(at) = fence.old_paused_at {
             return Some(at);
@@ -673,7 +673,7 @@ impl Group {
         }
         let lease = fence.old_lease?;
         let acks = self.instances.keys().filter(|addr| *addr != old).map(|addr| {
-            if *addr == self.master { fence.promoted_at } else { self.ack_stopped_at(addr) }
+            if *addr == self.master { fence.promoted_at } else { self.ack_stopped_at(addr, now) }
         });
         fenced_at(lease, acks)
     }
@@ -683,7 +683,7 @@ impl Group {
     /// takes over from it. A pause lapses, and renewing it needs this node to reach the old
     /// master; an old master without a lease that ignores its demotion accepts writes again
     /// once cut off from the nodes (simulator seed 8305388 stated 0 ms for one).
-    pub(crate) fn lasting_fence_at(&self) -> Option<Instant> {
+    pub(crate) fn lasting_fence_at(&self, now: Instant) -> Option<Instant> {
         let fence = &self.failover.as_ref()?.fence;
         let leased = fence.old_lease.is_some_and(|lease| lease.min_replicas > 0);
         if fence.old_paused_at.is_some() && !leased {
@@ -694,7 +694,7 @@ impl Group {
             });
             return demoted.then_some(fence.promoted_at).flatten();
         }
-        self.old_master_fenced_at()
+        self.old_master_fenced_at(now)
     }
 
     /// Pauses the old master's writes (and disconnects its clients) whenever it answers as a
@@ -850,7 +850,7 @@ impl Group {
             return;
         }
         self.fence_returning_old_master(node, now);
-        if self.old_master_locked() || self.lasting_fence_at().is_some_and(|at| at <= now) {
+        if self.old_master_locked() || self.lasting_fence_at(now).is_some_and(|at| at <= now) {
             // If another instance may still accept writes, the failover ends all the same (what
             // comes after it, demoting that instance, must not wait for it) and the hold keeps
             // the master paused instead of releasing it.
@@ -887,6 +887,17 @@ impl Group {
         }
         released
     }
+}
+
+/// When a replica that reported its link to a master down at `at` stopped acknowledging that
+/// master, if the report still stands at `now`. Redis rounds the down time down to whole
+/// seconds: `at - down` is no earlier than the real moment. The report stands for
+/// [`LINK_DOWN_REPORT_AGE`] only: the master may restart, or a partition heal, and the replica
+/// reconnect (simulator seed 9001003: a leader that had received nothing for 11 s released its
+/// new master on reports taken before the old master restarted and its replicas reconnected).
+fn link_down_since(link: &ReplicaLink, at: Instant, now: Instant) -> Option<Instant> {
+    let current = now.saturating_since(at) < LINK_DOWN_REPORT_AGE;
+    (!link.link_up && current).then(|| at - link.link_down_for.unwrap_or_default())
 }
 
 /// Whether `instance` may be a master: it last reported `role:master`, or has not reported
@@ -934,15 +945,16 @@ impl Group {
             return false;
         }
         let Some(lease) = instance.lease else { return true };
-        let acks = self.instances.keys().filter(|a| *a != addr).map(|a| self.acked_until(a, addr));
+        let acks =
+            self.instances.keys().filter(|a| *a != addr).map(|a| self.acked_until(a, addr, now));
         fenced_at(lease, acks).is_none_or(|at| at > now)
     }
 
     /// When the instance at `replica` stopped acknowledging the one at `master`, at the latest,
     /// if it surely did: it reports its link to it down (since then), or follows another
     /// master or none (since the first INFO that said so). `None` if it may still acknowledge
-    /// it, or nothing is known.
-    fn acked_until(&self, replica: &Addr, master: &Addr) -> Option<Instant> {
+    /// it, or nothing is known (a report of the link down is good for [`LINK_DOWN_REPORT_AGE`]).
+    fn acked_until(&self, replica: &Addr, master: &Addr, now: Instant) -> Option<Instant> {
         let instance = self.instances.get(replica)?;
         let (info, at) = (instance.info.as_ref()?, instance.info_at?);
         let target = self.instances.get(master)?;
@@ -950,9 +962,7 @@ impl Group {
             ReportedRole::Replica(link)
                 if link.master.as_ref().is_some_and(|m| m == master || target.is_at(m)) =>
             {
-                // Redis rounds the down time down to whole seconds: `at - down` is no earlier
-                // than the real moment.
-                (!link.link_up).then(|| at - link.link_down_for.unwrap_or_default())
+                link_down_since(link, at, now)
             }
             _ => instance.followed_since,
         }
@@ -992,7 +1002,7 @@ impl Group {
 
     /// When the hold may next have to start or be renewed: another instance's pause nears its
     /// end or its lease lapses, or the master's pause is due again.
-    pub(crate) fn hold_deadlines(&self) -> Vec<Instant> {
+    pub(crate) fn hold_deadlines(&self, now: Instant) -> Vec<Instant> {
         if self.settings.fencing != Fencing::Strict {
             return Vec::new();
         }
@@ -1005,9 +1015,15 @@ impl Group {
                 deadlines.push(until - HOLD_MARGIN);
             }
             if let Some(lease) = instance.lease {
-                let acks =
-                    self.instances.keys().filter(|a| *a != addr).map(|a| self.acked_until(a, addr));
+                let replicas = self.instances.keys().filter(|a| *a != addr);
+                let acks = replicas.clone().map(|a| self.acked_until(a, addr, now));
                 deadlines.extend(fenced_at(lease, acks));
+                // A report of a link down stops counting when it grows too old.
+                deadlines.extend(replicas.filter_map(|a| {
+                    let instance = self.instances.get(a)?;
+                    let down = matches!(&instance.info.as_ref()?.role, ReportedRole::Replica(l) if !l.link_up);
+                    down.then_some(instance.info_at? + LINK_DOWN_REPORT_AGE)
+                }));
             }
         }
         deadlines.extend(self.hold_sent_at.map(|at| at + HOLD_PAUSE / 2));

@@ -1017,10 +1017,10 @@ impl Group {
         if let Some(failover) = &self.failover {
             consider(failover.next_deadline(&self.timing, node.settings.heartbeat));
             if matches!(failover.phase, Phase::Release { .. }) {
-                consider(self.lasting_fence_at());
+                consider(self.lasting_fence_at(now));
             }
         }
-        for at in self.hold_deadlines() {
+        for at in self.hold_deadlines(now) {
             consider(Some(at));
         }
         if self.isolation_fence {

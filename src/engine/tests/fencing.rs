@@ -1,12 +1,14 @@
 //! Strict fencing's hold: the master is never writable while another instance may be.
 
 use super::harness::{
-    Harness, PEERS, addr, full_state, known_group_node, known_node, report, settings, vote_for,
+    Fake, Harness, PEERS, addr, full_state, known_group_node, known_node, report, settings,
+    vote_for,
 };
 use crate::engine::fence::{Fencing, Lease};
 use crate::engine::ids::Ticket;
 use crate::engine::io::{AdminCommand, Input};
 use crate::engine::settings::Settings;
+use std::time::Duration;
 
 /// A node alone (quorum 1) watching the standard group in strict mode.
 fn strict() -> Settings {
@@ -351,5 +353,45 @@ fn a_restarted_leader_does_not_release_its_new_master_while_an_instance_has_not_
     // It answers, a replica: nothing is in doubt any more, and the lock is lifted.
     h.resume("127.0.0.1:6381");
     h.advance_to(60_000);
+    assert!(!h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
+}
+
+#[test]
+fn a_strict_wait_does_not_release_on_an_old_report_of_a_link_down() {
+    let mut redis = Harness::group();
+    redis.insert(addr("127.0.0.1:6382"), Fake::replica("r3", "127.0.0.1:6379"));
+    // 6381 and 6382 keep following the dead master: with the promotion, their reports of
+    // their link down are what shows the old master's lease (two of three) lapsing.
+    for replica in ["127.0.0.1:6381", "127.0.0.1:6382"] {
+        redis.get_mut(&addr(replica)).unwrap().ignores_replicaof = true;
+    }
+    let mut h = Harness::new(strict(), None, redis);
+    h.advance_to(2_000);
+    h.kill("127.0.0.1:6379");
+    while !h.events().iter().any(|e| e.starts_with("+slave-reconf-sent")) {
+        assert!(h.now.as_millis() < 20_000, "no reconfiguration");
+        h.advance(10);
+    }
+    // Both have reported their link down, and stop answering. When the wait begins (their
+    // REPLICAOF timed out), their last reports are old, and prove nothing: the old master may
+    // have restarted and they reconnected (simulator seed 9001003). The new master stays
+    // locked and paused.
+    let hung_at = h.now.as_millis();
+    h.hang("127.0.0.1:6381");
+    h.hang("127.0.0.1:6382");
+    h.take();
+    h.advance_to(hung_at + 5_000);
+    let pauses = h.pauses();
+    assert!(!pauses.iter().any(|p| p.contains("Unpause")), "{pauses:?}");
+    let failover = h.sup.view().masters[0].failover.clone();
+    assert!(failover.is_some_and(|f| f.state == "wait_fence"), "{pauses:?}");
+    assert!(h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
+    // They answer again, their links to the dead master still down: released.
+    for replica in ["127.0.0.1:6381", "127.0.0.1:6382"] {
+        h.redis.get_mut(&addr(replica)).unwrap().link_down_for = Some(Duration::from_secs(7));
+        h.resume(replica);
+    }
+    h.advance_to(hung_at + 6_000);
+    assert!(h.pauses().iter().any(|p| p == "6380 UnpauseWrites"), "{:?}", h.pauses());
     assert!(!h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
 }
