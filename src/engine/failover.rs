@@ -791,7 +791,7 @@ impl Group {
     /// The chosen replica reports `role:master`: make it the group's master under the failover
     /// epoch (durably, before anything announces it) and start repointing the others.
     fn on_promoted(&mut self, node: &mut Node, replica: Addr, epoch: u64, now: Instant) {
-        let old_master = std::mem::replace(&mut self.master, replica.clone());
+        let old_master = self.replace_master(replica.clone());
         self.config_epoch = epoch;
         node.out.mark_urgent();
         node.lazy_dirty = true;

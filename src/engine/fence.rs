@@ -41,8 +41,9 @@
 //!   ([`Lease::LOCK`]) and its writes paused for [`HOLD_PAUSE`], renewed at half of it, and never
 //!   lifted with `CLIENT UNPAUSE` (it would lift other nodes' pauses too): the last pause runs
 //!   out. Every node reports the lock it wants in its gossip (`lease_set`), and a node lifts a
-//!   lock (to the master's lease) only when neither it nor any peer it hears doubts: a node cut
-//!   off from the others keeps a lock, and one whose peers are gone counts only its own view.
+//!   lock (to the master's lease, or by the wait's release) only when it hears a majority of
+//!   the nodes and neither it nor any peer it hears doubts: a node cut off from the others
+//!   keeps a lock, since it cannot know what they did meanwhile.
 //!   A strict failover whose old master is fenced ends without releasing its new master while
 //!   the doubt lasts (the hold takes over, and the demotions that end the doubt are not kept
 //!   waiting), and an aborted switchover does not release the master it paused. Unexpected
@@ -217,6 +218,19 @@ fn weakest(leases: impl IntoIterator<Item = Lease>) -> Option<Lease> {
 }
 
 impl Group {
+    /// Makes `new` the master and returns the old one, which keeps the weakest lease a fresh
+    /// peer reports setting on it ([`Instance::peer_lease`]): the hold judges it by that lease
+    /// too (simulator seed 9304660: a peer's `min-replicas-to-write 0`, held by a partition,
+    /// landed on the old master after the other nodes' last reading of 1, and they counted it
+    /// fenced by a lease it no longer ran under).
+    pub(crate) fn replace_master(&mut self, new: Addr) -> Addr {
+        let peer_lease = self.peer_lease.take();
+        if let Some(old) = self.instances.get_mut(&self.master) {
+            old.peer_lease = weakest(old.peer_lease.into_iter().chain(peer_lease));
+        }
+        std::mem::replace(&mut self.master, new)
+    }
+
     /// The replicas this node sees subjectively down, while it sees the master up (reported to
     /// peers; a quorum of such reports relaxes the lease).
     #[must_use]
@@ -301,10 +315,7 @@ impl Group {
         let (target, replicas) = counted.target(observed.filter(|l| !l.is_lock()));
         if locked {
             let doubt = self.doubts(now);
-            let peer_doubt = peers
-                .fresh_reports(&self.settings.name, now)
-                .any(|(_, _, r)| r.addr == self.master && r.lease_set.is_some_and(Lease::is_lock));
-            if doubt || peer_doubt {
+            if doubt || !self.peers_let_lift {
                 // Report what this node wants, so that peers whose doubt ends can lift it.
                 let wanted = if doubt { Lease::LOCK } else { target };
                 self.lease_set = Some((self.master.clone(), wanted));
@@ -853,9 +864,11 @@ impl Group {
         if self.old_master_locked() || self.lasting_fence_at(now).is_some_and(|at| at <= now) {
             // If another instance may still accept writes, the failover ends all the same (what
             // comes after it, demoting that instance, must not wait for it) and the hold keeps
-            // the master paused instead of releasing it.
-            let released = self.doubts(now) || self.release_new_master(node, now);
-            if released {
+            // the master paused instead of releasing it. While only peers doubt (they see the
+            // old master demoted at their next INFO), or this node hears no majority, it waits.
+            let ended =
+                self.doubts(now) || (self.peers_let_lift && self.release_new_master(node, now));
+            if ended {
                 self.end(node, &old_master, now);
                 return;
             }
@@ -900,6 +913,14 @@ fn link_down_since(link: &ReplicaLink, at: Instant, now: Instant) -> Option<Inst
     (!link.link_up && current).then(|| at - link.link_down_for.unwrap_or_default())
 }
 
+impl Instance {
+    /// The weakest lease it may run under, as far as this node knows: the one it last reported,
+    /// unless peers set a weaker one ([`Instance::peer_lease`]). `None` if none was read.
+    fn lease_bound(&self) -> Option<Lease> {
+        self.lease.map(|read| weakest([read].into_iter().chain(self.peer_lease)).unwrap_or(read))
+    }
+}
+
 /// Whether `instance` may be a master: it last reported `role:master`, or has not reported
 /// since another node promoted it.
 fn may_be_master(instance: &Instance) -> bool {
@@ -915,6 +936,19 @@ impl Group {
     pub fn must_hold(&self, now: Instant) -> bool {
         self.settings.fencing == Fencing::Strict
             && self.instances.keys().any(|addr| self.may_accept_writes(addr, now))
+    }
+
+    /// Strict mode: whether the nodes this node hears let it lift the master's lock: it hears a
+    /// majority of the nodes (itself included), and none reports wanting the master locked. A
+    /// node cut off from the majority cannot know what the others did meanwhile: a leader cut
+    /// off with its new master released it, and so lifted the lock that the other side's next
+    /// failover counted on as its old master's fence (simulator seed 9008228).
+    pub(crate) fn peers_let_lift(&self, node: &Node, peers: &Peers, now: Instant) -> bool {
+        let heard = peers.heard_within(now, node.settings.contact_window()) + 1;
+        let doubting = peers
+            .fresh_reports(&self.settings.name, now)
+            .any(|(_, _, r)| r.addr == self.master && r.lease_set.is_some_and(Lease::is_lock));
+        heard >= node.settings.majority() && !doubting
     }
 
     /// Strict mode: whether this node may not lift the master's lock (the wait's release, or
@@ -944,7 +978,7 @@ impl Group {
         if instance.paused_until.is_some_and(|until| until > now + HOLD_MARGIN) {
             return false;
         }
-        let Some(lease) = instance.lease else { return true };
+        let Some(lease) = instance.lease_bound() else { return true };
         let acks =
             self.instances.keys().filter(|a| *a != addr).map(|a| self.acked_until(a, addr, now));
         fenced_at(lease, acks).is_none_or(|at| at > now)
@@ -1014,7 +1048,7 @@ impl Group {
             if let Some(until) = instance.paused_until {
                 deadlines.push(until - HOLD_MARGIN);
             }
-            if let Some(lease) = instance.lease {
+            if let Some(lease) = instance.lease_bound() {
                 let replicas = self.instances.keys().filter(|a| *a != addr);
                 let acks = replicas.clone().map(|a| self.acked_until(a, addr, now));
                 deadlines.extend(fenced_at(lease, acks));

@@ -136,6 +136,9 @@ pub struct Group {
     pub lease_set: Option<(Addr, Lease)>,
     /// The weakest lease a fresh peer reports it set on the current master.
     pub peer_lease: Option<Lease>,
+    /// Strict mode: whether the peers this node hears let it lift the master's lock, as of the
+    /// last evaluation ([`Group::peers_let_lift`]).
+    pub peers_let_lift: bool,
     /// When the master last changed (a failover here or elsewhere), for the minimum interval
     /// between automatic failovers.
     pub last_switch_at: Option<Instant>,
@@ -228,6 +231,7 @@ impl Group {
             hold_sent_at: None,
             lease_set: None,
             peer_lease: None,
+            peers_let_lift: false,
             monitored_quorum: None,
             changes: BTreeMap::new(),
         }
@@ -420,6 +424,7 @@ impl Group {
     /// INFO once the master is down) apply at once.
     pub fn evaluate(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
         if node.may_act() {
+            self.peers_let_lift = self.peers_let_lift(node, peers, now);
             self.update_sdown(node, now);
             self.update_odown(node, peers, now);
             self.ask_sentinels(node, now);
@@ -549,6 +554,9 @@ impl Group {
                 node.lazy_dirty = true;
             }
 
+            if matches!(report.role, ReportedRole::Replica(_)) {
+                instance.peer_lease = None;
+            }
             instance.info = Some(report);
             instance.info_at = Some(now);
         }
@@ -913,7 +921,7 @@ impl Group {
             instance.unsettle();
             instance.promoted_elsewhere_at = Some(now);
         }
-        let old = std::mem::replace(&mut self.master, key);
+        let old = self.replace_master(key);
         self.after_switch(node, &old, now);
     }
 

@@ -136,6 +136,10 @@ pub struct Instance {
     pub replica_priority: Option<u32>,
     /// The lease it last said it runs under (`CONFIG GET`), if it was asked.
     pub lease: Option<Lease>,
+    /// The weakest lease peers reported setting on it when it stopped being this node's master,
+    /// until it reports being a replica: a lease change another node sent may land long after
+    /// this node's last reading (held by a partition, TCP delivers it when it heals).
+    pub peer_lease: Option<Lease>,
     /// When the lease was last set on it, or its writes paused, by this node.
     pub fence_sent_at: Option<Instant>,
     /// When the reported role last changed (or was first seen).
@@ -187,6 +191,7 @@ impl Instance {
             info_asked_at: None,
             replica_priority: None,
             lease: None,
+            peer_lease: None,
             fence_sent_at: None,
             role_reported_at: None,
             followed_since: None,

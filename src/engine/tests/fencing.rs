@@ -395,3 +395,58 @@ fn a_strict_wait_does_not_release_on_an_old_report_of_a_link_down() {
     assert!(h.pauses().iter().any(|p| p == "6380 UnpauseWrites"), "{:?}", h.pauses());
     assert!(!h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
 }
+
+#[test]
+fn a_strict_leader_that_hears_no_majority_does_not_release_its_new_master() {
+    let mut settings = settings(PEERS, 2);
+    settings.masters[0].fencing = Fencing::Strict;
+    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    h.advance_with_peers(5_000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    h.hang("127.0.0.1:6379");
+    h.advance_with_peers(6_500, &[report("127.0.0.1:6379", 0, true, 0)]);
+    let id = h.sup.id();
+    h.handle(vote_for(1, 1, id));
+    h.advance_to(6_600);
+    assert_eq!(h.sup.view().masters[0].addr, addr("127.0.0.1:6380"), "{:?}", h.events());
+    // Cut off from both peers as soon as it promoted: when the old master's lease lapses it
+    // cannot know what the other side did meanwhile (simulator seed 9008228: its release
+    // lifted the lock the other side's failover counted on as its old master's fence). The
+    // new master stays locked and paused.
+    h.take();
+    h.advance_to(15_000);
+    let pauses = h.pauses();
+    assert!(!pauses.iter().any(|p| p.contains("Unpause")), "{pauses:?}");
+    assert!(h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
+    // The peers are back, in no doubt: the lock is lifted.
+    h.advance_with_peers(30_000, &[report("127.0.0.1:6380", 1, false, 1)]);
+    assert!(!h.redis[&addr("127.0.0.1:6380")].lease.is_lock(), "{:?}", h.events());
+}
+
+#[test]
+fn the_hold_judges_an_old_master_by_the_weakest_lease_peers_set_on_it() {
+    let mut settings = settings(PEERS, 2);
+    settings.masters[0].fencing = Fencing::Strict;
+    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    // The peers report relaxing the master's lease to none; this node's reading says two (the
+    // peers' change is held by a partition, and lands after the reading: simulator seed
+    // 9304660).
+    let relaxed = |sdown| {
+        let mut r = report("127.0.0.1:6379", 0, sdown, 0);
+        r.lease_set = Some(Lease::NONE);
+        vec![r]
+    };
+    h.advance_with_peers(5_000, &relaxed(false));
+    assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(2));
+    h.hang("127.0.0.1:6379");
+    h.advance_with_peers(6_500, &relaxed(true));
+    let id = h.sup.id();
+    h.handle(vote_for(1, 1, id));
+    h.advance_to(6_600);
+    assert_eq!(h.sup.view().masters[0].addr, addr("127.0.0.1:6380"), "{:?}", h.events());
+    // Both replicas left the old master, which would fence it under the lease this node read,
+    // not under the one the peers set: it may still accept writes, so the new master stays
+    // locked while it is out of reach.
+    h.advance_with_peers(40_000, &[report("127.0.0.1:6380", 1, false, 1)]);
+    assert!(h.sup.view().masters[0].failover.is_none());
+    assert!(h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
+}
