@@ -180,6 +180,10 @@ const SEEDS: &[(u64, &str)] = &[
     (9_304_660, "strict: an old master judged by a lease a peer had since lowered"),
     (9_307_584, "strict: two writable masters for 11 ms (campaign 9300000)"),
     (9_310_531, "strict: two writable masters for 27 ms (campaign 9300000)"),
+    // Engine, fencing: peers that had not seen a failover start relaxed the old master's lease
+    // to none; the leader stated a 0 ms window from a pause and the lease it had read ("a lease
+    // peers relax during the failover counts for its window").
+    (9_316_596, "fencing: a window stated from a lease peers relaxed during the failover"),
     // Strict: a lock lifted while a cut-off old master's lease was smaller than the nodes
     // believed (campaign 8900000). Passes since the fixes of 9000619 and 9101147's campaign;
     // which change fixed it was not bisected.

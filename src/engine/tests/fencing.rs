@@ -450,3 +450,31 @@ fn the_hold_judges_an_old_master_by_the_weakest_lease_peers_set_on_it() {
     assert!(h.sup.view().masters[0].failover.is_none());
     assert!(h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
 }
+
+#[test]
+fn a_lease_peers_relax_during_the_failover_makes_the_fence_window_unknown() {
+    let mut settings = settings(PEERS, 2);
+    settings.masters[0].fencing = Fencing::Bounded;
+    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    let reports = |sdown, lease_set| {
+        let mut r = report("127.0.0.1:6379", 0, sdown, 0);
+        r.lease_set = lease_set;
+        vec![r]
+    };
+    h.advance_with_peers(5_000, &reports(false, None));
+    h.hang("127.0.0.1:6379");
+    h.advance_with_peers(6_500, &reports(true, None));
+    // The replica to promote stops answering just before the election: its promotion waits,
+    // and meanwhile the peers, which have not seen this failover start, relax the old
+    // master's lease to none (simulator seed 9316596 stated 0 ms from the lease it read).
+    h.hang("127.0.0.1:6380");
+    let id = h.sup.id();
+    h.handle(vote_for(1, 1, id));
+    h.advance_with_peers(7_000, &reports(true, Some(Lease::NONE)));
+    h.take();
+    h.resume("127.0.0.1:6380");
+    h.advance_with_peers(8_000, &reports(true, Some(Lease::NONE)));
+    let events = h.events();
+    let windows: Vec<&String> = events.iter().filter(|e| e.starts_with("+fence-window")).collect();
+    assert_eq!(windows, ["+fence-window master mymaster 127.0.0.1 6379 #window-ms unknown"]);
+}
