@@ -184,6 +184,10 @@ const SEEDS: &[(u64, &str)] = &[
     // to none; the leader stated a 0 ms window from a pause and the lease it had read ("a lease
     // peers relax during the failover counts for its window").
     (9_316_596, "fencing: a window stated from a lease peers relaxed during the failover"),
+    // Engine, fencing: a switchover stated 0 ms from the old master's pause, which ran out
+    // (a 2.1 s failover timeout) before its lease lapsed ("a pause that runs out before the
+    // lease lapses does not close the window").
+    (9_305_123, "fencing: a window closed by a pause shorter than the lease's lapse"),
     // Strict: a lock lifted while a cut-off old master's lease was smaller than the nodes
     // believed (campaign 8900000). Passes since the fixes of 9000619 and 9101147's campaign;
     // which change fixed it was not bisected.

@@ -478,3 +478,25 @@ fn a_lease_peers_relax_during_the_failover_makes_the_fence_window_unknown() {
     let windows: Vec<&String> = events.iter().filter(|e| e.starts_with("+fence-window")).collect();
     assert_eq!(windows, ["+fence-window master mymaster 127.0.0.1 6379 #window-ms unknown"]);
 }
+
+#[test]
+fn a_pause_that_runs_out_before_the_lease_lapses_does_not_close_the_window() {
+    let mut settings = settings(&[], 1);
+    settings.masters[0].fencing = Fencing::Bounded;
+    // The old master's pause lasts the failover timeout: 2 s, shorter than its lease (two of
+    // its two replicas) takes to lapse once the promoted one stops acknowledging it (3 s).
+    settings.masters[0].failover_timeout = Duration::from_secs(2);
+    let mut h = Harness::new(settings, None, Harness::group());
+    h.advance_to(5_000);
+    h.take();
+    h.handle(Input::Admin {
+        ticket: Ticket(1),
+        command: AdminCommand::Failover { master: "mymaster".into() },
+    });
+    h.advance_to(6_000);
+    let events = h.events();
+    let windows: Vec<&String> = events.iter().filter(|e| e.starts_with("+fence-window")).collect();
+    // Simulator seed 9305123 stated 0 ms: the old master was writable between its pause's end
+    // and its lease's lapse.
+    assert_eq!(windows, ["+fence-window master mymaster 127.0.0.1 6379 #window-ms 3000"]);
+}
