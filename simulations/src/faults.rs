@@ -149,19 +149,28 @@ impl Simulation {
     /// could know where the master is; if every copy of an instance's address were lost, an old
     /// master that comes back would be a master no supervisor can see, as for Sentinel: both are
     /// an operator's disaster, not a protocol bug. Seed 5002628 lost every node's disk in turn
-    /// and left such a master behind.)
+    /// and left such a master behind.) Likewise another node's disk must hold an epoch at least
+    /// as high as this one's: a node that lost its state learns its vote floor from the others'
+    /// epochs, and if every copy of an epoch it voted in were lost (its candidate lost its disk
+    /// too), no protocol could tell it had voted; durable votes on a majority are what any
+    /// consensus rests on (seed 9336948: the voter and the candidate of epoch 3 both lost their
+    /// disks, and the voter granted epoch 3 again).
     fn disk_loss_allowed(&self, i: usize) -> bool {
         let Some(mine) = &self.nodes[i].disk else { return true };
-        mine.masters.iter().all(|(name, m)| {
-            let known = || std::iter::once(&m.addr).chain(&m.replicas);
-            self.nodes.iter().enumerate().any(|(j, other)| {
-                let Some(o) = other.disk.as_ref().and_then(|d| d.masters.get(name)) else {
-                    return false;
-                };
-                let theirs = |a: &picket::engine::Addr| o.addr == *a || o.replicas.contains(a);
-                j != i && o.config_epoch >= m.config_epoch && known().all(theirs)
+        let epoch_kept = self.nodes.iter().enumerate().any(|(j, other)| {
+            j != i && other.disk.as_ref().is_some_and(|d| d.current_epoch >= mine.current_epoch)
+        });
+        epoch_kept
+            && mine.masters.iter().all(|(name, m)| {
+                let known = || std::iter::once(&m.addr).chain(&m.replicas);
+                self.nodes.iter().enumerate().any(|(j, other)| {
+                    let Some(o) = other.disk.as_ref().and_then(|d| d.masters.get(name)) else {
+                        return false;
+                    };
+                    let theirs = |a: &picket::engine::Addr| o.addr == *a || o.replicas.contains(a);
+                    j != i && o.config_epoch >= m.config_epoch && known().all(theirs)
+                })
             })
-        })
     }
 
     fn inject_node_crash(&mut self) {

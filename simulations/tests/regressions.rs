@@ -195,6 +195,10 @@ const SEEDS: &[(u64, &str)] = &[
     // Simulator: every node lost its disk in turn and with them the address of an old master
     // that then came back as a second master no supervisor could see.
     (5_002_628, "simulator: disk loss forgot an instance"),
+    // Simulator: the voter and the candidate of an epoch both lost their disks, and no copy of
+    // that epoch was left for the voter's vote floor: a majority's durable votes are what any
+    // consensus rests on, so a node loses its disk only while another disk holds its epoch.
+    (9_336_948, "simulator: every copy of a voted epoch lost with the disks"),
     // Simulator: replicas started unsynchronised and went undiscovered; a delayed REPLICAOF
     // overtook a later one; a manual failover completing after the heal read as divergence.
     (21, "simulator: undiscovered replica"),
