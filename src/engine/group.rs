@@ -137,7 +137,7 @@ pub struct Group {
     /// The weakest lease a fresh peer reports it set on the current master.
     pub peer_lease: Option<Lease>,
     /// Strict mode: whether the peers this node hears let it lift the master's lock, as of the
-    /// last evaluation ([`Group::peers_let_lift`]).
+    /// last evaluation (see `Group::peers_let_lift`).
     pub peers_let_lift: bool,
     /// When the master last changed (a failover here or elsewhere), for the minimum interval
     /// between automatic failovers.
