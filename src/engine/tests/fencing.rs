@@ -17,6 +17,14 @@ fn strict() -> Settings {
     settings
 }
 
+/// An operator's `SENTINEL FAILOVER mymaster` (a switchover while the master is reachable).
+fn request_failover(h: &mut Harness) {
+    h.handle(Input::Admin {
+        ticket: Ticket(1),
+        command: AdminCommand::Failover { master: "mymaster".into() },
+    });
+}
+
 /// The standard group, where 6381 comes back from a restart at 1 s as a master of its own that
 /// ignores `REPLICAOF` (an old master that does not take its demotion).
 fn with_stale_master() -> Harness {
@@ -111,10 +119,7 @@ fn an_aborted_switchover_keeps_the_master_paused_while_a_stale_master_may_accept
     h.redis.get_mut(&addr("127.0.0.1:6379")).unwrap().offset = 500;
     h.advance_to(15_500);
     h.take();
-    h.handle(Input::Admin {
-        ticket: Ticket(1),
-        command: AdminCommand::Failover { master: "mymaster".into() },
-    });
+    request_failover(&mut h);
     // It gives up at 20.5 s (the stale master's link is closed by then), when the stale master may accept writes again: the master is not
     // released (the hold, from 19 s, keeps renewing its pause).
     h.advance_to(22_000);
@@ -198,10 +203,7 @@ fn an_old_master_that_restarts_during_a_switchover_is_fenced_again() {
     // The master is ahead of its stuck replicas: the switchover waits for a catch-up.
     h.redis.get_mut(&addr("127.0.0.1:6379")).unwrap().offset = 500;
     h.take();
-    h.handle(Input::Admin {
-        ticket: Ticket(1),
-        command: AdminCommand::Failover { master: "mymaster".into() },
-    });
+    request_failover(&mut h);
     h.advance_to(5_200);
     // The paused master dies and comes back: its pause went with the process. The promotion
     // (at once, the old master being gone) must not count on that pause for its fence window
@@ -299,10 +301,7 @@ fn a_lock_is_lifted_only_once_no_peer_reports_a_doubt() {
 fn a_strict_switchover_locks_the_old_master_it_pauses() {
     let mut h = Harness::new(strict(), None, Harness::group());
     h.advance_to(2_000);
-    h.handle(Input::Admin {
-        ticket: Ticket(1),
-        command: AdminCommand::Failover { master: "mymaster".into() },
-    });
+    request_failover(&mut h);
     h.advance_to(10_000);
     let view = h.sup.view();
     assert_ne!(view.masters[0].addr, addr("127.0.0.1:6379"), "switched");
@@ -341,10 +340,7 @@ fn a_restarted_leader_does_not_release_its_new_master_while_an_instance_has_not_
     redis.get_mut(&addr("127.0.0.1:6381")).unwrap().hung = true;
     let mut h = Harness::new(strict(), Some(known_group_node(9)), redis);
     h.advance_to(5_000);
-    h.handle(Input::Admin {
-        ticket: Ticket(1),
-        command: AdminCommand::Failover { master: "mymaster".into() },
-    });
+    request_failover(&mut h);
     h.advance_to(40_000);
     let view = h.sup.view();
     assert_eq!(view.masters[0].addr, addr("127.0.0.1:6380"));
@@ -489,10 +485,7 @@ fn a_pause_that_runs_out_before_the_lease_lapses_does_not_close_the_window() {
     let mut h = Harness::new(settings, None, Harness::group());
     h.advance_to(5_000);
     h.take();
-    h.handle(Input::Admin {
-        ticket: Ticket(1),
-        command: AdminCommand::Failover { master: "mymaster".into() },
-    });
+    request_failover(&mut h);
     h.advance_to(6_000);
     let events = h.events();
     let windows: Vec<&String> = events.iter().filter(|e| e.starts_with("+fence-window")).collect();
