@@ -188,6 +188,10 @@ const SEEDS: &[(u64, &str)] = &[
     // (a 2.1 s failover timeout) before its lease lapsed ("a pause that runs out before the
     // lease lapses does not close the window").
     (9_305_123, "fencing: a window closed by a pause shorter than the lease's lapse"),
+    // Engine, strict: a lone node lifted the master's lock on a stale master's 9 s pause, then
+    // entered TILT and renewed nothing; the pause ran out beside the writable master ("a stale
+    // master is locked behind its pause", "a pause is no reason to lift a lock").
+    (9_343_644, "strict: a lock lifted on a pause that a node in TILT did not renew"),
     // Strict: a lock lifted while a cut-off old master's lease was smaller than the nodes
     // believed (campaign 8900000). Passes since the fixes of 9000619 and 9101147's campaign;
     // which change fixed it was not bisected.

@@ -43,7 +43,10 @@
 //!   out. Every node reports the lock it wants in its gossip (`lease_set`), and a node lifts a
 //!   lock (to the master's lease, or by the wait's release) only when it hears a majority of
 //!   the nodes and neither it nor any peer it hears doubts: a node cut off from the others
-//!   keeps a lock, since it cannot know what they did meanwhile.
+//!   keeps a lock, since it cannot know what they did meanwhile. A pause ends the hold but
+//!   lifts no lock: it runs out unless a node renews it, and a node in TILT, stalled or cut off
+//!   renews nothing, so a lock is lifted only while every other master is fenced by its lease
+//!   or demoted. A master that is not the one expected is therefore locked behind its pause.
 //!   A strict failover whose old master is fenced ends without releasing its new master while
 //!   the doubt lasts (the hold takes over, and the demotions that end the doubt are not kept
 //!   waiting), and an aborted switchover does not release the master it paused. Unexpected
@@ -807,6 +810,7 @@ impl Group {
         }
         let candidate = self.failover.as_ref().and_then(|f| f.promoted(&self.master));
         let pause = self.timing.failover_timeout;
+        let lock = self.settings.fencing == Fencing::Strict;
         let master = self.master.clone();
         for (addr, instance) in &mut self.instances {
             let unexpected = *addr != master
@@ -816,11 +820,20 @@ impl Group {
             // Renewed at half its length until it is demoted.
             let recently =
                 instance.fence_sent_at.is_some_and(|at| now.saturating_since(at) < pause / 2);
-            if unexpected
-                && !recently
-                && instance.send(node, now, RedisCommand::PauseWrites { pause })
+            if !unexpected
+                || recently
+                || !instance.send(node, now, RedisCommand::PauseWrites { pause })
             {
-                instance.fence_sent_at = Some(now);
+                continue;
+            }
+            instance.fence_sent_at = Some(now);
+            // Strict mode locks it behind the pause: a pause runs out unless renewed, and a
+            // node in TILT or cut off renews nothing (simulator seed 9343644: a lone node lifted
+            // the master's lock on a stale master's pause, then entered TILT; the pause ran
+            // out beside the writable master).
+            if lock && !instance.lease.is_some_and(Lease::is_lock) {
+                instance.send(node, now, RedisCommand::SetLease(Lease::LOCK));
+                instance.send(node, now, RedisCommand::ReadLease);
             }
         }
     }
@@ -973,30 +986,41 @@ impl Group {
     }
 
     /// Strict mode: whether this node may not lift the master's lock (the wait's release, or
-    /// the hold's end): another instance may accept writes ([`Self::must_hold`]), or has not
-    /// reported its role since this node started. Such an instance may be a master this node
+    /// the hold's end): another instance may be a master that its lease does not fence
+    /// ([`Self::unleased_master`], paused or not), or has not reported its role since this node
+    /// started. Such an instance may be a master this node
     /// knew nothing about: a node restarted during a strict wait lifted the lock beside a hung
     /// old master (simulator seed 9000619), and a node restarted from disk released the new
     /// master of its own failover beside an older master it had last recorded as a replica
     /// (seed 9101147).
+    ///
+    /// A pause is no reason to lift a lock: it runs out unless renewed, and a node that enters
+    /// TILT, stalls, crashes or is cut off renews nothing, while the lifted lock lasts (simulator
+    /// seed 9343644). Another master must be fenced by its lease (a lock among them) or demoted.
     fn doubts(&self, now: Instant) -> bool {
         let unknown = self.instances.iter().any(|(a, i)| *a != self.master && i.info.is_none());
-        self.must_hold(now) || unknown
+        let strict = self.settings.fencing == Fencing::Strict;
+        unknown || (strict && self.instances.keys().any(|addr| self.unleased_master(addr, now)))
     }
 
     /// Whether the instance at `addr` (not the master) may accept writes within
-    /// [`HOLD_MARGIN`]: it last reported `role:master` (or has not reported since another node
-    /// promoted it: simulator seed 663 released a new master beside an old one this node had
-    /// only seen as a replica), and neither a pause it acknowledged lasts beyond that nor the
-    /// replicas of its lease surely stopped acknowledging it. An instance without a lease (none
-    /// read, or none needed) is fenced only by a pause or its demotion, however long it stays
-    /// out of reach.
+    /// [`HOLD_MARGIN`]: it is an [unleased master](Self::unleased_master), and no pause it
+    /// acknowledged lasts beyond that.
     fn may_accept_writes(&self, addr: &Addr, now: Instant) -> bool {
+        let paused = self.instances.get(addr).and_then(|i| i.paused_until);
+        self.unleased_master(addr, now) && paused.is_none_or(|until| until <= now + HOLD_MARGIN)
+    }
+
+    /// Whether the instance at `addr` (not the master) may be a master that its lease does not
+    /// keep from accepting writes, pauses aside: it last reported `role:master` (or has not
+    /// reported since another node promoted it: simulator seed 663 released a new master
+    /// beside an old one this node had only seen as a replica), and the replicas of its lease
+    /// have not surely stopped acknowledging it. An instance without a lease (none read, or
+    /// none needed) is fenced only by a pause or its demotion, however long it stays out of
+    /// reach; a lock ([`Lease::LOCK`]) fences it for good.
+    fn unleased_master(&self, addr: &Addr, now: Instant) -> bool {
         let Some(instance) = self.instances.get(addr) else { return false };
         if *addr == self.master || !may_be_master(instance) {
-            return false;
-        }
-        if instance.paused_until.is_some_and(|until| until > now + HOLD_MARGIN) {
             return false;
         }
         let Some(lease) = instance.lease_bound() else { return true };

@@ -36,9 +36,17 @@ fn with_stale_master() -> Harness {
     h
 }
 
+/// [`with_stale_master`], where the stale master refuses `CONFIG` too: it cannot be locked,
+/// only paused.
+fn with_unlockable_stale_master() -> Harness {
+    let mut h = with_stale_master();
+    h.redis.get_mut(&addr("127.0.0.1:6381")).unwrap().refuses_config = true;
+    h
+}
+
 #[test]
 fn the_master_is_held_paused_while_a_stale_master_may_accept_writes() {
-    let mut h = with_stale_master();
+    let mut h = with_unlockable_stale_master();
     // Its next INFO shows it a master: it is paused, and until that pause is acknowledged it
     // may accept writes, so the master is paused too (for two seconds).
     h.advance_to(10_000);
@@ -69,8 +77,30 @@ fn the_master_is_held_paused_while_a_stale_master_may_accept_writes() {
     h.resume("127.0.0.1:6381");
     h.advance_to(29_000);
     assert_eq!(h.pauses(), ["6381 PauseWrites { pause: 10s }", "6381 PauseWrites { pause: 10s }"]);
-    // The doubt is over: the lock is lifted to the master's lease.
+    // The lock stays: those pauses run out unless renewed, and a node in TILT, stalled or cut
+    // off renews nothing (simulator seed 9343644 lifted it on a 9 s pause, then the node
+    // entered TILT and the pause ran out beside the writable master).
+    assert!(h.redis[&addr("127.0.0.1:6379")].lease.is_lock());
+}
+
+#[test]
+fn a_stale_master_is_locked_behind_its_pause_and_the_master_lock_lifted_on_that() {
+    let mut h = with_stale_master();
+    // Its next INFO shows it a master: paused, and locked, which needs no renewal.
+    h.advance_to(10_000);
+    assert!(h.redis[&addr("127.0.0.1:6381")].lease.is_lock());
+    // The master, held for a moment until the lock was read back, is writable again (a grace
+    // after it was locked).
+    h.advance_to(12_000);
     assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(2));
+    // Cut off: nothing renews its pause, but it stays locked, so the master is held no more.
+    h.hang("127.0.0.1:6381");
+    h.take();
+    h.advance_to(40_000);
+    let pauses = h.pauses();
+    assert!(!pauses.iter().any(|p| p.starts_with("6379")), "{pauses:?}");
+    // (Its lease counts one replica now: the stale instance is down.)
+    assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(1));
 }
 
 #[test]
@@ -111,7 +141,7 @@ fn a_dead_old_master_holds_the_new_master_only_until_its_lease_lapses() {
 
 #[test]
 fn an_aborted_switchover_keeps_the_master_paused_while_a_stale_master_may_accept_writes() {
-    let mut h = with_stale_master();
+    let mut h = with_unlockable_stale_master();
     h.advance_to(14_000);
     // The stale master is cut off, paused until 20 s; the master is ahead of its replica, which
     // is stuck, so the switchover started at 15.5 s never sees it catch up.
@@ -120,8 +150,9 @@ fn an_aborted_switchover_keeps_the_master_paused_while_a_stale_master_may_accept
     h.advance_to(15_500);
     h.take();
     request_failover(&mut h);
-    // It gives up at 20.5 s (the stale master's link is closed by then), when the stale master may accept writes again: the master is not
-    // released (the hold, from 19 s, keeps renewing its pause).
+    // It gives up at 20.5 s (the stale master's link is closed by then), when the stale master
+    // may accept writes again: the master is not released (the hold, from 19 s, keeps renewing
+    // its pause).
     h.advance_to(22_000);
     assert_eq!(
         h.pauses(),
@@ -138,7 +169,7 @@ fn an_aborted_switchover_keeps_the_master_paused_while_a_stale_master_may_accept
 
 #[test]
 fn a_strict_failover_ends_without_releasing_its_master_while_a_stale_master_may_accept_writes() {
-    let mut h = with_stale_master();
+    let mut h = with_unlockable_stale_master();
     h.advance_to(11_000);
     // The stale master is cut off (paused until 20 s, the master held from 19 s), then the
     // master dies: 6380 is promoted, when the stale master may accept writes.

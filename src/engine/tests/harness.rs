@@ -59,6 +59,9 @@ pub(crate) struct Fake {
     pub replid2: Option<String>,
     /// Acknowledges `REPLICAOF` but never changes role (a stuck or misbehaving server).
     pub ignores_replicaof: bool,
+    /// Refuses `CONFIG` (renamed or denied, as managed services do): its lease can be neither
+    /// read nor set.
+    pub refuses_config: bool,
     /// `min-replicas-to-write` / `min-replicas-max-lag`.
     pub lease: crate::engine::fence::Lease,
     /// Writes paused (`CLIENT PAUSE ... WRITE`), until lifted.
@@ -80,6 +83,7 @@ impl Fake {
             replid: HISTORY.into(),
             replid2: None,
             ignores_replicaof: false,
+            refuses_config: false,
             lease: crate::engine::fence::Lease::NONE,
             paused: false,
             link_down_for: None,
@@ -228,6 +232,9 @@ impl Harness {
                             crate::engine::io::PromotedWrites::Paused(_) => fake.paused = true,
                         }
                         Reply::Done
+                    }
+                    RedisCommand::ReadLease | RedisCommand::SetLease(_) if fake.refuses_config => {
+                        Reply::Error("ERR unknown command 'CONFIG'".into())
                     }
                     RedisCommand::ReadLease => Reply::Lease(fake.lease),
                     RedisCommand::SetLease(lease) => {
