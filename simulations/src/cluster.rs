@@ -23,8 +23,11 @@
 //! after the `timeout` the output carries, as from the real shell), and reset by a rejecting
 //! partition. Packets on a connection are delivered in order; while a partition holds them they
 //! wait, and on healing they go on in order. A connection the node closed still delivers what was
-//! already sent (TCP sends data before its FIN): a `REPLICAOF` sent just before a disconnect, or
-//! to a stopped instance, still takes effect.
+//! already on its way: a `REPLICAOF` sent just before a disconnect, or to a stopped instance,
+//! still takes effect. What a partition held is dropped at the close: the shell closes its links
+//! with a reset (zero linger), which ends the kernel's retransmissions (simulator seed 9382244: a
+//! `min-replicas-to-write 0` held for 14 s on a closed link landed after the failover read the
+//! lease it replaced).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -282,7 +285,7 @@ struct Conn {
     redis: usize,
     /// The process generation that accepted it.
     accepted_by: Option<u32>,
-    /// The node closed it (or crashed); packets already sent are still delivered.
+    /// The node closed it (or crashed); packets already on their way are still delivered.
     closed: bool,
     established: bool,
     /// Last scheduled delivery per direction (TCP is FIFO).
@@ -367,6 +370,9 @@ pub struct Simulation {
     pub(crate) crash_next_promoter: Option<Duration>,
     /// Per group, since when two of its instances accept writes (see [`crate::split_brain`]).
     pub(crate) split_since: Vec<Option<u64>>,
+    /// When each node last promoted a replica of each group (`+promoted-slave`): a
+    /// `+fence-window` counts from there (see [`crate::split_brain`]).
+    pub(crate) promoted_at: BTreeMap<(usize, String), u64>,
 }
 
 /// `nK`, for the trace.
@@ -495,6 +501,7 @@ impl Simulation {
             due: BTreeMap::new(),
             crash_next_promoter: None,
             split_since: Vec::new(),
+            promoted_at: BTreeMap::new(),
             redis,
             options,
         };
@@ -965,7 +972,7 @@ impl Simulation {
                 let local = self.nodes[i].clock.local_ms(self.now);
                 let result = self.checker.on_event(i, id, local, &event);
                 self.check(result);
-                self.note_fence_window(&event);
+                self.note_fence_window(i, &event);
                 self.trace.line(self.now, &Who(format!("n{i}")), || event.to_string());
             }
             Output::Answer { ticket, answer } => {
@@ -1096,6 +1103,12 @@ impl Simulation {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         c.closed = true;
         c.down_held.clear();
+        // The shell closes its links with a reset (zero linger): the kernel stops sending
+        // what the instance has not received. What it did receive (in flight, or waiting in a
+        // stopped instance's socket) is still read.
+        let dropped = u32::try_from(c.up_held.len()).unwrap_or(0);
+        c.up_held.clear();
+        c.up_pending = c.up_pending.saturating_sub(dropped);
         if c.up_pending == 0 {
             self.conns.remove(&conn);
         }

@@ -31,13 +31,15 @@ use crate::cluster::{Failure, Simulation, duration_us};
 const DETACH_SLACK: Duration = Duration::from_secs(2);
 
 impl Simulation {
-    /// Records what a `+fence-window` promises: the old master it names accepts no write once
-    /// the window (and the slack for detaching its replicas) has passed.
-    /// A promotion of that instance ends the promise: it is the master a failover chose.
-    pub(crate) fn note_fence_window(&mut self, event: &Event) {
-        if let (EventKind::PromotedReplica, Some(Subject::Replica { addr, .. })) =
+    /// Records what a `+fence-window` from node `i` promises: the old master it names accepts
+    /// no write once the window, counted from that node's promotion, has passed (and the slack
+    /// for detaching its replicas). A promotion of that instance ends the promise: it is the
+    /// master a failover chose.
+    pub(crate) fn note_fence_window(&mut self, i: usize, event: &Event) {
+        if let (EventKind::PromotedReplica, Some(Subject::Replica { addr, master, .. })) =
             (&event.kind, &event.subject)
         {
+            self.promoted_at.insert((i, master.clone()), self.now);
             if let Some(r) = self.redis_at(addr) {
                 self.redis[r].promised_fenced_by = None;
             }
@@ -48,9 +50,10 @@ impl Simulation {
         else {
             return;
         };
-        let Some(Subject::Master { addr, .. }) = &event.subject else { return };
+        let Some(Subject::Master { name, addr }) = &event.subject else { return };
         let Some(r) = self.redis_at(addr) else { return };
-        let by = self.now + duration_us(Duration::from_millis(*ms) + DETACH_SLACK);
+        let promoted = self.promoted_at.get(&(i, name.clone())).copied().unwrap_or(self.now);
+        let by = promoted + duration_us(Duration::from_millis(*ms) + DETACH_SLACK);
         let promised = self.redis[r].promised_fenced_by.get_or_insert(by);
         *promised = (*promised).min(by);
     }
@@ -74,11 +77,20 @@ impl Simulation {
         });
         if let Some(&r) = broken.filter(|_| all.len() >= 2) {
             let label = self.redis_label(r);
+            let lease = self.redis[r].lease.min_replicas;
+            let acks: Vec<String> = self.redis[r]
+                .acks
+                .iter()
+                .map(|(&a, &at)| {
+                    format!("{} {:.3}s ago", self.redis_label(a), (now - at) as f64 / 1e6)
+                })
+                .collect();
             self.fail(Failure::Safety(Violation {
                 rule: "fence-window-kept",
                 detail: format!(
                     "group {}: {label} still accepts writes beside another master past the \
-                     window +fence-window stated",
+                     window +fence-window stated (min-replicas-to-write {lease}, acknowledged \
+                     by {acks:?})",
                     self.groups[g].name
                 ),
             }));

@@ -106,6 +106,8 @@ pub struct FailoverFence {
     pub promoted_at: Option<Instant>,
     /// When each repointed replica was seen following the new master.
     pub detached: BTreeMap<Addr, Instant>,
+    /// Bounded mode: whether `+fence-window` was announced (once per failover).
+    pub window_stated: bool,
     /// Strict mode: when the new master's pause was last sent.
     pub pause_sent_at: Option<Instant>,
     /// Strict mode: when the old master was last locked ([`Lease::LOCK`]); a reading of its
@@ -836,6 +838,7 @@ impl Group {
         if let Some(failover) = &mut self.failover {
             failover.fence.detached.entry(addr.clone()).or_insert(now);
         }
+        self.state_fence_window(node, false);
         if let Reconf::Sent(_) = state {
             node.emit_about(EventKind::ReplicaReconfInProgress, subject.clone());
             next = Reconf::InProgress(now);
@@ -877,7 +880,7 @@ impl Group {
         let limit = usize::try_from(self.settings.parallel_syncs.max(1)).unwrap_or(usize::MAX);
         // Enough replicas leave the old master at once for its lease to lapse, whatever
         // parallel_syncs says: a replica that follows the new master resynchronises partially.
-        let limit = limit.max(self.detach_needed(&replicas, now));
+        let limit = limit.max(self.detach_needed(&replicas));
         let mut in_flight = replicas
             .values()
             .filter(|r| matches!(r, Reconf::Sent(_) | Reconf::InProgress(_)))
@@ -954,6 +957,7 @@ impl Group {
     /// Sentinel's `update_config`: `+failover-end`, then the switch announcement. In strict
     /// mode, first the wait until the old master surely refuses writes.
     fn finish(&mut self, node: &mut Node, old_master: &Addr, now: Instant) {
+        self.state_fence_window(node, true);
         if self.holds_strict_pause() {
             node.emit_about(EventKind::StateWaitFence, self.master_subject());
             self.set_phase(Phase::Release { old_master: old_master.clone() }, now);

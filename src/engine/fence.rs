@@ -21,8 +21,10 @@
 //! * **The wait** (`strict` only). The promoted replica is paused and locked ([`Lease::LOCK`]:
 //!   `min-replicas-to-write` beyond any replica count, saved with `CONFIG REWRITE`) in the
 //!   transaction that promotes it, and released (its lease set, its pause lifted) only once the
-//!   old master surely refuses writes: it was paused or demoted, or the replicas of its lease
-//!   stopped acknowledging it more than [`Lease::expiry`] ago ([`fenced_at`]). There is then
+//!   old master surely refuses writes for good: it was locked behind its pause, or demoted, or
+//!   the replicas of its lease left it more than [`Lease::expiry`] ago ([`fenced_at`]; a
+//!   replica that follows it with its link down has not left: it reconnects when the old master
+//!   comes back). There is then
 //!   never a moment with two masters accepting writes, at the cost of writes blocking for that
 //!   long after a failover. The pause makes clients wait rather than fail; the lock is what
 //!   the promise rests on: it needs no renewal and outlives a restart, so a leader that crashes
@@ -35,8 +37,8 @@
 //!   fenced: no pause it acknowledged lasts beyond [`HOLD_MARGIN`] from now (this node tracks
 //!   the end of each acknowledged pause, send time plus its length, and forgets it when it sends
 //!   `CLIENT UNPAUSE` or sees the instance restarted), and the replicas of its lease have not
-//!   surely stopped acknowledging it ([`fenced_at`]: each reports its link to it down, or has
-//!   followed another master since its INFO said so). An instance another node promoted counts
+//!   left it more than [`Lease::expiry`] ago ([`fenced_at`]: each has followed another master
+//!   since its INFO said so; one reporting its link to it down has not left it). An instance another node promoted counts
 //!   as a master until it reports again. While such doubt lasts the master is locked
 //!   ([`Lease::LOCK`]) and its writes paused for [`HOLD_PAUSE`], renewed at half of it, and never
 //!   lifted with `CLIENT UNPAUSE` (it would lift other nodes' pauses too): the last pause runs
@@ -76,11 +78,9 @@ use crate::engine::instance::Instance;
 use crate::engine::io::RedisCommand;
 use crate::engine::node::Node;
 use crate::engine::peers::Peers;
-use crate::engine::report::{ReplicaLink, ReportedRole};
+use crate::engine::report::ReportedRole;
 use crate::engine::time::Instant;
-use crate::engine::timing::{
-    HOLD_MARGIN, HOLD_PAUSE, INFO_PERIOD, LINK_DOWN_REPORT_AGE, STRICT_PAUSE,
-};
+use crate::engine::timing::{HOLD_MARGIN, HOLD_PAUSE, INFO_PERIOD, STRICT_PAUSE};
 
 /// How a master is fenced (see the module docs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -337,6 +337,9 @@ impl Group {
         if observed == Some(target) || recently {
             return;
         }
+        if self.lowering_unfounded(observed, target) {
+            return;
+        }
         let subject = self.master_subject();
         let Some(master) = self.instances.get_mut(&self.master) else { return };
         if observed.is_none() {
@@ -354,6 +357,22 @@ impl Group {
             subject: Some(subject),
             detail: Detail::Lease { min_replicas: target.min_replicas, replicas },
         });
+    }
+
+    /// Whether lowering the master's lease from `observed` to `target` would rest on what this
+    /// node does not know. A replica stops counting only when a quorum sees it down, and one
+    /// this node never heard of cannot be seen down, yet the lease it observes may count it: a
+    /// node lowers no lease below what the replicas it knows could explain, unless
+    /// `SENTINEL RESET` made it forget replicas on the operator's word. Simulator seeds 9354598
+    /// (a node restarted without its disk, cut off with the old master, knew none of its
+    /// replicas and set its lease to none, past the window the majority's failover had stated)
+    /// and 9363189 (the same, hearing its peers, before the master's INFO listed its replicas).
+    fn lowering_unfounded(&self, observed: Option<Lease>, target: Lease) -> bool {
+        let Some(observed) = observed.filter(|o| !o.is_lock()) else { return false };
+        let known = Lease::majority_of(self.instances.len().saturating_sub(1));
+        target.min_replicas < observed.min_replicas
+            && known.min_replicas < observed.min_replicas
+            && !self.replicas_forgotten
     }
 
     /// Whether the deposed master now follows the current master with its link up: it
@@ -387,10 +406,8 @@ impl Group {
     /// have promoted one): a node cut off alone from healthy peers then costs no writes.
     pub(crate) fn fence_if_isolated(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
         let fencing = self.settings.fencing;
-        let isolated = fencing != Fencing::Off
-            && !peers.is_empty()
-            && peers.heard_within(now, node.settings.contact_window()) + 1
-                < node.settings.majority();
+        let isolated =
+            fencing != Fencing::Off && !peers.is_empty() && !node.hears_majority(peers, now);
         let lost_replicas = self.master_instance().is_some_and(|m| {
             let needed = m.lease.map_or(0, |l| l.min_replicas);
             let good = m.info.as_ref().and_then(|i| i.good_replicas).unwrap_or(u32::MAX);
@@ -604,37 +621,61 @@ impl Group {
     }
 
     /// The promotion shows: the loss it may have caused, and in bounded mode how long the old
-    /// master may still accept writes.
+    /// master may still accept writes, if that is known already.
     pub(crate) fn on_promotion_seen(&mut self, node: &mut Node, now: Instant) {
         let Some(failover) = &mut self.failover else { return };
         failover.fence.promoted_at = Some(now);
-        let offsets = failover.fence.offsets;
-        // Named by the old master, as `+failover-end` is.
-        let old = failover.fence.old_master.clone().unwrap_or_else(|| self.master.clone());
-        let subject = Subject::Master { name: self.settings.name.clone(), addr: old };
-        if let Some((known, promoted)) = offsets {
+        if let Some((known, promoted)) = failover.fence.offsets {
+            let subject = self.old_master_subject();
             node.emit(Event {
                 kind: EventKind::FailoverLoss,
-                subject: Some(subject.clone()),
+                subject: Some(subject),
                 detail: Detail::Loss { bytes: known.saturating_sub(promoted) },
             });
         }
-        if self.settings.fencing == Fencing::Bounded {
-            let ms = self
-                .lasting_fence_at(now)
-                .map(|at| u64::try_from(at.saturating_since(now).as_millis()).unwrap_or(u64::MAX));
-            node.emit(Event {
-                kind: EventKind::FenceWindow,
-                subject: Some(subject),
-                detail: Detail::Window { ms },
-            });
+        self.state_fence_window(node, false);
+    }
+
+    /// Bounded mode: states once per failover how long after the promotion the old master may
+    /// still accept writes (`+fence-window`), as soon as [`Self::lasting_fence_at`] knows, and
+    /// at the latest when the failover ends (`unknown` if it still does not know). Usually that
+    /// is when the replicas of the old master's lease are seen following the new master.
+    pub(crate) fn state_fence_window(&mut self, node: &mut Node, last: bool) {
+        if self.settings.fencing != Fencing::Bounded {
+            return;
+        }
+        let Some(fence) = self.failover.as_ref().map(|f| &f.fence) else { return };
+        let Some(promoted) = fence.promoted_at.filter(|_| !fence.window_stated) else { return };
+        let lasting = self.lasting_fence_at();
+        if lasting.is_none() && !last {
+            return;
+        }
+        let ms = lasting
+            .map(|at| u64::try_from(at.saturating_since(promoted).as_millis()).unwrap_or(u64::MAX));
+        let subject = self.old_master_subject();
+        node.emit(Event {
+            kind: EventKind::FenceWindow,
+            subject: Some(subject),
+            detail: Detail::Window { ms },
+        });
+        if let Some(failover) = &mut self.failover {
+            failover.fence.window_stated = true;
+        }
+    }
+
+    /// The old master of the failover under way, named as `+failover-end` names it.
+    fn old_master_subject(&self) -> Subject {
+        let old = self.failover.as_ref().and_then(|f| f.fence.old_master.clone());
+        Subject::Master {
+            name: self.settings.name.clone(),
+            addr: old.unwrap_or_else(|| self.master.clone()),
         }
     }
 
     /// How many replicas may be repointed at once so that enough leave the old master for its
     /// lease to lapse: those already on their way, plus every replica beyond `K - 1` that may
     /// still acknowledge it.
-    pub(crate) fn detach_needed(&self, replicas: &BTreeMap<Addr, Reconf>, now: Instant) -> usize {
+    pub(crate) fn detach_needed(&self, replicas: &BTreeMap<Addr, Reconf>) -> usize {
         let Some(failover) = &self.failover else { return 0 };
         let needed = failover.fence.old_lease.map_or(0, |l| l.min_replicas);
         if self.settings.fencing == Fencing::Off || needed == 0 {
@@ -649,14 +690,18 @@ impl Group {
         // ignored it, say): more are repointed until enough have left.
         let acking = replicas
             .keys()
-            .filter(|addr| Some(*addr) != old && self.ack_stopped_at(addr, now).is_none())
+            .filter(|addr| Some(*addr) != old && self.left_old_master_at(addr).is_none())
             .count();
         in_flight + acking.saturating_sub(usize::try_from(needed - 1).unwrap_or(usize::MAX))
     }
 
-    /// When the replica at `addr` stopped acknowledging the old master, at the latest, if it
-    /// surely did and still does not at `now` (see [`fenced_at`] and [`link_down_since`]).
-    fn ack_stopped_at(&self, addr: &Addr, now: Instant) -> Option<Instant> {
+    /// When the replica at `addr` left the old master for good, if it did: it was seen following
+    /// the new master, or its last INFO shows it following another master or being one. A
+    /// replica that reports its link to the old master down has not left it: it reconnects if
+    /// the old master comes back (a process resumed, a restart, a partition healed) before it
+    /// is repointed, and a repointing may be refused, ignored or late (simulator seeds 9331586
+    /// and 9389624 stated windows from such links that the old master outlived).
+    fn left_old_master_at(&self, addr: &Addr) -> Option<Instant> {
         let fence = &self.failover.as_ref()?.fence;
         if let Some(at) = fence.detached.get(addr) {
             return Some(*at);
@@ -670,66 +715,44 @@ impl Group {
                     m == old || self.instances.get(old).is_some_and(|o| o.is_at(m))
                 }) =>
             {
-                link_down_since(link, at, now)
+                None
             }
             // Following another master, or a master itself: not acknowledging the old one.
             _ => Some(at),
         }
     }
 
-    /// When the old master of the failover under way surely refuses writes, if that is known:
-    /// it acknowledged a pause, it reports being a replica, or the replicas of its lease
-    /// stopped acknowledging it long enough ago.
-    #[must_use]
-    pub fn old_master_fenced_at(&self, now: Instant) -> Option<Instant> {
+    /// When the old master's lease lapses for good, if it does: the replicas of its lease left
+    /// it (the promoted one at the promotion) more than [`Lease::expiry`] before.
+    fn old_lease_lapse(&self) -> Option<Instant> {
         let fence = &self.failover.as_ref()?.fence;
         let old = fence.old_master.as_ref()?;
-        let old_instance = self.instances.get(old)?;
-        let lease_lapse = || {
-            let acks = self.instances.keys().filter(|addr| *addr != old).map(|addr| {
-                if *addr == self.master {
-                    fence.promoted_at
-                } else {
-                    self.ack_stopped_at(addr, now)
-                }
-            });
-            fenced_at(fence.old_lease?, acks)
-        };
-        if let Some(at) = fence.old_paused_at {
-            // A pause that runs out before the lease is known to lapse leaves the old master
-            // writable in between: it is fenced for good only from the lapse on (simulator seed
-            // 9305123 stated 0 ms from a 2.1 s pause, the lease lapsing 0.9 s after it).
-            return match (lease_lapse(), old_instance.paused_until) {
-                (Some(lapse), Some(until)) if lapse > until => Some(lapse),
-                _ => Some(at),
-            };
-        }
-        if matches!(old_instance.reported_role(), Some(ReportedRole::Replica(_)))
-            && let Some(promoted) = fence.promoted_at
-            && old_instance.info_at.is_some_and(|at| at >= promoted)
-        {
-            return old_instance.info_at;
-        }
-        lease_lapse()
+        let acks = self.instances.keys().filter(|addr| *addr != old).map(|addr| {
+            if *addr == self.master { fence.promoted_at } else { self.left_old_master_at(addr) }
+        });
+        fenced_at(fence.old_lease?, acks)
     }
 
-    /// When the old master surely refuses writes for good, as far as this failover can promise
-    /// it: [`Self::old_master_fenced_at`], except that a pause is a promise only where a lease
-    /// takes over from it. A pause lapses, and renewing it needs this node to reach the old
-    /// master; an old master without a lease that ignores its demotion accepts writes again
-    /// once cut off from the nodes (simulator seed 8305388 stated 0 ms for one).
-    pub(crate) fn lasting_fence_at(&self, now: Instant) -> Option<Instant> {
+    /// When the old master of the failover under way refuses writes for good, if that is known:
+    /// its lease lapsed ([`Self::old_lease_lapse`]), or it reports being a replica since the
+    /// promotion; from the moment it acknowledged a pause if that pause lasts until then. A
+    /// pause alone is no such moment: it runs out, and renewing it needs a node that reaches
+    /// the old master (simulator seed 8305388 stated 0 ms for an old master without a lease
+    /// that ignored its demotion; seed 9305123 stated 0 ms from a 2.1 s pause, the lease
+    /// lapsing 0.9 s after it).
+    #[must_use]
+    pub(crate) fn lasting_fence_at(&self) -> Option<Instant> {
         let fence = &self.failover.as_ref()?.fence;
-        let leased = fence.old_lease.is_some_and(|lease| lease.min_replicas > 0);
-        if fence.old_paused_at.is_some() && !leased {
-            let old = fence.old_master.as_ref()?;
-            let demoted = self.instances.get(old).is_some_and(|i| {
-                matches!(i.reported_role(), Some(ReportedRole::Replica(_)))
-                    && fence.promoted_at.zip(i.info_at).is_some_and(|(p, at)| at >= p)
-            });
-            return demoted.then_some(fence.promoted_at).flatten();
-        }
-        self.old_master_fenced_at(now)
+        let old = self.instances.get(fence.old_master.as_ref()?)?;
+        let demoted = fence.promoted_at.zip(old.info_at).filter(|(promoted, at)| {
+            at >= promoted && matches!(old.reported_role(), Some(ReportedRole::Replica(_)))
+        });
+        let lasting = match (self.old_lease_lapse(), demoted.map(|(_, at)| at)) {
+            (Some(lapse), Some(demoted)) => Some(lapse.min(demoted)),
+            (lapse, demoted) => lapse.or(demoted),
+        }?;
+        let paused_until_then = old.paused_until.is_some_and(|until| lasting <= until);
+        Some(fence.old_paused_at.filter(|_| paused_until_then).unwrap_or(lasting))
     }
 
     /// Pauses the old master's writes (and disconnects its clients) whenever it answers as a
@@ -895,7 +918,7 @@ impl Group {
             return;
         }
         self.fence_returning_old_master(node, now);
-        if self.old_master_locked() || self.lasting_fence_at(now).is_some_and(|at| at <= now) {
+        if self.old_master_locked() || self.lasting_fence_at().is_some_and(|at| at <= now) {
             // If another instance may still accept writes, the failover ends all the same (what
             // comes after it, demoting that instance, must not wait for it) and the hold keeps
             // the master paused instead of releasing it. While only peers doubt (they see the
@@ -936,17 +959,6 @@ impl Group {
     }
 }
 
-/// When a replica that reported its link to a master down at `at` stopped acknowledging that
-/// master, if the report still stands at `now`. Redis rounds the down time down to whole
-/// seconds: `at - down` is no earlier than the real moment. The report stands for
-/// [`LINK_DOWN_REPORT_AGE`] only: the master may restart, or a partition heal, and the replica
-/// reconnect (simulator seed 9001003: a leader that had received nothing for 11 s released its
-/// new master on reports taken before the old master restarted and its replicas reconnected).
-fn link_down_since(link: &ReplicaLink, at: Instant, now: Instant) -> Option<Instant> {
-    let current = now.saturating_since(at) < LINK_DOWN_REPORT_AGE;
-    (!link.link_up && current).then(|| at - link.link_down_for.unwrap_or_default())
-}
-
 impl Instance {
     /// The weakest lease it may run under, as far as this node knows: the one it last reported,
     /// unless peers set a weaker one ([`Instance::peer_lease`]). `None` if none was read.
@@ -978,11 +990,10 @@ impl Group {
     /// off with its new master released it, and so lifted the lock that the other side's next
     /// failover counted on as its old master's fence (simulator seed 9008228).
     pub(crate) fn peers_let_lift(&self, node: &Node, peers: &Peers, now: Instant) -> bool {
-        let heard = peers.heard_within(now, node.settings.contact_window()) + 1;
         let doubting = peers
             .fresh_reports(&self.settings.name, now)
             .any(|(_, _, r)| r.addr == self.master && r.lease_set.is_some_and(Lease::is_lock));
-        heard >= node.settings.majority() && !doubting
+        node.hears_majority(peers, now) && !doubting
     }
 
     /// Strict mode: whether this node may not lift the master's lock (the wait's release, or
@@ -1015,7 +1026,7 @@ impl Group {
     /// keep from accepting writes, pauses aside: it last reported `role:master` (or has not
     /// reported since another node promoted it: simulator seed 663 released a new master
     /// beside an old one this node had only seen as a replica), and the replicas of its lease
-    /// have not surely stopped acknowledging it. An instance without a lease (none read, or
+    /// have not left it long enough ago. An instance without a lease (none read, or
     /// none needed) is fenced only by a pause or its demotion, however long it stays out of
     /// reach; a lock ([`Lease::LOCK`]) fences it for good.
     fn unleased_master(&self, addr: &Addr, now: Instant) -> bool {
@@ -1024,24 +1035,24 @@ impl Group {
             return false;
         }
         let Some(lease) = instance.lease_bound() else { return true };
-        let acks =
-            self.instances.keys().filter(|a| *a != addr).map(|a| self.acked_until(a, addr, now));
+        let acks = self.instances.keys().filter(|a| *a != addr).map(|a| self.acked_until(a, addr));
         fenced_at(lease, acks).is_none_or(|at| at > now)
     }
 
-    /// When the instance at `replica` stopped acknowledging the one at `master`, at the latest,
-    /// if it surely did: it reports its link to it down (since then), or follows another
-    /// master or none (since the first INFO that said so). `None` if it may still acknowledge
-    /// it, or nothing is known (a report of the link down is good for [`LINK_DOWN_REPORT_AGE`]).
-    fn acked_until(&self, replica: &Addr, master: &Addr, now: Instant) -> Option<Instant> {
+    /// When the instance at `replica` left the one at `master` for good, if it did: since the
+    /// first INFO that showed it following another master or none. One that still follows it
+    /// has not left it, even with its link down: it reconnects the moment the other answers
+    /// again (simulator seed 9001003 released a new master on reports of links down taken
+    /// before the old master restarted), as [`Group::left_old_master_at`] rules for a failover.
+    fn acked_until(&self, replica: &Addr, master: &Addr) -> Option<Instant> {
         let instance = self.instances.get(replica)?;
-        let (info, at) = (instance.info.as_ref()?, instance.info_at?);
+        let info = instance.info.as_ref()?;
         let target = self.instances.get(master)?;
         match &info.role {
             ReportedRole::Replica(link)
                 if link.master.as_ref().is_some_and(|m| m == master || target.is_at(m)) =>
             {
-                link_down_since(link, at, now)
+                None
             }
             _ => instance.followed_since,
         }
@@ -1081,7 +1092,7 @@ impl Group {
 
     /// When the hold may next have to start or be renewed: another instance's pause nears its
     /// end or its lease lapses, or the master's pause is due again.
-    pub(crate) fn hold_deadlines(&self, now: Instant) -> Vec<Instant> {
+    pub(crate) fn hold_deadlines(&self) -> Vec<Instant> {
         if self.settings.fencing != Fencing::Strict {
             return Vec::new();
         }
@@ -1095,14 +1106,7 @@ impl Group {
             }
             if let Some(lease) = instance.lease_bound() {
                 let replicas = self.instances.keys().filter(|a| *a != addr);
-                let acks = replicas.clone().map(|a| self.acked_until(a, addr, now));
-                deadlines.extend(fenced_at(lease, acks));
-                // A report of a link down stops counting when it grows too old.
-                deadlines.extend(replicas.filter_map(|a| {
-                    let instance = self.instances.get(a)?;
-                    let down = matches!(&instance.info.as_ref()?.role, ReportedRole::Replica(l) if !l.link_up);
-                    down.then_some(instance.info_at? + LINK_DOWN_REPORT_AGE)
-                }));
+                deadlines.extend(fenced_at(lease, replicas.map(|a| self.acked_until(a, addr))));
             }
         }
         deadlines.extend(self.hold_sent_at.map(|at| at + HOLD_PAUSE / 2));

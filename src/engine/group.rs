@@ -139,6 +139,10 @@ pub struct Group {
     /// Strict mode: whether the peers this node hears let it lift the master's lock, as of the
     /// last evaluation (see `Group::peers_let_lift`).
     pub peers_let_lift: bool,
+    /// Whether `SENTINEL RESET` forgot the replicas since this node started: the master's lease
+    /// may then be lowered to the replicas listed since, on the operator's word (see
+    /// `Group::maintain_lease`).
+    pub replicas_forgotten: bool,
     /// When the master last changed (a failover here or elsewhere), for the minimum interval
     /// between automatic failovers.
     pub last_switch_at: Option<Instant>,
@@ -232,6 +236,7 @@ impl Group {
             lease_set: None,
             peer_lease: None,
             peers_let_lift: false,
+            replicas_forgotten: false,
             monitored_quorum: None,
             changes: BTreeMap::new(),
         }
@@ -1025,10 +1030,10 @@ impl Group {
         if let Some(failover) = &self.failover {
             consider(failover.next_deadline(&self.timing, node.settings.heartbeat));
             if matches!(failover.phase, Phase::Release { .. }) {
-                consider(self.lasting_fence_at(now));
+                consider(self.lasting_fence_at());
             }
         }
-        for at in self.hold_deadlines(now) {
+        for at in self.hold_deadlines() {
             consider(Some(at));
         }
         if self.isolation_fence {
@@ -1075,6 +1080,7 @@ impl Group {
         let master = self.master.clone();
         self.close_links(node, now, |addr| *addr != master);
         self.instances.retain(|addr, _| *addr == master);
+        self.replicas_forgotten = true;
         self.failover = None;
         self.odown_since = None;
         self.attempt_at = None;

@@ -155,6 +155,13 @@ impl Node {
         peers.heard_within(now, self.settings.contact_window())
     }
 
+    /// Whether this node hears a majority of the nodes, itself included (see
+    /// [`Self::peers_in_contact`]).
+    #[must_use]
+    pub fn hears_majority(&self, peers: &crate::engine::peers::Peers, now: Instant) -> bool {
+        self.peers_in_contact(peers, now) + 1 >= self.settings.majority()
+    }
+
     /// Whether the node is in TILT.
     #[must_use]
     pub const fn in_tilt(&self) -> bool {

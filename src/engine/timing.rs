@@ -49,11 +49,6 @@ pub const HOLD_PAUSE: Duration = ms(2000);
 /// Strict mode's hold: how long before another instance's acknowledged pause runs out the master
 /// is paused, so that its pause is in place first.
 pub const HOLD_MARGIN: Duration = ms(1000);
-/// How long a replica's report that its link to a master is down shows that it does not
-/// acknowledge that master: the master may restart, or a partition heal, and the replica
-/// reconnect at any moment after the report. Replicas whose link is down are polled every
-/// [`FAST_INFO_PERIOD`], so a report this old is one reply late.
-pub const LINK_DOWN_REPORT_AGE: Duration = ms(2000);
 /// After a stall, the longest the node waits for fresh INFO from the instances it is connected
 /// to before it acts again (one that does not answer is then judged by its silence).
 pub const REREAD_LIMIT: Duration = ms(1000);

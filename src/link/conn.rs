@@ -179,6 +179,11 @@ impl InstanceConnection {
         })?;
         // PINGs are tiny and latency is what they measure.
         tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        // Closed with a reset: a link given up on (no reply in time) must not deliver its
+        // unsent commands later. The kernel would retransmit them after a graceful close for as
+        // long as a partition lasts, and a lease change landing minutes late would undo a
+        // fence a failover counted on (simulator seed 9382244).
+        tcp.set_zero_linger().map_err(|e| e.to_string())?;
         let stream = match tls {
             None => Either::Left(tcp),
             Some((config, name)) => {
