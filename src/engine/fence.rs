@@ -228,6 +228,7 @@ impl Group {
     /// fenced by a lease it no longer ran under).
     pub(crate) fn replace_master(&mut self, new: Addr) -> Addr {
         let peer_lease = self.peer_lease.take();
+        self.peer_lease_since = None;
         if let Some(old) = self.instances.get_mut(&self.master) {
             old.peer_lease = weakest(old.peer_lease.into_iter().chain(peer_lease));
         }
@@ -290,12 +291,14 @@ impl Group {
     /// answer to `CONFIG GET` has not caught up, so that nodes briefly disagreeing do not
     /// flood it.
     pub(crate) fn maintain_lease(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
-        self.peer_lease = weakest(
-            peers
-                .fresh_reports(&self.settings.name, now)
-                .filter(|(_, _, r)| r.addr == self.master)
-                .filter_map(|(_, _, r)| r.lease_set),
-        );
+        let reported = peers
+            .fresh_reports(&self.settings.name, now)
+            .filter(|(_, _, r)| r.addr == self.master)
+            .filter_map(|(_, _, r)| r.lease_set);
+        let read_at = self.master_instance().and_then(|m| m.lease_read_at);
+        let since_read = if read_at == self.peer_lease_since { self.peer_lease } else { None };
+        self.peer_lease = weakest(reported.chain(since_read));
+        self.peer_lease_since = read_at;
         // Peers that have not seen this node's failover start may relax the old master's lease
         // meanwhile: its window and its wait count with the weakest (simulator seed 9316596
         // stated 0 ms from a pause, and a lease of one replica that peers had since set to none).

@@ -134,8 +134,14 @@ pub struct Group {
     pub maintenance: Maintenance,
     /// The lease this node last set, and on which instance (reported to peers).
     pub lease_set: Option<(Addr, Lease)>,
-    /// The weakest lease a fresh peer reports it set on the current master.
+    /// The weakest lease a fresh peer reported setting on the current master since this node
+    /// last read its lease ([`Self::peer_lease_since`]): a relaxation stays counted when the
+    /// peer's raise after it may not have landed (simulator seed 587: every node relaxed an old
+    /// master's lease, then raised it again while a partition cut it off; the raises never
+    /// arrived, and a failover stated its window from the raise the peers reported).
     pub peer_lease: Option<Lease>,
+    /// The reading of the master's lease since which [`Self::peer_lease`] accumulates.
+    pub peer_lease_since: Option<Instant>,
     /// Strict mode: whether the peers this node hears let it lift the master's lock, as of the
     /// last evaluation (see `Group::peers_let_lift`).
     pub peers_let_lift: bool,
@@ -235,6 +241,7 @@ impl Group {
             hold_sent_at: None,
             lease_set: None,
             peer_lease: None,
+            peer_lease_since: None,
             peers_let_lift: false,
             replicas_forgotten: false,
             monitored_quorum: None,

@@ -136,6 +136,8 @@ pub struct Instance {
     pub replica_priority: Option<u32>,
     /// The lease it last said it runs under (`CONFIG GET`), if it was asked.
     pub lease: Option<Lease>,
+    /// When [`Self::lease`] was last read from the instance.
+    pub lease_read_at: Option<Instant>,
     /// The weakest lease peers reported setting on it when it stopped being this node's master,
     /// until it reports being a replica: a lease change another node sent may land long after
     /// this node's last reading (held by a partition, TCP delivers it when it heals).
@@ -191,6 +193,7 @@ impl Instance {
             info_asked_at: None,
             replica_priority: None,
             lease: None,
+            lease_read_at: None,
             peer_lease: None,
             fence_sent_at: None,
             role_reported_at: None,
@@ -503,6 +506,7 @@ impl Instance {
                 // window from the lease a delayed promotion then lowered). It is read again.
                 if !self.pending.values().any(|(k, _)| *k == RequestKind::LeaseChange) {
                     self.lease = Some(lease);
+                    self.lease_read_at = Some(now);
                 }
                 Digest::Nothing
             }
