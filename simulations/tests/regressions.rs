@@ -214,6 +214,19 @@ const SEEDS: &[(u64, &str)] = &[
     // stated its window from the raise the peers reported ("a lease peers relaxed since the
     // last reading counts though they raised it again"). Exposed by the reset on close above.
     (587, "fencing: a window stated from a raise that never landed after a relaxation"),
+    // Engine, fencing: the leader a voter elected was cut off with the replica it promoted;
+    // the voter, restarted without its disk, and the node that had not voted relaxed the old
+    // master's lease to none beside it ("a node that does not know what its vote led to
+    // reports no replica down"; the run differs since the next fix, the rule has engine tests).
+    (9_967_788, "fencing: a lease relaxed by a majority that never heard a failover"),
+    // Engine, fencing: peers relaxed a lease, then raised it as a partition cut the master
+    // off; a node cut off meanwhile heard only the raise and stated a window from it ("a node
+    // reports the lease it relaxed until it reads back the raise").
+    (9_988_843, "fencing: a raise that never landed hid a relaxation from a node cut off"),
+    // Engine, fencing: a node back from a partition counted a peer's report of a replica
+    // down, made before that peer voted for the leader who promoted it ("a peer heard again
+    // counts for the lease only once its state arrives").
+    (10_000_997, "fencing: a lease relaxed on a peer's report from before a partition"),
     // Campaign 9700000 (engine 2bfad96), bounded windows: pass on the engine that fixed the
     // seeds above, whose runs differ; not analysed.
     (9_703_191, "fencing: window kept (campaign 9700000)"),

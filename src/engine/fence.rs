@@ -11,8 +11,12 @@
 //!   acknowledgement (replicas acknowledge every second; the master counts them every second).
 //!   A replica that is really gone (a quorum of the nodes that see the master up see it down)
 //!   stops counting, so a master with dead replicas stays writable; the change is announced
-//!   (`+fence-lease`). A promoted replica starts with no lease (it has no replicas yet) and gets
-//!   its own once its replicas follow it.
+//!   (`+fence-lease`). A node reports no replica down while it may have voted for a failover
+//!   whose outcome it has not learned (the replica may be a master beyond a partition), counts
+//!   a peer's reports only once it holds that peer's latest state, and reports the weaker
+//!   lease until it has read back a raise (a raise may not land; a failover elsewhere takes
+//!   the weakest lease it heard). A promoted replica starts with no lease (it has no replicas
+//!   yet) and gets its own once its replicas follow it.
 //! * **The pause** (every mode but `off`). A leader that still reaches the old master pauses its
 //!   writes (`CLIENT PAUSE ... WRITE`) and disconnects its clients before promoting, and a node
 //!   that has lost the majority of its peers pauses the masters it still reaches (in `bounded`
@@ -216,7 +220,7 @@ impl LeaseReplicas {
 }
 
 /// The weakest of `leases` (the fewest replicas required), if any.
-fn weakest(leases: impl IntoIterator<Item = Lease>) -> Option<Lease> {
+pub(crate) fn weakest(leases: impl IntoIterator<Item = Lease>) -> Option<Lease> {
     leases.into_iter().min_by_key(|l| (l.min_replicas, std::cmp::Reverse(l.max_lag_s)))
 }
 
@@ -235,11 +239,12 @@ impl Group {
         std::mem::replace(&mut self.master, new)
     }
 
-    /// The replicas this node sees subjectively down, while it sees the master up (reported to
-    /// peers; a quorum of such reports relaxes the lease).
+    /// The replicas this node sees subjectively down, while it sees the master up and knows the
+    /// outcome of every failover of it it voted for (reported to peers; a quorum of such reports
+    /// relaxes the lease, see `Group::vote_outcome_unknown`).
     #[must_use]
     pub fn replicas_seen_down(&self, node: &Node) -> Vec<Addr> {
-        if node.in_tilt() || self.master_sdown() {
+        if node.in_tilt() || self.master_sdown() || self.vote_outcome_unknown {
             return Vec::new();
         }
         self.instances
@@ -247,6 +252,40 @@ impl Group {
             .filter(|(addr, i)| **addr != self.master && i.sdown_since.is_some())
             .map(|(addr, _)| addr.clone())
             .collect()
+    }
+
+    /// Whether this node may have voted for a failover of this master whose outcome it has not
+    /// learned. Relaxing a lease rests on the same majority as a failover: a replica that a
+    /// quorum sees down may be down only from here, promoted beyond a partition by a leader that
+    /// this majority elected. The two majorities share a voter, and that voter must not report
+    /// the replica down while it does not know what its vote led to (simulator seeds 9354027
+    /// and 9967788: the leader was cut off with the replica it promoted, the voter never heard
+    /// the outcome, or lost its disk and with it its ballot, and it and the node that had not
+    /// voted relaxed the old master's lease to none beside the new master). So it reports none
+    /// while it voted in an epoch above the master's configuration and its candidate (itself,
+    /// or a peer whose latest state it holds) may still be at work or has won, or is not
+    /// heard; and while it waits for its vote floor (it lost its state: any epoch may hold a
+    /// ballot it gave). A candidate that gave up without winning left no promotion, or one the
+    /// next leader adopts (see [`crate::engine::failover`]). A candidate never heard again
+    /// keeps its voters from relaxing the lease: `SENTINEL RESET` is the operator's way out,
+    /// as for replicas a node does not know.
+    pub(crate) fn vote_outcome_unknown(&self, node: &Node, peers: &Peers, now: Instant) -> bool {
+        if node.awaiting_vote_floor {
+            return true;
+        }
+        let epoch = self.ballot.epoch;
+        let Some(candidate) = self.ballot.candidate.filter(|_| epoch > self.config_epoch) else {
+            return false;
+        };
+        let at_work = |failover: Option<u64>| failover == Some(epoch);
+        if candidate == node.id {
+            return at_work(self.failover.as_ref().map(|f| f.epoch));
+        }
+        let heard = peers
+            .fresh_reports(&self.settings.name, now)
+            .find(|(_, peer, _)| peer.node_id == Some(candidate) && peer.in_sync())
+            .map(|(_, _, report)| report);
+        heard.is_none_or(|r| r.config_epoch >= epoch || at_work(r.failover.map(|f| f.epoch)))
     }
 
     /// The replicas that count for the master's lease: every instance of the group known besides
@@ -265,10 +304,14 @@ impl Group {
     fn lease_replicas(&self, node: &Node, peers: &Peers, now: Instant) -> LeaseReplicas {
         let needed = votes_needed(node.settings.voters(), self.settings.quorum);
         let mine = self.replicas_seen_down(node);
+        // Only reports that are the peer's latest: one heard again after a partition is fresh
+        // at once, with the reports it had before until its state arrives (simulator seed
+        // 10000997: a node back from a partition relaxed a lease on a peer's report of a
+        // replica down, made before that peer elected a leader who promoted the replica).
         let reports: Vec<&MasterReport> = peers
             .fresh_reports(&self.settings.name, now)
+            .filter(|(_, p, r)| p.in_sync() && r.addr == self.master && !r.sdown)
             .map(|(_, _, r)| r)
-            .filter(|r| r.addr == self.master && !r.sdown)
             .collect();
         let mut counted = LeaseReplicas { settled: 0, deposed: false };
         for addr in self.instances.keys().filter(|addr| **addr != self.master) {
@@ -310,6 +353,11 @@ impl Group {
         }
         if self.deposed_rejoined() {
             self.deposed = None;
+        }
+        if let Some((addr, _, raised_at)) = &self.lease_before_raise
+            && (*addr != self.master || read_at.is_some_and(|at| at > *raised_at))
+        {
+            self.lease_before_raise = None;
         }
         if self.settings.fencing == Fencing::Off
             || self.failover.is_some()
@@ -354,6 +402,9 @@ impl Group {
         master.fence_sent_at = Some(now);
         master.send(node, now, RedisCommand::SetLease(target));
         master.send(node, now, RedisCommand::ReadLease);
+        if let Some(before) = observed.filter(|o| o.min_replicas < target.min_replicas) {
+            self.lease_before_raise = Some((self.master.clone(), before, now));
+        }
         self.lease_set = Some((self.master.clone(), target));
         node.emit(Event {
             kind: EventKind::FenceLease,

@@ -17,7 +17,7 @@ use crate::engine::durable::{DurableMaster, SettingChange};
 use crate::engine::election::{Authorisation, Ballot, votes_needed};
 use crate::engine::event::{Detail, Event, EventKind, Subject};
 use crate::engine::failover::{Failover, Phase, Reconf};
-use crate::engine::fence::{Fencing, Lease};
+use crate::engine::fence::{Fencing, Lease, weakest};
 use crate::engine::gossip::{FailoverReport, Maintenance, MasterReport};
 use crate::engine::ids::{NodeId, PeerId};
 use crate::engine::instance::{Digest, Instance};
@@ -134,6 +134,10 @@ pub struct Group {
     pub maintenance: Maintenance,
     /// The lease this node last set, and on which instance (reported to peers).
     pub lease_set: Option<(Addr, Lease)>,
+    /// The lease the master ran under when this node last raised it, and when, until a reading
+    /// taken since shows the raise landed: the master may still run under it, so this node
+    /// reports it rather than the raise (see `Group::report`).
+    pub lease_before_raise: Option<(Addr, Lease, Instant)>,
     /// The weakest lease a fresh peer reported setting on the current master since this node
     /// last read its lease ([`Self::peer_lease_since`]): a relaxation stays counted when the
     /// peer's raise after it may not have landed (simulator seed 587: every node relaxed an old
@@ -145,6 +149,10 @@ pub struct Group {
     /// Strict mode: whether the peers this node hears let it lift the master's lock, as of the
     /// last evaluation (see `Group::peers_let_lift`).
     pub peers_let_lift: bool,
+    /// Whether this node may have voted for a failover of this master whose outcome it has not
+    /// learned, as of the last evaluation: it then reports no replica down (see
+    /// `Group::vote_outcome_unknown`).
+    pub vote_outcome_unknown: bool,
     /// Whether `SENTINEL RESET` forgot the replicas since this node started: the master's lease
     /// may then be lowered to the replicas listed since, on the operator's word (see
     /// `Group::maintain_lease`).
@@ -240,9 +248,11 @@ impl Group {
             deposed: None,
             hold_sent_at: None,
             lease_set: None,
+            lease_before_raise: None,
             peer_lease: None,
             peer_lease_since: None,
             peers_let_lift: false,
+            vote_outcome_unknown: false,
             replicas_forgotten: false,
             monitored_quorum: None,
             changes: BTreeMap::new(),
@@ -422,11 +432,24 @@ impl Group {
             }),
             down_replicas: self.replicas_seen_down(node),
             maintenance: self.maintenance,
-            lease_set: self
-                .lease_set
-                .as_ref()
-                .filter(|(at, _)| *at == self.master)
-                .map(|(_, l)| *l),
+            lease_set: self.reported_lease(),
+        }
+    }
+
+    /// The lease this node reports setting on the master: the lease it set, or, until a
+    /// reading shows its last raise landed, the weaker lease the master ran under before it. A
+    /// failover elsewhere takes the weakest lease it heard as the old master's, and a raise cut
+    /// off on its way must not hide the relaxation before it from a node that was cut off
+    /// itself meanwhile and heard neither (simulator seed 9988843: two nodes relaxed a lease,
+    /// raised it as a partition isolated the master, and the third node, back from its own
+    /// partition, heard only the raise and stated a window from it). A lock is reported as it
+    /// is: it says what this node wants (see `Group::peers_let_lift`).
+    fn reported_lease(&self) -> Option<Lease> {
+        let (at, set) = self.lease_set.as_ref().filter(|(at, _)| *at == self.master)?;
+        let before = self.lease_before_raise.as_ref().filter(|(addr, _, _)| addr == at);
+        match before {
+            Some((_, before, _)) if !set.is_lock() => weakest([*set, *before]),
+            _ => Some(*set),
         }
     }
 
@@ -437,6 +460,7 @@ impl Group {
     pub fn evaluate(&mut self, node: &mut Node, peers: &Peers, now: Instant) {
         if node.may_act() {
             self.peers_let_lift = self.peers_let_lift(node, peers, now);
+            self.vote_outcome_unknown = self.vote_outcome_unknown(node, peers, now);
             self.update_sdown(node, now);
             self.update_odown(node, peers, now);
             self.ask_sentinels(node, now);

@@ -1,8 +1,8 @@
 //! Strict fencing's hold: the master is never writable while another instance may be.
 
 use super::harness::{
-    Fake, Harness, PEERS, addr, full_state, known_group_node, known_node, report, settings,
-    vote_for,
+    Fake, Harness, PEERS, addr, from_peer, full_state, known_group_node, known_node, render,
+    report, settings, vote_for, vote_request,
 };
 use crate::engine::fence::{Fencing, Lease};
 use crate::engine::ids::Ticket;
@@ -619,4 +619,123 @@ fn the_fence_window_is_stated_once_the_replicas_of_the_lease_left_the_old_master
     let windows: Vec<String> =
         h.events().into_iter().filter(|e| e.starts_with("+fence-window")).collect();
     assert_eq!(windows, ["+fence-window master mymaster 127.0.0.1 6379 #window-ms 3506"]);
+}
+
+/// A node that has run before, beside two peers, fencing the standard group in `bounded` mode
+/// (its lease: both replicas), having voted at 2 s for peer 1's switchover in epoch 1; peer 1
+/// is silent from then on. At 3 s replica 6380 hangs, and peer 2 sees it down from 4 s.
+fn voted_for_a_leader_cut_off_since() -> Harness {
+    let mut settings = settings(PEERS, 2);
+    settings.masters[0].fencing = Fencing::Bounded;
+    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    h.advance_with_peers(2_000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(2));
+    h.handle(vote_request(1, 1, 0, true));
+    let voted = h.rendered().into_iter().any(|o| o.contains("vote-reply mymaster e=1 for="));
+    assert!(voted && h.sup.view().masters[0].voted_epoch == 1, "no vote");
+    h.advance_with_peer(2, 3_000, &[report("127.0.0.1:6379", 0, false, 1)]);
+    h.hang("127.0.0.1:6380");
+    h.advance_with_peer(2, 4_000, &[report("127.0.0.1:6379", 0, false, 1)]);
+    h
+}
+
+/// Peer 2's report: the master up, 6380 down, and its vote in epoch 1.
+fn replica_down_report() -> Vec<crate::engine::gossip::MasterReport> {
+    let mut r = report("127.0.0.1:6379", 0, false, 1);
+    r.down_replicas = vec![addr("127.0.0.1:6380")];
+    vec![r]
+}
+
+#[test]
+fn a_node_that_does_not_know_what_its_vote_led_to_reports_no_replica_down() {
+    // The leader it elected may have promoted 6380 beyond a partition: relaxing the old
+    // master's lease on this node's word and peer 2's would leave two writable masters
+    // (simulator seeds 9354027 and 9967788, the voter there having lost its disk).
+    let mut h = voted_for_a_leader_cut_off_since();
+    h.take();
+    h.advance_with_peer(2, 30_000, &replica_down_report());
+    assert_eq!(h.current_report().down_replicas, Vec::new());
+    assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(2));
+    // The leader is heard again, leading no failover, its configuration unchanged: it gave up
+    // before it promoted anything (or left a promotion the next leader adopts), so 6380 is
+    // down, and the lease follows the one replica left.
+    let mut leader = report("127.0.0.1:6379", 0, false, 1);
+    leader.down_replicas = vec![addr("127.0.0.1:6380")];
+    let mut t = 30_000;
+    while t < 35_000 {
+        t += 250;
+        h.advance_to(t);
+        h.handle(full_state(1, 1, t + 1_000_000, vec![leader.clone()]));
+        h.handle(full_state(2, 1, t + 1_000_000, replica_down_report()));
+    }
+    assert_eq!(h.current_report().down_replicas, [addr("127.0.0.1:6380")]);
+    assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(1));
+}
+
+#[test]
+fn a_node_that_lost_its_state_reports_no_replica_down_until_it_learns_its_vote_floor() {
+    // It may have voted in any epoch before it lost its state, for a leader it has not heard.
+    let mut settings = settings(PEERS, 2);
+    settings.masters[0].fencing = Fencing::Bounded;
+    let mut h = Harness::new(settings, None, Harness::group());
+    h.advance_with_peer(2, 3_000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    h.hang("127.0.0.1:6380");
+    h.take();
+    h.advance_with_peer(2, 30_000, &replica_down_report());
+    assert_eq!(h.current_report().down_replicas, Vec::new());
+    let leases: Vec<String> =
+        h.events().into_iter().filter(|e| e.starts_with("+fence-lease")).collect();
+    assert!(!leases.iter().any(|e| e.ends_with("of 1")), "{leases:?}");
+}
+
+#[test]
+fn a_node_reports_the_lease_it_relaxed_until_it_reads_back_the_raise() {
+    // Both replicas die and the quorum relaxes the lease to none; they come back, and the
+    // raise is sent as the master is cut off: it may never land (simulator seed 9988843: a
+    // node cut off meanwhile heard only the raise, and stated a fence window from it).
+    let mut settings = settings(PEERS, 2);
+    settings.masters[0].fencing = Fencing::Bounded;
+    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    h.advance_with_peers(2_000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    h.hang("127.0.0.1:6380");
+    h.hang("127.0.0.1:6381");
+    let mut both_down = report("127.0.0.1:6379", 0, false, 0);
+    both_down.down_replicas = vec![addr("127.0.0.1:6380"), addr("127.0.0.1:6381")];
+    h.advance_with_peers(10_000, &[both_down]);
+    assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::NONE);
+    assert_eq!(h.current_report().lease_set, Some(Lease::NONE));
+    h.resume("127.0.0.1:6380");
+    h.resume("127.0.0.1:6381");
+    h.hang("127.0.0.1:6379");
+    h.take();
+    // The raise goes out (and is never answered), while the node last read none.
+    h.advance_with_peers(12_000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    let out = h.take();
+    let raised = out.iter().any(|o| render(o).starts_with("redis SetLease"));
+    assert!(raised, "no raise");
+    assert_eq!(h.current_report().lease_set, Some(Lease::NONE));
+}
+
+#[test]
+fn a_peer_heard_again_counts_for_the_lease_only_once_its_state_arrives() {
+    // Until then its reports are the ones it made before it went silent (simulator seed
+    // 10000997: a node back from a partition relaxed a lease on a peer's report of a replica
+    // down, made before that peer elected a leader who promoted the replica).
+    let mut settings = settings(PEERS, 2);
+    settings.masters[0].fencing = Fencing::Bounded;
+    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    h.advance_with_peers(2_000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    // Peer 2 alone sees 6380 down, then falls silent, as peer 1 did.
+    h.advance_with_peer(2, 3_000, &replica_down_report());
+    // Its reports expire; this node then sees 6380 down too, alone.
+    h.advance_to(5_000);
+    h.hang("127.0.0.1:6380");
+    h.advance_to(10_000);
+    assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(2));
+    // Peer 2 is heard again, announcing a state this node does not hold yet: the report it
+    // holds from 3 s does not count.
+    let version = crate::engine::gossip::StateVersion { incarnation: 2, seq: 9_000_000 };
+    h.handle(from_peer(2, 1, crate::engine::gossip::Body::Heartbeat { version }));
+    h.advance_to(10_500);
+    assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(2));
 }

@@ -593,10 +593,47 @@ impl Harness {
             .collect()
     }
 
+    /// Advances to `to` with fake peer `n` alone sending `reports` (a complete state) every
+    /// 250 ms: the other peer is silent.
+    pub(crate) fn advance_with_peer(
+        &mut self,
+        n: u8,
+        to: u64,
+        reports: &[crate::engine::gossip::MasterReport],
+    ) {
+        let mut t = self.now.as_millis();
+        while t < to {
+            t = (t + 250).min(to);
+            self.advance_to(t);
+            let epoch = self.sup.view().current_epoch;
+            self.handle(full_state(n, epoch, t + 1_000_000, reports.to_vec()));
+        }
+    }
+
+    /// The node's report about `mymaster` now, as it answers peer 2's request for its state
+    /// (outputs recorded before are dropped).
+    pub(crate) fn current_report(&mut self) -> crate::engine::gossip::MasterReport {
+        self.take();
+        let epoch = self.sup.view().current_epoch;
+        self.handle(from_peer(2, epoch, Body::SyncRequest));
+        last_report(&self.take()).expect("a state sent to peer 2")
+    }
+
     /// Renders and takes the recorded outputs.
     pub(crate) fn rendered(&mut self) -> Vec<String> {
         self.take().iter().map(render).collect()
     }
+}
+
+/// The last report about `mymaster` among the states in `outputs` sent to peers.
+fn last_report(outputs: &[Output]) -> Option<crate::engine::gossip::MasterReport> {
+    outputs.iter().rev().find_map(|o| match o {
+        Output::SendPeer { message, .. } => match &message.body {
+            Body::State { masters, .. } => masters.iter().find(|r| r.name == "mymaster").cloned(),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 /// A node that has run before (so it may vote), with both peers heard at t=0 seeing the master
