@@ -354,8 +354,11 @@ impl Group {
         if self.deposed_rejoined() {
             self.deposed = None;
         }
+        // Read back: a lease change forgets the reading before it, so a reading held now, taken
+        // at or after the raise (times are in milliseconds), was taken after it.
+        let read_back = self.master_instance().is_some_and(|m| m.lease.is_some());
         if let Some((addr, _, raised_at)) = &self.lease_before_raise
-            && (*addr != self.master || read_at.is_some_and(|at| at > *raised_at))
+            && (*addr != self.master || (read_back && read_at.is_some_and(|at| at >= *raised_at)))
         {
             self.lease_before_raise = None;
         }

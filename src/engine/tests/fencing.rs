@@ -696,6 +696,10 @@ fn a_node_reports_the_lease_it_relaxed_until_it_reads_back_the_raise() {
     let mut settings = settings(PEERS, 2);
     settings.masters[0].fencing = Fencing::Bounded;
     let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    // The first lease, a raise from none, is reported as soon as it is read back (the reading
+    // comes within the millisecond on loopback).
+    h.advance_with_peers(1_000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    assert_eq!(h.current_report().lease_set, Some(Lease::majority_of(2)));
     h.advance_with_peers(2_000, &[report("127.0.0.1:6379", 0, false, 0)]);
     h.hang("127.0.0.1:6380");
     h.hang("127.0.0.1:6381");
@@ -714,6 +718,11 @@ fn a_node_reports_the_lease_it_relaxed_until_it_reads_back_the_raise() {
     let raised = out.iter().any(|o| render(o).starts_with("redis SetLease"));
     assert!(raised, "no raise");
     assert_eq!(h.current_report().lease_set, Some(Lease::NONE));
+    // The master answers again: the raise is read back, and reported.
+    h.resume("127.0.0.1:6379");
+    h.advance_with_peers(30_000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(2));
+    assert_eq!(h.current_report().lease_set, Some(Lease::majority_of(2)));
 }
 
 #[test]
