@@ -405,7 +405,16 @@ impl Group {
         master.fence_sent_at = Some(now);
         master.send(node, now, RedisCommand::SetLease(target));
         master.send(node, now, RedisCommand::ReadLease);
-        if let Some(before) = observed.filter(|o| o.min_replicas < target.min_replicas) {
+        // Only a raise of a lease this node had relaxed: its peers may have counted on that
+        // relaxation. A first lease (Redis's default is none) is no relaxation, and reporting
+        // none until it is read back would make peers' failovers state no window.
+        let relaxed = self
+            .lease_set
+            .as_ref()
+            .filter(|(at, set)| *at == self.master && set.min_replicas < target.min_replicas)
+            .map(|(_, set)| *set);
+        if let Some(before) = relaxed {
+            let before = weakest(observed.into_iter().chain([before])).unwrap_or(before);
             self.lease_before_raise = Some((self.master.clone(), before, now));
         }
         self.lease_set = Some((self.master.clone(), target));

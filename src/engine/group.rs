@@ -134,9 +134,9 @@ pub struct Group {
     pub maintenance: Maintenance,
     /// The lease this node last set, and on which instance (reported to peers).
     pub lease_set: Option<(Addr, Lease)>,
-    /// The lease the master ran under when this node last raised it, and when, until a reading
-    /// taken since shows the raise landed: the master may still run under it, so this node
-    /// reports it rather than the raise (see `Group::report`).
+    /// The lease the master ran under when this node last raised a lease it had relaxed, and
+    /// when, until a reading taken since shows the raise landed: the master may still run
+    /// under it, so this node reports it rather than the raise (see `Group::report`).
     pub lease_before_raise: Option<(Addr, Lease, Instant)>,
     /// The weakest lease a fresh peer reported setting on the current master since this node
     /// last read its lease ([`Self::peer_lease_since`]): a relaxation stays counted when the
@@ -437,13 +437,13 @@ impl Group {
     }
 
     /// The lease this node reports setting on the master: the lease it set, or, until a
-    /// reading shows its last raise landed, the weaker lease the master ran under before it. A
-    /// failover elsewhere takes the weakest lease it heard as the old master's, and a raise cut
-    /// off on its way must not hide the relaxation before it from a node that was cut off
-    /// itself meanwhile and heard neither (simulator seed 9988843: two nodes relaxed a lease,
-    /// raised it as a partition isolated the master, and the third node, back from its own
-    /// partition, heard only the raise and stated a window from it). A lock is reported as it
-    /// is: it says what this node wants (see `Group::peers_let_lift`).
+    /// reading shows that its raise of a lease it had relaxed landed, the weaker lease before
+    /// it. A failover elsewhere takes the weakest lease it heard as the old master's, and a
+    /// raise cut off on its way must not hide the relaxation before it from a node that was cut
+    /// off itself meanwhile and heard neither (simulator seed 9988843: two nodes relaxed a
+    /// lease, raised it as a partition isolated the master, and the third node, back from its
+    /// own partition, heard only the raise and stated a window from it). A lock is reported as
+    /// it is: it says what this node wants (see `Group::peers_let_lift`).
     fn reported_lease(&self) -> Option<Lease> {
         let (at, set) = self.lease_set.as_ref().filter(|(at, _)| *at == self.master)?;
         let before = self.lease_before_raise.as_ref().filter(|(addr, _, _)| addr == at);
