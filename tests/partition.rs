@@ -94,3 +94,78 @@ fn a_node_hears_its_peers_again_soon_after_a_long_partition_heals() {
         pickets[2].count("-sdown sentinel") >= 2
     });
 }
+
+/// The addresses (`ip:port`) of the connections `redis` lists from address `ip` (`CLIENT LIST`).
+fn connections_from(redis: &support::Redis, ip: &str) -> Vec<String> {
+    let text = match redis.query(&["CLIENT", "LIST"]) {
+        Ok(redis::Value::BulkString(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(redis::Value::VerbatimString { text, .. }) => text,
+        _ => return Vec::new(),
+    };
+    text.lines()
+        .filter_map(|line| line.split(' ').find_map(|f| f.strip_prefix("addr=")))
+        .filter(|addr| addr.starts_with(&format!("{ip}:")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every command `redis` runs from now on, as `MONITOR` shows it (`+<unix time> [<db> <client
+/// address>] "<command>" ...`), collected by a thread.
+fn monitor(redis: &support::Redis) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::{BufRead, Write};
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stream = std::net::TcpStream::connect(redis.addr()).expect("MONITOR connection");
+    stream.write_all(b"MONITOR\r\n").expect("MONITOR");
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+#[test]
+fn what_a_picket_queued_on_a_link_it_gave_up_on_never_reaches_redis() {
+    // Picket closes a link to Redis it gives up on with a reset (zero linger): after a graceful
+    // close the kernel would retransmit the unsent commands for as long as the partition lasts
+    // and deliver them when it heals (simulator seed 9382244: a `min-replicas-to-write 0` held
+    // 14 s landed after a failover had read the lease it replaced). Here the commands are the
+    // PINGs sent into the partition: Redis must run none of them once it heals.
+    let Some(net) = Net::create(1) else { return };
+    let group = Group::start_on(&net.host_ip, "session", 0, None);
+    let options = ClusterOptions { quorum: 1, ..ClusterOptions::default() };
+    let pickets = net.start_pickets(&[&group], &options);
+    let ip = net.nodes[0].1.clone();
+    let before = wait_until("picket connected", LONG, || {
+        let links = connections_from(&group.master, &ip);
+        (!links.is_empty()).then_some(links)
+    });
+    let commands = monitor(&group.master);
+    net.cut_redis(0, group.master.port);
+    wait_for("the master seen down", LONG, || pickets[0].saw("+sdown master session"));
+    // Long enough for its link to be given up on (a PING unanswered for `down_after_ms`) and
+    // for the PINGs queued on it to be retransmitted a few times.
+    std::thread::sleep(Duration::from_secs(6));
+    let healed_at = commands.lock().unwrap().len();
+    net.heal(0);
+    wait_for("the master seen up again", LONG, || pickets[0].saw("-sdown master session"));
+    // TCP retransmits with a doubling timeout: a segment queued since the cut would be sent
+    // again within about twice the partition's length after it.
+    std::thread::sleep(Duration::from_secs(20));
+    let seen = commands.lock().unwrap();
+    let late: Vec<&String> = seen[healed_at..]
+        .iter()
+        .filter(|line| before.iter().any(|addr| line.contains(&format!(" {addr}]"))))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "commands sent before the partition healed, on a link closed during it, ran after it: \
+         {late:?} (links from before the cut: {before:?})"
+    );
+    assert!(
+        seen[healed_at..].iter().any(|line| line.contains(&format!(" {ip}:"))),
+        "the picket's new link runs its commands: {seen:?}"
+    );
+}
