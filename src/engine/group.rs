@@ -136,7 +136,7 @@ pub struct Group {
     pub lease_set: Option<(Addr, Lease)>,
     /// The lease the master ran under when this node last raised a lease it had relaxed, and
     /// when, until a reading taken since shows the raise landed: the master may still run
-    /// under it, so this node reports it rather than the raise (see `Group::report`).
+    /// under it, so this node reports it rather than the raise (see `Group::reported_lease`).
     pub lease_before_raise: Option<(Addr, Lease, Instant)>,
     /// The weakest lease a fresh peer reported setting on the current master since this node
     /// last read its lease ([`Self::peer_lease_since`]): a relaxation stays counted when the
