@@ -227,6 +227,10 @@ const SEEDS: &[(u64, &str)] = &[
     // down, made before that peer voted for the leader who promoted it ("a peer heard again
     // counts for the lease only once its state arrives").
     (10_000_997, "fencing: a lease relaxed on a peer's report from before a partition"),
+    // Engine, strict: two nodes restarted without their disks, their configuration file naming
+    // the old master a failover had locked, lifted its lock beside the new master ("a node that
+    // lost its state lifts no lock before it learns its vote floor").
+    (10_318_369, "strict: nodes without their disks lifted an old master's lock"),
     // Campaign 9700000 (engine 2bfad96), bounded windows: pass on the engine that fixed the
     // seeds above, whose runs differ; not analysed.
     (9_703_191, "fencing: window kept (campaign 9700000)"),

@@ -381,7 +381,13 @@ impl Group {
         let (target, replicas) = counted.target(observed.filter(|l| !l.is_lock()));
         if locked {
             let doubt = self.doubts(now);
-            if doubt || !self.peers_let_lift {
+            // A node that lost its state lifts no lock before it has heard enough peers to
+            // learn its vote floor: its configuration may predate the failover that set the
+            // lock, and it may not know the master that failover promoted (simulator seed
+            // 10318369: two nodes restarted without their disks lifted the lock of an old
+            // master their configuration file still named, beside the new one). It does not
+            // doubt for that: peers that know more may lift it.
+            if doubt || !self.peers_let_lift || node.awaiting_vote_floor {
                 // Report what this node wants, so that peers whose doubt ends can lift it.
                 let wanted = if doubt { Lease::LOCK } else { target };
                 self.lease_set = Some((self.master.clone(), wanted));

@@ -748,3 +748,19 @@ fn a_peer_heard_again_counts_for_the_lease_only_once_its_state_arrives() {
     h.advance_to(10_500);
     assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(2));
 }
+
+#[test]
+fn a_node_that_lost_its_state_lifts_no_lock_before_it_learns_its_vote_floor() {
+    // Its configuration file may name an old master that a failover it no longer knows of
+    // locked (simulator seed 10318369: two such nodes lifted it beside the new master).
+    let mut settings = settings(PEERS, 2);
+    settings.masters[0].fencing = Fencing::Strict;
+    let mut redis = Harness::group();
+    redis.get_mut(&addr("127.0.0.1:6379")).unwrap().lease = Lease::LOCK;
+    let mut h = Harness::new(settings, None, redis);
+    h.advance_with_peer(2, 20_000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    assert!(h.redis[&addr("127.0.0.1:6379")].lease.is_lock());
+    // Both peers heard: the floor is learned, and nobody doubts.
+    h.advance_with_peers(30_000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(2));
+}
