@@ -4,10 +4,13 @@ use super::harness::{
     Fake, Harness, PEERS, addr, from_peer, full_state, known_group_node, known_node, render,
     report, settings, vote_for, vote_request,
 };
+use crate::engine::addr::Addr;
+use crate::engine::durable::DurableState;
 use crate::engine::fence::{Fencing, Lease};
 use crate::engine::ids::Ticket;
 use crate::engine::io::{AdminCommand, Input};
 use crate::engine::settings::Settings;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// A node alone (quorum 1) watching the standard group in strict mode.
@@ -15,6 +18,18 @@ fn strict() -> Settings {
     let mut settings = settings(&[], 1);
     settings.masters[0].fencing = Fencing::Strict;
     settings
+}
+
+/// A node beside the two fake peers (quorum 2) fencing the standard group's `redis` in
+/// `fencing` mode, restored from `state` (`None`: it starts without one).
+fn fenced_beside_peers(
+    fencing: Fencing,
+    state: Option<DurableState>,
+    redis: BTreeMap<Addr, Fake>,
+) -> Harness {
+    let mut settings = settings(PEERS, 2);
+    settings.masters[0].fencing = fencing;
+    Harness::new(settings, state, redis)
 }
 
 /// An operator's `SENTINEL FAILOVER mymaster` (a switchover while the master is reachable).
@@ -198,9 +213,7 @@ fn bounded_failover_with_peer_leases_changing(
     before: Option<Lease>,
     after: Option<Lease>,
 ) -> Vec<String> {
-    let mut settings = settings(PEERS, 2);
-    settings.masters[0].fencing = Fencing::Bounded;
-    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    let mut h = fenced_beside_peers(Fencing::Bounded, Some(known_node(9)), Harness::group());
     let with_lease = |lease_set, sdown| {
         let mut r = report("127.0.0.1:6379", 0, sdown, 0);
         r.lease_set = lease_set;
@@ -444,9 +457,7 @@ fn a_strict_new_master_stays_locked_while_the_old_masters_replicas_follow_it() {
 
 #[test]
 fn a_strict_leader_that_hears_no_majority_does_not_release_its_new_master() {
-    let mut settings = settings(PEERS, 2);
-    settings.masters[0].fencing = Fencing::Strict;
-    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    let mut h = fenced_beside_peers(Fencing::Strict, Some(known_node(9)), Harness::group());
     h.advance_with_peers(5_000, &[report("127.0.0.1:6379", 0, false, 0)]);
     h.hang("127.0.0.1:6379");
     h.advance_with_peers(6_500, &[report("127.0.0.1:6379", 0, true, 0)]);
@@ -470,9 +481,7 @@ fn a_strict_leader_that_hears_no_majority_does_not_release_its_new_master() {
 
 #[test]
 fn the_hold_judges_an_old_master_by_the_weakest_lease_peers_set_on_it() {
-    let mut settings = settings(PEERS, 2);
-    settings.masters[0].fencing = Fencing::Strict;
-    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    let mut h = fenced_beside_peers(Fencing::Strict, Some(known_node(9)), Harness::group());
     // The peers report relaxing the master's lease to none; this node's reading says two (the
     // peers' change is held by a partition, and lands after the reading: simulator seed
     // 9304660).
@@ -499,9 +508,7 @@ fn the_hold_judges_an_old_master_by_the_weakest_lease_peers_set_on_it() {
 
 #[test]
 fn a_lease_peers_relax_during_the_failover_makes_the_fence_window_unknown() {
-    let mut settings = settings(PEERS, 2);
-    settings.masters[0].fencing = Fencing::Bounded;
-    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    let mut h = fenced_beside_peers(Fencing::Bounded, Some(known_node(9)), Harness::group());
     let reports = |sdown, lease_set| {
         let mut r = report("127.0.0.1:6379", 0, sdown, 0);
         r.lease_set = lease_set;
@@ -625,9 +632,7 @@ fn the_fence_window_is_stated_once_the_replicas_of_the_lease_left_the_old_master
 /// (its lease: both replicas), having voted at 2 s for peer 1's switchover in epoch 1; peer 1
 /// is silent from then on. At 3 s replica 6380 hangs, and peer 2 sees it down from 4 s.
 fn voted_for_a_leader_cut_off_since() -> Harness {
-    let mut settings = settings(PEERS, 2);
-    settings.masters[0].fencing = Fencing::Bounded;
-    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    let mut h = fenced_beside_peers(Fencing::Bounded, Some(known_node(9)), Harness::group());
     h.advance_with_peers(2_000, &[report("127.0.0.1:6379", 0, false, 0)]);
     assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(2));
     h.handle(vote_request(1, 1, 0, true));
@@ -661,13 +666,7 @@ fn a_node_that_does_not_know_what_its_vote_led_to_reports_no_replica_down() {
     // down, and the lease follows the one replica left.
     let mut leader = report("127.0.0.1:6379", 0, false, 1);
     leader.down_replicas = vec![addr("127.0.0.1:6380")];
-    let mut t = 30_000;
-    while t < 35_000 {
-        t += 250;
-        h.advance_to(t);
-        h.handle(full_state(1, 1, t + 1_000_000, vec![leader.clone()]));
-        h.handle(full_state(2, 1, t + 1_000_000, replica_down_report()));
-    }
+    h.advance_hearing(35_000, &[(1, &[leader]), (2, &replica_down_report())]);
     assert_eq!(h.current_report().down_replicas, [addr("127.0.0.1:6380")]);
     assert_eq!(h.redis[&addr("127.0.0.1:6379")].lease, Lease::majority_of(1));
 }
@@ -675,9 +674,7 @@ fn a_node_that_does_not_know_what_its_vote_led_to_reports_no_replica_down() {
 #[test]
 fn a_node_that_lost_its_state_reports_no_replica_down_until_it_learns_its_vote_floor() {
     // It may have voted in any epoch before it lost its state, for a leader it has not heard.
-    let mut settings = settings(PEERS, 2);
-    settings.masters[0].fencing = Fencing::Bounded;
-    let mut h = Harness::new(settings, None, Harness::group());
+    let mut h = fenced_beside_peers(Fencing::Bounded, None, Harness::group());
     h.advance_with_peer(2, 3_000, &[report("127.0.0.1:6379", 0, false, 0)]);
     h.hang("127.0.0.1:6380");
     h.take();
@@ -693,9 +690,7 @@ fn a_node_reports_the_lease_it_relaxed_until_it_reads_back_the_raise() {
     // Both replicas die and the quorum relaxes the lease to none; they come back, and the
     // raise is sent as the master is cut off: it may never land (simulator seed 9988843: a
     // node cut off meanwhile heard only the raise, and stated a fence window from it).
-    let mut settings = settings(PEERS, 2);
-    settings.masters[0].fencing = Fencing::Bounded;
-    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    let mut h = fenced_beside_peers(Fencing::Bounded, Some(known_node(9)), Harness::group());
     // The first lease, a raise from none, is reported as soon as it is read back (the reading
     // comes within the millisecond on loopback).
     h.advance_with_peers(1_000, &[report("127.0.0.1:6379", 0, false, 0)]);
@@ -730,9 +725,7 @@ fn a_peer_heard_again_counts_for_the_lease_only_once_its_state_arrives() {
     // Until then its reports are the ones it made before it went silent (simulator seed
     // 10000997: a node back from a partition relaxed a lease on a peer's report of a replica
     // down, made before that peer elected a leader who promoted the replica).
-    let mut settings = settings(PEERS, 2);
-    settings.masters[0].fencing = Fencing::Bounded;
-    let mut h = Harness::new(settings, Some(known_node(9)), Harness::group());
+    let mut h = fenced_beside_peers(Fencing::Bounded, Some(known_node(9)), Harness::group());
     h.advance_with_peers(2_000, &[report("127.0.0.1:6379", 0, false, 0)]);
     // Peer 2 alone sees 6380 down, then falls silent, as peer 1 did.
     h.advance_with_peer(2, 3_000, &replica_down_report());
@@ -753,11 +746,9 @@ fn a_peer_heard_again_counts_for_the_lease_only_once_its_state_arrives() {
 fn a_node_that_lost_its_state_lifts_no_lock_before_it_learns_its_vote_floor() {
     // Its configuration file may name an old master that a failover it no longer knows of
     // locked (simulator seed 10318369: two such nodes lifted it beside the new master).
-    let mut settings = settings(PEERS, 2);
-    settings.masters[0].fencing = Fencing::Strict;
     let mut redis = Harness::group();
     redis.get_mut(&addr("127.0.0.1:6379")).unwrap().lease = Lease::LOCK;
-    let mut h = Harness::new(settings, None, redis);
+    let mut h = fenced_beside_peers(Fencing::Strict, None, redis);
     h.advance_with_peer(2, 20_000, &[report("127.0.0.1:6379", 0, false, 0)]);
     assert!(h.redis[&addr("127.0.0.1:6379")].lease.is_lock());
     // Both peers heard: the floor is learned, and nobody doubts.

@@ -558,13 +558,34 @@ impl Harness {
         to: u64,
         reports: &[crate::engine::gossip::MasterReport],
     ) {
+        self.advance_hearing(to, &[(1, reports), (2, reports)]);
+    }
+
+    /// Advances to `to` with fake peer `n` alone sending `reports` (a complete state) every
+    /// 250 ms: the other peer is silent.
+    pub(crate) fn advance_with_peer(
+        &mut self,
+        n: u8,
+        to: u64,
+        reports: &[crate::engine::gossip::MasterReport],
+    ) {
+        self.advance_hearing(to, &[(n, reports)]);
+    }
+
+    /// Advances to `to`, each fake peer listed sending its reports (a complete state) every
+    /// 250 ms; a peer not listed is silent.
+    pub(crate) fn advance_hearing(
+        &mut self,
+        to: u64,
+        peers: &[(u8, &[crate::engine::gossip::MasterReport])],
+    ) {
         let mut t = self.now.as_millis();
         while t < to {
             t = (t + 250).min(to);
             self.advance_to(t);
-            for peer in [1, 2] {
+            for (peer, reports) in peers {
                 let epoch = self.sup.view().current_epoch;
-                self.handle(full_state(peer, epoch, t + 1_000_000, reports.to_vec()));
+                self.handle(full_state(*peer, epoch, t + 1_000_000, reports.to_vec()));
             }
         }
     }
@@ -591,23 +612,6 @@ impl Harness {
                 _ => None,
             })
             .collect()
-    }
-
-    /// Advances to `to` with fake peer `n` alone sending `reports` (a complete state) every
-    /// 250 ms: the other peer is silent.
-    pub(crate) fn advance_with_peer(
-        &mut self,
-        n: u8,
-        to: u64,
-        reports: &[crate::engine::gossip::MasterReport],
-    ) {
-        let mut t = self.now.as_millis();
-        while t < to {
-            t = (t + 250).min(to);
-            self.advance_to(t);
-            let epoch = self.sup.view().current_epoch;
-            self.handle(full_state(n, epoch, t + 1_000_000, reports.to_vec()));
-        }
     }
 
     /// The node's report about `mymaster` now, as it answers peer 2's request for its state
