@@ -68,7 +68,7 @@ enum Expect {
 }
 
 /// Plain TCP, or TLS over it.
-type Stream = Either<TcpStream, TlsStream<TcpStream>>;
+type Stream = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
 /// How to secure a link: the client configuration and the name the instance's certificate must
 /// carry.
@@ -188,7 +188,7 @@ impl InstanceConnection {
             None => Either::Left(tcp),
             Some((config, name)) => {
                 match tls::connect(config, name, tcp, TlsEndpoint::Redis, stats).await {
-                    Ok(stream) => Either::Right(stream),
+                    Ok(stream) => Either::Right(Box::new(stream)),
                     Err(e) => {
                         let failed = Failed::from(e.to_string());
                         return Err(OpenError { failed, tls: Some(e.failure) });
