@@ -322,6 +322,10 @@ impl Instance {
         let exponent = failures.saturating_sub(1).min(16);
         let backoff = (RECONNECT_MIN * 2u32.saturating_pow(exponent)).min(longest);
         let delay = if failures == 0 { Duration::ZERO } else { backoff };
+        let delay = match threshold_passed_at(refusals, timing) {
+            Some(at) if counting => delay.min(at.saturating_since(now)),
+            _ => delay,
+        };
         self.refusals = refusals;
         self.link = LinkState::Down { retry_at: now + delay, failures };
         self.pending.clear();
@@ -645,6 +649,14 @@ impl Instance {
     }
 }
 
+/// When a run of refusals that began at its first will have outlasted the crash rule's
+/// threshold: an attempt refused then is the rule's evidence, so one is made then rather than at
+/// the next backoff step, which would see a crash up to [`MasterTiming::refused_retry_max`] later.
+fn threshold_passed_at(refusals: Option<Refusals>, timing: &MasterTiming) -> Option<Instant> {
+    let (limit, run) = timing.down_after_refused.zip(refusals)?;
+    Some(run.first + limit + Duration::from_millis(1))
+}
+
 /// Whether a run of refusals lasts longer than the crash rule's threshold (never, with it off).
 fn spans_threshold(refusals: Option<Refusals>, timing: &MasterTiming) -> bool {
     timing
@@ -792,6 +804,26 @@ mod tests {
             now = retry_at;
         }
         assert_eq!(delays, vec![25, 50, 50, 50, 50]);
+    }
+
+    #[test]
+    fn an_attempt_lands_just_past_the_crash_threshold() {
+        let (mut node, mut i, t, _) = setup();
+        let m = MasterSettings::new("m", i.addr.clone(), 1);
+        let t = MasterTiming { down_after_refused: m.down_after_refused, ..t };
+        assert_eq!(m.down_after_refused, Some(Duration::from_millis(300)));
+        let mut now = Instant::ZERO;
+        let mut attempts = Vec::new();
+        while !i.refused_too_long(&t) {
+            i.poll_connect(&mut node, now, &t, &m, 0);
+            let LinkState::Connecting { id, .. } = i.link else { panic!() };
+            i.link_down(&mut node, id, LinkFailure::Refused, now, &t);
+            attempts.push(now.as_millis());
+            let LinkState::Down { retry_at, .. } = i.link else { panic!() };
+            now = retry_at;
+        }
+        // The backoff's own step would have been 325 ms: a crash would show 24 ms later.
+        assert_eq!(attempts, vec![0, 25, 75, 125, 175, 225, 275, 301]);
     }
 
     #[test]

@@ -155,8 +155,9 @@ impl MasterTiming {
 
     /// Longest backoff while every attempt is refused, with the crash rule on: a quarter of
     /// `down_after_refused`, between 10 and 50 ms (and never above [`Self::reconnect_max`]).
-    /// The rule fires at the first refusal past the threshold, so a crash is seen within
-    /// `down_after_refused` plus this; a refused SYN costs the host one packet in return.
+    /// The rule fires at the first refusal past the threshold, and one attempt is made just
+    /// past it whatever the backoff, so a crash is seen `down_after_refused` + 1 ms after the
+    /// first refusal; a refused SYN costs the host one packet in return.
     #[must_use]
     pub fn refused_retry_max(&self) -> Duration {
         self.down_after_refused.map_or_else(

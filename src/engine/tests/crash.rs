@@ -54,14 +54,15 @@ fn a_killed_master_is_down_once_its_refusals_span_the_threshold() {
     // The closed link is reopened at once (at 2050) and refused; the backoff doubles to 50 ms, not the
     // 500 ms ping period, while attempts are refused.
     assert_eq!(h.events(), Vec::<String>::new());
-    assert_eq!(connect_times(&mut h, "127.0.0.1:6379", 2374), [2075, 2125, 2175, 2225, 2275, 2325]);
+    assert_eq!(connect_times(&mut h, "127.0.0.1:6379", 2350), [2075, 2125, 2175, 2225, 2275, 2325]);
     assert_eq!(h.events(), Vec::<String>::new());
-    // Refused from 2050 to 2375: 325 ms > 300 ms, at the first refusal past the threshold.
-    h.advance_to(2375);
+    // The next attempt is not the backoff's (2375) but the first instant past the threshold:
+    // refused from 2050 to 2351, 301 ms > 300 ms.
+    h.advance_to(2351);
     assert_eq!(h.events(), ["+sdown master mymaster 127.0.0.1 6379"]);
     assert_eq!(h.sup.view().master("mymaster").unwrap().status.as_str(), "sdown");
     // Down: attempts fall back to the ping period (500 ms), as without the rule.
-    assert_eq!(connect_times(&mut h, "127.0.0.1:6379", 3400), [2875, 3375]);
+    assert_eq!(connect_times(&mut h, "127.0.0.1:6379", 3400), [2851, 3351]);
     assert_eq!(h.sup.view().master("mymaster").unwrap().status.as_str(), "sdown");
 }
 
@@ -116,10 +117,10 @@ fn a_restarted_master_clears_the_crash_rules_sdown() {
     h.advance_to(2375);
     h.events();
     h.restart("127.0.0.1:6379", "m-restarted", None);
-    // Seen at the next attempt, one ping period after the last refusal.
-    h.advance_to(2874);
+    // Seen at the next attempt, one ping period after the last refusal (2351).
+    h.advance_to(2850);
     assert_eq!(h.events(), Vec::<String>::new());
-    h.advance_to(2875);
+    h.advance_to(2851);
     assert_eq!(
         h.events(),
         ["-sdown master mymaster 127.0.0.1 6379", "+reboot master mymaster 127.0.0.1 6379"]
