@@ -41,6 +41,10 @@ const REPLY_LIMITS: Limits = Limits {
 /// Free space the read buffer is given before each read. Most replies (`+PONG`) are a few
 /// bytes; an `INFO` reply takes a few reads.
 const READ_CHUNK: usize = 1024;
+/// Free space given before a read while an `INFO` reply is awaited: a whole reply of a master
+/// with a few replicas (about 5 KiB) in one `recv` rather than five. The buffer is released
+/// once the reply is consumed (see [`KEEP_BUFFER`]).
+const INFO_READ_CHUNK: usize = 8 * READ_CHUNK;
 /// A read buffer grown past this (by an `INFO` reply) is released once empty, so a thousand
 /// idle links keep a thousand small buffers rather than a thousand `INFO`-sized ones.
 const KEEP_BUFFER: usize = 2 * READ_CHUNK;
@@ -320,7 +324,8 @@ impl InstanceConnection {
 
     /// Reads more bytes from the instance.
     async fn fill(&mut self) -> Result<(), ReadError> {
-        self.read.reserve(READ_CHUNK);
+        let info_awaited = self.pending.iter().any(|p| matches!(p.kind, Expect::Info));
+        self.read.reserve(if info_awaited { INFO_READ_CHUNK } else { READ_CHUNK });
         match self.stream.read_buf(&mut self.read).await {
             Ok(0) => Err(ReadError::Closed),
             Ok(_) => Ok(()),
