@@ -84,7 +84,10 @@ pub struct MasterTiming {
     /// Longest wait for a majority of votes before giving up an election.
     pub election_timeout: Duration,
     /// Candidates wait a seeded random delay below this before starting an election, so that
-    /// nodes that saw ODOWN at the same instant rarely split the vote.
+    /// nodes that saw ODOWN at the same instant rarely split the vote. A split costs about one
+    /// more round trip (the smallest candidate retries at once, see `on_split_vote`), so the
+    /// delay only needs to spread candidates by a few message flights; every millisecond of it
+    /// is paid by every failover, a crash's included.
     pub election_jitter: Duration,
     /// An instance must report the wrong role or master for this long before it is corrected, so
     /// that a failover another node is running is never undone by a node that has not heard of it.
@@ -112,7 +115,7 @@ impl MasterTiming {
             link_watchdog: down_after.max(ms(1000)),
             connect_timeout: down_after.clamp(ms(500), ms(5000)),
             election_timeout: down_after.clamp(ms(1000), ms(10_000)).min(failover_timeout),
-            election_jitter: (down_after / 10).clamp(ms(10), ms(100)),
+            election_jitter: (down_after / 20).clamp(ms(10), ms(50)),
             enforce_grace: down_after.clamp(ms(500), ms(8000)),
             failover_timeout,
             replica_reconf_timeout: REPLICA_RECONF_TIMEOUT.min(failover_timeout),
@@ -186,7 +189,7 @@ mod tests {
         assert_eq!(t.calm_ping_period, ms(1000));
         assert_eq!(t.max_reply_age(), ms(1400));
         assert_eq!(t.election_timeout, ms(1000));
-        assert_eq!(t.election_jitter, ms(100));
+        assert_eq!(t.election_jitter, ms(50));
         assert_eq!(t.enforce_grace, ms(1000));
         assert_eq!(t.reconnect_max(), ms(100));
     }

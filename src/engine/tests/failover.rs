@@ -705,8 +705,8 @@ fn split_candidates_agree_who_retries_first() {
     let events = h.events();
     assert_eq!(events, ["-failover-abort-not-elected master mymaster 127.0.0.1 6379"]);
     // This node's id (0909...) is larger than peer 1's (0101...): it backs off for at least
-    // two election jitters (200 ms), leaving peer 1 to retry at once and win its vote.
-    h.advance_to(1709);
+    // two election jitters (100 ms), leaving peer 1 to retry at once and win its vote.
+    h.advance_to(1609);
     assert!(!h.events().iter().any(|e| e.starts_with("+try-failover")));
 }
 

@@ -618,14 +618,14 @@ fn the_fence_window_is_stated_once_the_replicas_of_the_lease_left_the_old_master
     }
     assert!(!events.iter().any(|e| e.starts_with("+fence-window")), "{events:?}");
     // One answers 500 ms later and follows the new master: a second replica has left, and the
-    // old master's lease lapses its expiry later, 3.5 s after the promotion (which showed 6 ms
+    // old master's lease lapses its expiry later, 3.5 s after the promotion (which showed 3 ms
     // before the step that saw it ended).
     h.advance(500);
     h.resume("127.0.0.1:6382");
     h.advance(50);
     let windows: Vec<String> =
         h.events().into_iter().filter(|e| e.starts_with("+fence-window")).collect();
-    assert_eq!(windows, ["+fence-window master mymaster 127.0.0.1 6379 #window-ms 3506"]);
+    assert_eq!(windows, ["+fence-window master mymaster 127.0.0.1 6379 #window-ms 3503"]);
 }
 
 /// A node that has run before, beside two peers, fencing the standard group in `bounded` mode
