@@ -231,6 +231,12 @@ const SEEDS: &[(u64, &str)] = &[
     // the old master a failover had locked, lifted its lock beside the new master ("a node that
     // lost its state lifts no lock before it learns its vote floor").
     (10_318_369, "strict: nodes without their disks lifted an old master's lock"),
+    // Engine, strict (campaign 10520000, present since strict mode): the leader of epoch 3, cut
+    // off with the replica it promoted while epoch 4 promoted another, released its own at the
+    // first message after the heal, from its peers' reports made before it. A lock is lifted
+    // only beside a majority whose current state is held ("a strict leader back from a
+    // partition releases nothing before it holds the majority's state").
+    (10_522_916, "strict: a superseded leader released its new master after a heal"),
     // Campaign 9700000 (engine 2bfad96), bounded windows: pass on the engine that fixed the
     // seeds above, whose runs differ; not analysed.
     (9_703_191, "fencing: window kept (campaign 9700000)"),

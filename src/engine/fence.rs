@@ -1057,15 +1057,20 @@ impl Group {
     }
 
     /// Strict mode: whether the nodes this node hears let it lift the master's lock: it hears a
-    /// majority of the nodes (itself included), and none reports wanting the master locked. A
-    /// node cut off from the majority cannot know what the others did meanwhile: a leader cut
-    /// off with its new master released it, and so lifted the lock that the other side's next
-    /// failover counted on as its old master's fence (simulator seed 9008228).
+    /// majority of the nodes (itself included) and holds their current state, and none reports
+    /// wanting the master locked. A node cut off from the majority cannot know what the others
+    /// did meanwhile: a leader cut off with its new master released it, and so lifted the lock
+    /// that the other side's next failover counted on as its old master's fence (simulator seed
+    /// 9008228). Hearing them again is not enough until their state arrives: the leader of
+    /// epoch 3, cut off with the replica it promoted while epoch 4 promoted another, released
+    /// its own at the first message after the heal, judging from reports made before the
+    /// partition, beside the master of epoch 4 (seed 10522916).
     pub(crate) fn peers_let_lift(&self, node: &Node, peers: &Peers, now: Instant) -> bool {
         let doubting = peers
             .fresh_reports(&self.settings.name, now)
             .any(|(_, _, r)| r.addr == self.master && r.lease_set.is_some_and(Lease::is_lock));
-        node.hears_majority(peers, now) && !doubting
+        let synced = peers.synced_within(now, node.settings.contact_window());
+        synced + 1 >= node.settings.majority() && !doubting
     }
 
     /// Strict mode: whether this node may not lift the master's lock (the wait's release, or

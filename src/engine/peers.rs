@@ -176,6 +176,13 @@ impl Peers {
         self.slots.iter().filter(|p| p.is_fresh(now, window)).count()
     }
 
+    /// How many peers were heard within `window` and have sent their latest state since (see
+    /// [`Peer::in_sync`]): those whose reports say what they know now.
+    #[must_use]
+    pub fn synced_within(&self, now: Instant, window: Duration) -> usize {
+        self.slots.iter().filter(|p| p.is_fresh(now, window) && p.in_sync()).count()
+    }
+
     /// Fresh reports about master `name`, with their senders.
     pub fn fresh_reports<'a>(
         &'a self,

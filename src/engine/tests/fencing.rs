@@ -480,6 +480,38 @@ fn a_strict_leader_that_hears_no_majority_does_not_release_its_new_master() {
 }
 
 #[test]
+fn a_strict_leader_back_from_a_partition_releases_nothing_before_it_holds_the_majoritys_state() {
+    // Simulator seed 10522916: the leader of epoch 3, cut off with the replica it promoted
+    // while epoch 4 promoted another, released its own at the first message after the heal,
+    // judging from reports its peers had made before the partition.
+    let mut h = fenced_beside_peers(Fencing::Strict, Some(known_node(9)), Harness::group());
+    h.advance_with_peers(5_000, &[report("127.0.0.1:6379", 0, false, 0)]);
+    h.hang("127.0.0.1:6379");
+    h.advance_with_peers(6_500, &[report("127.0.0.1:6379", 0, true, 0)]);
+    let id = h.sup.id();
+    h.handle(vote_for(1, 1, id));
+    h.advance_to(6_600);
+    assert_eq!(h.sup.view().masters[0].addr, addr("127.0.0.1:6380"), "{:?}", h.events());
+    h.advance_to(15_000);
+    h.take();
+    // Both peers are heard again, announcing states this node does not hold yet.
+    let version = crate::engine::gossip::StateVersion { incarnation: 2, seq: 9_000_000 };
+    while h.now.as_millis() < 16_000 {
+        for peer in [1, 2] {
+            h.handle(from_peer(peer, 2, crate::engine::gossip::Body::Heartbeat { version }));
+        }
+        h.advance(100);
+    }
+    let pauses = h.pauses();
+    assert!(!pauses.iter().any(|p| p.contains("Unpause")), "{pauses:?}");
+    assert!(h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
+    // Their state shows a newer failover, which promoted 6381: still nothing to release.
+    h.advance_with_peers(17_000, &[report("127.0.0.1:6381", 2, false, 2)]);
+    let pauses = h.pauses();
+    assert!(!pauses.iter().any(|p| p.contains("Unpause")), "{pauses:?}");
+}
+
+#[test]
 fn the_hold_judges_an_old_master_by_the_weakest_lease_peers_set_on_it() {
     let mut h = fenced_beside_peers(Fencing::Strict, Some(known_node(9)), Harness::group());
     // The peers report relaxing the master's lease to none; this node's reading says two (the
