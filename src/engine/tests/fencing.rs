@@ -442,8 +442,7 @@ fn a_strict_new_master_stays_locked_while_the_old_masters_replicas_follow_it() {
     let start = h.now.as_millis();
     h.take();
     h.advance_to(start + 30_000);
-    let pauses = h.pauses();
-    assert!(!pauses.iter().any(|p| p.contains("Unpause")), "{pauses:?}");
+    assert_nothing_unpaused(&mut h);
     assert!(h.sup.view().masters[0].failover.is_none(), "the wait gave up");
     assert!(h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
     // They take their repointing at last (the corrections resend it): they have left the old
@@ -455,8 +454,9 @@ fn a_strict_new_master_stays_locked_while_the_old_masters_replicas_follow_it() {
     assert!(!h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
 }
 
-#[test]
-fn a_strict_leader_that_hears_no_majority_does_not_release_its_new_master() {
+/// A node fencing the standard group in `strict` mode beside two peers, elected at 6.5 s to
+/// fail over the hung master and having promoted 6380, after which its peers fall silent.
+fn strict_leader_that_promoted_and_was_cut_off() -> Harness {
     let mut h = fenced_beside_peers(Fencing::Strict, Some(known_node(9)), Harness::group());
     h.advance_with_peers(5_000, &[report("127.0.0.1:6379", 0, false, 0)]);
     h.hang("127.0.0.1:6379");
@@ -465,14 +465,25 @@ fn a_strict_leader_that_hears_no_majority_does_not_release_its_new_master() {
     h.handle(vote_for(1, 1, id));
     h.advance_to(6_600);
     assert_eq!(h.sup.view().masters[0].addr, addr("127.0.0.1:6380"), "{:?}", h.events());
+    h
+}
+
+/// Asserts that no `CLIENT UNPAUSE` went out since the outputs were last taken.
+fn assert_nothing_unpaused(h: &mut Harness) {
+    let pauses = h.pauses();
+    assert!(!pauses.iter().any(|p| p.contains("Unpause")), "{pauses:?}");
+}
+
+#[test]
+fn a_strict_leader_that_hears_no_majority_does_not_release_its_new_master() {
+    let mut h = strict_leader_that_promoted_and_was_cut_off();
     // Cut off from both peers as soon as it promoted: when the old master's lease lapses it
     // cannot know what the other side did meanwhile (simulator seed 9008228: its release
     // lifted the lock the other side's failover counted on as its old master's fence). The
     // new master stays locked and paused.
     h.take();
     h.advance_to(15_000);
-    let pauses = h.pauses();
-    assert!(!pauses.iter().any(|p| p.contains("Unpause")), "{pauses:?}");
+    assert_nothing_unpaused(&mut h);
     assert!(h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
     // The peers are back, in no doubt: the lock is lifted.
     h.advance_with_peers(30_000, &[report("127.0.0.1:6380", 1, false, 1)]);
@@ -484,14 +495,7 @@ fn a_strict_leader_back_from_a_partition_releases_nothing_before_it_holds_the_ma
     // Simulator seed 10522916: the leader of epoch 3, cut off with the replica it promoted
     // while epoch 4 promoted another, released its own at the first message after the heal,
     // judging from reports its peers had made before the partition.
-    let mut h = fenced_beside_peers(Fencing::Strict, Some(known_node(9)), Harness::group());
-    h.advance_with_peers(5_000, &[report("127.0.0.1:6379", 0, false, 0)]);
-    h.hang("127.0.0.1:6379");
-    h.advance_with_peers(6_500, &[report("127.0.0.1:6379", 0, true, 0)]);
-    let id = h.sup.id();
-    h.handle(vote_for(1, 1, id));
-    h.advance_to(6_600);
-    assert_eq!(h.sup.view().masters[0].addr, addr("127.0.0.1:6380"), "{:?}", h.events());
+    let mut h = strict_leader_that_promoted_and_was_cut_off();
     h.advance_to(15_000);
     h.take();
     // Both peers are heard again, announcing states this node does not hold yet.
@@ -502,13 +506,11 @@ fn a_strict_leader_back_from_a_partition_releases_nothing_before_it_holds_the_ma
         }
         h.advance(100);
     }
-    let pauses = h.pauses();
-    assert!(!pauses.iter().any(|p| p.contains("Unpause")), "{pauses:?}");
+    assert_nothing_unpaused(&mut h);
     assert!(h.redis[&addr("127.0.0.1:6380")].lease.is_lock());
     // Their state shows a newer failover, which promoted 6381: still nothing to release.
     h.advance_with_peers(17_000, &[report("127.0.0.1:6381", 2, false, 2)]);
-    let pauses = h.pauses();
-    assert!(!pauses.iter().any(|p| p.contains("Unpause")), "{pauses:?}");
+    assert_nothing_unpaused(&mut h);
 }
 
 #[test]
