@@ -203,6 +203,7 @@ impl Options {
         let mut groups: Vec<GroupOptions> =
             (0..group_count).map(|i| sample_group(&mut rng, i, nodes)).collect();
         sample_crash_rules(seed, &mut groups);
+        sample_long_down_afters(seed, &mut groups);
         let tilt_period = match rng.random_range(0..4) {
             0 => Duration::from_millis(5000),
             1 => Duration::from_millis(10_000),
@@ -282,8 +283,8 @@ impl Options {
     ///
     /// `down_after + calm_ping_period + failover_timeout + 2 × election_timeout + info_grace + 1 s`
     ///
-    /// where `ping_period` is `down_after / 10` and `calm_ping_period` `down_after`, both
-    /// clamped to 10 ms-1 s, `election_timeout` is `down_after` clamped to 1-10 s (at most
+    /// where `ping_period` is `down_after / 10` clamped to 10 ms-1 s, `calm_ping_period`
+    /// `down_after` clamped to 10 ms-1 s or `down_after / 10` if longer, `election_timeout` is `down_after` clamped to 1-10 s (at most
     /// `failover_timeout`) and `info_grace` is five ping periods, at least 500 ms (see the
     /// engine's `timing`). Detection takes at most `down_after` plus the calm period (silence
     /// counts from the first PING left unanswered, and a settled instance is pinged at the calm
@@ -302,8 +303,10 @@ impl Options {
                 let election = g.down_after.clamp(Duration::from_secs(1), Duration::from_secs(10));
                 let ping =
                     (g.down_after / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
-                let calm =
-                    g.down_after.clamp(Duration::from_millis(10), Duration::from_secs(1)).max(ping);
+                let calm = g
+                    .down_after
+                    .clamp(Duration::from_millis(10), Duration::from_secs(1))
+                    .max(g.down_after / 10);
                 let info_grace = (ping * 5).max(Duration::from_millis(500)).min(g.failover_timeout);
                 g.down_after
                     + calm
@@ -328,6 +331,19 @@ fn sample_crash_rules(seed: u64, groups: &mut [GroupOptions]) {
             2 | 3 => Some(Duration::from_millis(rng.random_range(20..=2000))),
             _ => Some(DEFAULT_DOWN_AFTER_REFUSED),
         };
+    }
+}
+
+/// Gives a few groups a `down_after` beyond 10 s, where the engine's calm PING period is a
+/// tenth of it rather than Sentinel's 1 s, from a generator of its own (as the crash rules).
+/// 12 s keeps such seeds short: the liveness budget grows with ten times the longest
+/// `down_after`.
+fn sample_long_down_afters(seed: u64, groups: &mut [GroupOptions]) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x10c4_1a7e_0000_0012);
+    for group in groups {
+        if rng.random_range(0..25) == 0 {
+            group.down_after = Duration::from_millis(12_000);
+        }
     }
 }
 

@@ -404,7 +404,8 @@ impl Group {
     /// the last evaluation), while the leader this node voted for may be working, and while a
     /// peer reports a failover that may still reach its promotion. Either way an instance that
     /// hangs is down within `down_after` plus the period it was pinged at when it hung: detection
-    /// is never slower than at the calm period.
+    /// is never slower than at the calm period (Sentinel's 1 s up to `down_after` = 10 s, a
+    /// tenth of `down_after` beyond).
     #[must_use]
     pub fn ping_period(&self, addr: &Addr, now: Instant) -> Duration {
         let deadline = self.timing.promotion_deadline();

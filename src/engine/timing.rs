@@ -3,7 +3,7 @@
 //! Sentinel's periods are fixed (PING every second, INFO every ten). Picket derives the ones that
 //! bound failover speed from each master's `down_after`, so a tight `down_after_ms = 1000`
 //! gets detection within a few percent of the configured time, while a default
-//! `down_after_ms = 30000` costs no more traffic than Sentinel.
+//! `down_after_ms = 30000` costs a third of Sentinel's PINGs.
 
 use std::time::Duration;
 
@@ -63,12 +63,18 @@ pub struct MasterTiming {
     /// [`crate::engine::group::Group::ping_period`]), so a hang that begins then is detected
     /// within `down_after` plus at most this. It is also the threshold of a late reply.
     pub ping_period: Duration,
-    /// The calm PING period: Sentinel's, `down_after` up to 1 s (at least 10 ms, never below
-    /// the fast one), for an instance that has answered promptly and settled while its group is
-    /// in no doubt. A hang that begins then is detected within `down_after` plus at most this,
-    /// Sentinel's bound: `down_after` + min(`down_after`, 1 s). Half of `down_after` was
-    /// measured at 1.5x Sentinel's CPU with 1,000 masters at `down_after = 1000` (two PINGs a
-    /// second per instance against Sentinel's one; see the README's probe suite).
+    /// The calm PING period, for an instance that has answered promptly and settled while its
+    /// group is in no doubt: Sentinel's, `down_after` up to 1 s (at least 10 ms), or a tenth of
+    /// `down_after` once that is longer (from 10 s on: 3 s at Sentinel's default of 30 s). A hang
+    /// that begins then is detected within `down_after` plus at most this: Sentinel's bound,
+    /// `down_after` + min(`down_after`, 1 s), up to 10 s, and within a tenth of `down_after`
+    /// beyond. Silence counts from the first PING left unanswered, so a longer period never
+    /// makes a block shorter than `down_after` look like a failure; it only delays seeing a
+    /// hang. Why the tenth beyond 10 s: with 1,000 masters pinged once a second, the kernel's
+    /// work for the round trips alone was a third of Sentinel's whole CPU, so 0.4x Sentinel's at
+    /// `down_after = 30000` needs fewer PINGs (see the README's probe suite); and half of
+    /// `down_after` was measured at 1.5x Sentinel's CPU with 1,000 masters at `down_after = 1000`
+    /// (two PINGs a second per instance against Sentinel's one). Never below the fast period.
     pub calm_ping_period: Duration,
     /// No acceptable reply for this long makes an instance subjectively down.
     pub down_after: Duration,
@@ -109,7 +115,7 @@ impl MasterTiming {
         let ping_period = (down_after / 10).clamp(ms(10), ms(1000));
         Self {
             ping_period,
-            calm_ping_period: down_after.clamp(ms(10), ms(1000)).max(ping_period),
+            calm_ping_period: down_after.clamp(ms(10), ms(1000)).max(down_after / 10),
             down_after,
             down_after_refused: master.down_after_refused.filter(|d| !d.is_zero()),
             link_watchdog: down_after.max(ms(1000)),
@@ -143,7 +149,8 @@ impl MasterTiming {
 
     /// The newest acceptable PING reply of a replica that may be promoted must be younger than
     /// this: a calm period (a settled replica may have been pinged that long ago when the doubt
-    /// began) plus four fast ones (Sentinel's five ping periods, as it pings at one rate).
+    /// began) plus four fast ones (Sentinel's five ping periods, as it pings at one rate; 7 s
+    /// at `down_after = 30000`, where the calm period is 3 s).
     #[must_use]
     pub fn max_reply_age(&self) -> Duration {
         self.calm_ping_period + self.ping_period * 4
@@ -213,11 +220,11 @@ mod tests {
     }
 
     #[test]
-    fn sentinel_defaults_cost_no_more_than_sentinel() {
+    fn sentinel_defaults_cost_a_third_of_sentinels_pings() {
         let t = timing(30_000, 180_000);
         assert_eq!(t.ping_period, ms(1000));
-        assert_eq!(t.calm_ping_period, ms(1000));
-        assert_eq!(t.max_reply_age(), ms(5000));
+        assert_eq!(t.calm_ping_period, ms(3000));
+        assert_eq!(t.max_reply_age(), ms(7000));
         assert_eq!(t.election_timeout, ms(10_000));
         assert_eq!(t.replica_reconf_timeout, REPLICA_RECONF_TIMEOUT);
     }
@@ -232,5 +239,16 @@ mod tests {
         assert_eq!(timing(5, 1000).calm_ping_period, ms(10));
         assert_eq!(timing(500, 1000).calm_ping_period, ms(500));
         assert_eq!(timing(2000, 1000).calm_ping_period, ms(1000));
+    }
+
+    /// Up to 10 s the calm period is Sentinel's (1 s, so detection within `down_after` + 1 s);
+    /// beyond, a tenth of `down_after`, never shorter than the fast period.
+    #[test]
+    fn the_calm_period_is_sentinels_up_to_ten_seconds_and_a_tenth_beyond() {
+        for (down_after, calm) in [(5000, 1000), (10_000, 1000), (12_000, 1200), (60_000, 6000)] {
+            let t = timing(down_after, 180_000);
+            assert_eq!(t.calm_ping_period, ms(calm), "down_after {down_after}");
+            assert!(t.calm_ping_period >= t.ping_period);
+        }
     }
 }
