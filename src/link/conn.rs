@@ -42,11 +42,9 @@ const REPLY_LIMITS: Limits = Limits {
 /// bytes; an `INFO` reply takes a few reads.
 const READ_CHUNK: usize = 1024;
 /// Free space given before a read while an `INFO` reply is awaited: a whole reply of a master
-/// with a few replicas (about 5 KiB) in one `recv` rather than five. The buffer is released
-/// once the reply is consumed (see [`KEEP_BUFFER`]).
+/// with a few replicas (about 5 KiB) in one `recv` rather than five.
 const INFO_READ_CHUNK: usize = 8 * READ_CHUNK;
-/// A read buffer grown past this (by an `INFO` reply) is released once empty, so a thousand
-/// idle links keep a thousand small buffers rather than a thousand `INFO`-sized ones.
+/// A write buffer grown past this (by a transaction) is released once written.
 const KEEP_BUFFER: usize = 2 * READ_CHUNK;
 
 /// A request waiting for its reply.
@@ -313,17 +311,25 @@ impl InstanceConnection {
         }))
     }
 
-    /// Drops `used` bytes from the front of the read buffer, releasing a large buffer once empty.
+    /// Drops `used` bytes from the front of the read buffer, releasing it once empty: a link
+    /// waiting for its next reply holds no buffer (see [`Self::fill`]).
     fn consume(&mut self, used: usize) {
         self.read.advance(used);
-        // `capacity()` no longer counts the bytes just consumed, hence `used`.
-        if self.read.is_empty() && used + self.read.capacity() > KEEP_BUFFER {
+        if self.read.is_empty() {
             self.read = BytesMut::new();
         }
     }
 
-    /// Reads more bytes from the instance.
+    /// Reads more bytes from the instance. Over plain TCP the buffer is given room only once the
+    /// socket is readable: a thousand links each waiting for an `INFO` reply (all of them at
+    /// start-up, when every instance is asked at once) would otherwise hold a thousand 8 KiB
+    /// buffers, which heaptrack found to be a quarter of the daemon's peak heap with 1,000
+    /// masters, and the allocator keeps a peak's pages. Over TLS the stream's own buffer sits
+    /// between the socket and this one, so room is given up front.
     async fn fill(&mut self) -> Result<(), ReadError> {
+        if let Either::Left(tcp) = &self.stream {
+            tcp.readable().await.map_err(ReadError::Io)?;
+        }
         let info_awaited = self.pending.iter().any(|p| matches!(p.kind, Expect::Info));
         self.read.reserve(if info_awaited { INFO_READ_CHUNK } else { READ_CHUNK });
         match self.stream.read_buf(&mut self.read).await {
@@ -541,6 +547,7 @@ fn decode(kind: Expect, last: Frame, error: Option<String>) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn frames(bytes: &[u8]) -> Vec<Frame> {
         let mut out = Vec::new();
@@ -598,6 +605,42 @@ mod tests {
             (RequestId(2), Reply::Error("LOADING busy".into()))
         );
         assert_eq!(conn.next_reply().await.unwrap(), (RequestId(3), Reply::Done));
+    }
+
+    /// A link waiting for a reply holds no read buffer, before the reply (every link waits for
+    /// an `INFO` at once at start-up) and after it.
+    #[tokio::test]
+    async fn a_link_holds_no_read_buffer_while_it_waits() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            answered.await.unwrap();
+            let info = "# Server\r\nrun_id:abc\r\n# Replication\r\nrole:master\r\n";
+            let reply = format!("${}\r\n{info}\r\n+PONG\r\n", info.len());
+            socket.write_all(reply.as_bytes()).await.unwrap();
+            socket
+        });
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut conn = InstanceConnection {
+            stream: Either::Left(stream),
+            read: BytesMut::new(),
+            write: Vec::new(),
+            pending: VecDeque::new(),
+        };
+        conn.queue(RequestId(1), &RedisCommand::Info);
+        conn.queue(RequestId(2), &RedisCommand::Ping);
+        let waited = tokio::time::timeout(Duration::from_millis(50), conn.next_reply()).await;
+        assert!(waited.is_err(), "no reply yet");
+        assert_eq!(conn.read.capacity(), 0, "a buffer reserved before any byte came");
+        answer.send(()).unwrap();
+        let _socket = server.await.unwrap();
+        let (request, reply) = conn.next_reply().await.unwrap();
+        assert_eq!(request, RequestId(1));
+        assert!(matches!(reply, Reply::Info(_)));
+        assert_eq!(conn.next_reply().await.unwrap(), (RequestId(2), Reply::Pong));
+        assert_eq!(conn.read.capacity(), 0, "the buffer kept after the replies");
     }
 
     #[test]
