@@ -10,6 +10,7 @@
 //! outside TILT.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::engine::addr::Addr;
@@ -21,7 +22,7 @@ use crate::engine::fence::{Fencing, Lease, weakest};
 use crate::engine::gossip::{FailoverReport, Maintenance, MasterReport};
 use crate::engine::ids::{NodeId, PeerId};
 use crate::engine::instance::{Digest, Instance};
-use crate::engine::io::RedisCommand;
+use crate::engine::io::{CachedInfo, RedisCommand};
 use crate::engine::node::Node;
 use crate::engine::peers::Peers;
 use crate::engine::report::{InfoReport, ReportedRole};
@@ -269,6 +270,23 @@ impl Group {
     #[must_use]
     pub fn master_instance(&self) -> Option<&Instance> {
         self.instances.get(&self.master).map(AsRef::as_ref)
+    }
+
+    /// The group's entry of `SENTINEL INFO-CACHE`: the master, then the replicas in the view's
+    /// order, each with its last INFO's age and text.
+    #[must_use]
+    pub fn info_cache(&self, now: Instant) -> CachedInfo {
+        let cached = |i: Option<&Instance>| {
+            let info_at = i.and_then(|i| i.info_at);
+            let age = info_at.map_or(0, |at| now.saturating_since(at).as_millis());
+            let text = i.and_then(|i| i.info.as_ref()).map(|r| Arc::clone(&r.raw));
+            (u64::try_from(age).unwrap_or(u64::MAX), text)
+        };
+        let replicas = self.instances.iter().filter(|(addr, _)| **addr != self.master);
+        let instances = std::iter::once(cached(self.master_instance()))
+            .chain(replicas.map(|(_, i)| cached(Some(i.as_ref()))))
+            .collect();
+        CachedInfo { master: self.settings.name.clone(), instances }
     }
 
     /// Whether this node sees the master subjectively down.

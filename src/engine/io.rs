@@ -220,6 +220,15 @@ pub enum AdminCommand {
         /// The candidate's run id.
         candidate: NodeId,
     },
+    /// The last INFO text of each named master and of its replicas, with its age (`SENTINEL
+    /// INFO-CACHE`); changes nothing. Answered from the engine's own reports rather than carried
+    /// in the [`View`](crate::engine::View): a view published before a round of INFO replies
+    /// would keep the whole previous round alive until the next one (heaptrack, 1,000 masters:
+    /// two rounds, 9.9 MB, at the heap's peak).
+    InfoCache {
+        /// Group names as asked; unknown names and repeats are skipped, as Sentinel does.
+        masters: Vec<String>,
+    },
     /// A Sentinel hello received on the Sentinel port (`PUBLISH __sentinel__:hello ...`) or on a
     /// monitored instance's hello channel; answered [`AdminAnswer::Ok`] whatever it said.
     SentinelHello(Hello),
@@ -245,6 +254,18 @@ pub enum AdminAnswer {
     Refused(AdminRefusal),
     /// The answer to [`AdminCommand::SentinelVote`].
     Down(DownAnswer),
+    /// The answer to [`AdminCommand::InfoCache`], one entry per master found.
+    InfoCache(Vec<CachedInfo>),
+}
+
+/// One master's entry in [`AdminAnswer::InfoCache`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedInfo {
+    /// The group's name.
+    pub master: String,
+    /// The master, then each replica: the age of its last INFO in milliseconds (0 before the
+    /// first) and the text (`None` before the first).
+    pub instances: Vec<(u64, Option<Arc<str>>)>,
 }
 
 /// Why the engine refused an [`AdminCommand`]. Readers (the Sentinel port, the HTTP API) map the

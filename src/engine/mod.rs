@@ -53,8 +53,8 @@ pub use fence::{Fencing, Lease};
 pub use gossip::{Body, MasterReport, PeerMessage, Sender, StateVersion};
 pub use ids::{LinkId, NodeId, PeerId, RequestId, Ticket};
 pub use io::{
-    AdminAnswer, AdminCommand, AdminRefusal, Input, LinkFailure, Output, PromotedWrites,
-    RedisCommand, Reply,
+    AdminAnswer, AdminCommand, AdminRefusal, CachedInfo, Input, LinkFailure, Output,
+    PromotedWrites, RedisCommand, Reply,
 };
 pub use report::{InfoReport, ListedReplica, ReplicaLink, ReportedRole};
 pub use sentinels::{DownAnswer, Hello};

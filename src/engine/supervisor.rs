@@ -16,7 +16,9 @@ use crate::engine::glob;
 use crate::engine::gossip::{Body, Maintenance, MasterReport, PeerMessage, StateVersion};
 use crate::engine::group::{Group, LeaderWatch, Voter};
 use crate::engine::ids::{NodeId, PeerId, Ticket};
-use crate::engine::io::{AdminAnswer, AdminCommand, AdminRefusal, Input, Output, Reply};
+use crate::engine::io::{
+    AdminAnswer, AdminCommand, AdminRefusal, CachedInfo, Input, Output, Reply,
+};
 use crate::engine::node::Node;
 use crate::engine::peers::Peers;
 use crate::engine::restore;
@@ -857,8 +859,12 @@ impl Supervisor {
     fn on_admin(&mut self, now: Instant, ticket: Ticket, command: AdminCommand) {
         // Sentinels' messages arrive every couple of seconds per Sentinel and master; what they
         // change that readers must see (a new master, an epoch) marks the view urgent anyway.
-        let from_operator =
-            !matches!(command, AdminCommand::SentinelHello(_) | AdminCommand::SentinelVote { .. });
+        let from_operator = !matches!(
+            command,
+            AdminCommand::SentinelHello(_)
+                | AdminCommand::SentinelVote { .. }
+                | AdminCommand::InfoCache { .. }
+        );
         let answer = match command {
             AdminCommand::Failover { master } => self.manual_failover(now, &master),
             AdminCommand::Monitor { name, addr, quorum } => self.monitor(now, name, addr, quorum),
@@ -879,10 +885,26 @@ impl Supervisor {
                 self.on_sentinel_hello(now, &hello);
                 AdminAnswer::Ok
             }
+            AdminCommand::InfoCache { masters } => {
+                AdminAnswer::InfoCache(self.info_cache(&masters, now))
+            }
         };
         self.node.out.push(Output::Answer { ticket, answer });
         // Whoever changed something expects to read it back at once.
         self.view_urgent |= from_operator;
+    }
+
+    /// `SENTINEL INFO-CACHE`: the named groups' last INFO texts, each group once.
+    fn info_cache(&self, names: &[String], now: Instant) -> Vec<CachedInfo> {
+        let mut found: Vec<usize> = Vec::new();
+        for name in names {
+            if let Some(&index) = self.by_name.get(name.as_str())
+                && !found.contains(&index)
+            {
+                found.push(index);
+            }
+        }
+        found.iter().filter_map(|index| self.groups.get(index)).map(|g| g.info_cache(now)).collect()
     }
 
     fn manual_failover(&mut self, now: Instant, master: &str) -> AdminAnswer {

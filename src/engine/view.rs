@@ -303,9 +303,8 @@ pub struct InstanceView {
     pub repl_offset: u64,
     /// `replica_announced`.
     pub replica_announced: bool,
-    /// The last INFO text.
-    #[serde(skip)]
-    pub info_raw: Option<Arc<str>>,
+    /// A replica's lag in seconds as its master's last INFO lists it (`slaveN:...,lag=`).
+    pub listed_lag_s: Option<u64>,
     /// Repointing flag during this node's failover (`reconf_sent`, ...).
     pub reconf: Option<&'static str>,
     /// Chosen for promotion by this node's failover.
@@ -381,6 +380,7 @@ pub(crate) fn master(group: &Group, peers: &Peers, now: Instant) -> MasterView {
         MasterStatus::Ok
     };
     let promoted = group.failover.as_ref().and_then(|f| f.promoted(&group.master));
+    let listed = group.master_instance().and_then(|m| m.info.as_ref()).map(|r| &r.replicas);
     let instance_view = |addr: &Addr, i: &Instance| InstanceView {
         addr: addr.clone(),
         run_id: i.info.as_ref().and_then(|r| r.run_id.clone()),
@@ -405,7 +405,7 @@ pub(crate) fn master(group: &Group, peers: &Peers, now: Instant) -> MasterView {
             _ => i.info.as_ref().map_or(0, |r| r.master_repl_offset),
         },
         replica_announced: i.info.as_ref().is_none_or(|r| r.replica_announced),
-        info_raw: i.info.as_ref().map(|r| Arc::clone(&r.raw)),
+        listed_lag_s: listed.and_then(|l| l.iter().find(|r| &r.addr == addr)).and_then(|r| r.lag),
         reconf: group.reconf_state(addr).and_then(|r| r.flag()),
         promoted: promoted.as_ref() == Some(addr),
         rebooted: i.rebooted_at.is_some(),

@@ -20,7 +20,6 @@ use crate::engine::{
     View,
 };
 use crate::metrics::{agreeing_peers, healthy_replica};
-use crate::wire::info::parse_info;
 
 use super::safety::ScheduledJson;
 use super::{Access, ApiError, Shared, millis, ms_since, rejected};
@@ -229,11 +228,6 @@ fn master_json<'a>(
 ) -> MasterJson<'a> {
     let failover = failover_json(m, now);
     let status = if failover.is_some() { "failover-in-progress" } else { m.status.as_str() };
-    // The master's INFO lists each replica's lag in seconds.
-    let listed = m.master.info_raw.as_deref().and_then(|raw| parse_info(raw).ok());
-    let lag_seconds = |addr: &Addr| {
-        listed.as_ref()?.replicas.iter().find(|r| &r.addr == addr).and_then(|r| r.lag)
-    };
     let master_offset = m.master.info_at.map(|_| m.master.repl_offset);
     MasterJson {
         name: &m.name,
@@ -253,7 +247,7 @@ fn master_json<'a>(
                 json.lag_bytes = master_offset
                     .filter(|_| r.info_at.is_some())
                     .map(|o| o.saturating_sub(r.repl_offset));
-                json.lag_seconds = lag_seconds(&r.addr);
+                json.lag_seconds = r.listed_lag_s;
                 json
             })
             .collect(),
@@ -536,7 +530,12 @@ pub(super) async fn failover(
     let reason = reason.as_deref();
     tracing::warn!(master = %name, reason, "manual failover requested over HTTP");
     match state.hub.admin(AdminCommand::Failover { master: name.clone() }).await {
-        Some(AdminAnswer::Ok | AdminAnswer::Count(_) | AdminAnswer::Down(_)) => Ok((
+        Some(
+            AdminAnswer::Ok
+            | AdminAnswer::Count(_)
+            | AdminAnswer::Down(_)
+            | AdminAnswer::InfoCache(_),
+        ) => Ok((
             StatusCode::ACCEPTED,
             Json(serde_json::json!({ "master": name, "failover": "started" })),
         )
@@ -562,7 +561,7 @@ pub(super) async fn reset(
         Some(AdminAnswer::Count(n)) => {
             Ok(Json(serde_json::json!({ "master": name, "reset": n })).into_response())
         }
-        Some(AdminAnswer::Ok | AdminAnswer::Down(_)) => {
+        Some(AdminAnswer::Ok | AdminAnswer::Down(_) | AdminAnswer::InfoCache(_)) => {
             Ok(Json(serde_json::json!({ "master": name, "reset": 1 })).into_response())
         }
         Some(AdminAnswer::Refused(refusal)) => Err(refused(&refusal)),

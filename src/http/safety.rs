@@ -120,7 +120,12 @@ async fn switch_over(state: &Shared, name: &str) -> Result<(), ApiError> {
         Some(None) => {}
     }
     match state.hub.admin(AdminCommand::Failover { master: name.to_owned() }).await {
-        Some(AdminAnswer::Ok | AdminAnswer::Count(_) | AdminAnswer::Down(_)) => Ok(()),
+        Some(
+            AdminAnswer::Ok
+            | AdminAnswer::Count(_)
+            | AdminAnswer::Down(_)
+            | AdminAnswer::InfoCache(_),
+        ) => Ok(()),
         Some(AdminAnswer::Refused(refusal)) => Err(refused(&refusal)),
         None => Err(ApiError::unavailable()),
     }
@@ -230,7 +235,12 @@ async fn maintenance(
     tracing::warn!(master = master.as_deref().unwrap_or("*"), reason, "{what} over HTTP");
     let command = AdminCommand::Maintenance { master: master.clone(), paused };
     match state.hub.admin(command).await {
-        Some(AdminAnswer::Ok | AdminAnswer::Count(_) | AdminAnswer::Down(_)) => {
+        Some(
+            AdminAnswer::Ok
+            | AdminAnswer::Count(_)
+            | AdminAnswer::Down(_)
+            | AdminAnswer::InfoCache(_),
+        ) => {
             let masters = master.map_or_else(
                 || state.hub.view().masters.iter().map(|m| m.name.clone()).collect(),
                 |name| vec![name],

@@ -421,6 +421,7 @@ impl Conn {
         let mut error = None;
         let mut count = plan.ok_integer.and_then(|n| u64::try_from(n).ok());
         let mut down = None;
+        let mut cached = None;
         if let Some(host) = &plan.resolve {
             let found = tokio::time::timeout(ADMIN_TIMEOUT, tokio::net::lookup_host((&**host, 0)));
             let resolved = match found.await {
@@ -436,6 +437,7 @@ impl Conn {
                 Ok(Some(AdminAnswer::Ok)) => {}
                 Ok(Some(AdminAnswer::Count(n))) => count = Some(n),
                 Ok(Some(AdminAnswer::Down(answer))) => down = Some(answer),
+                Ok(Some(AdminAnswer::InfoCache(entries))) => cached = Some(entries),
                 Ok(Some(AdminAnswer::Refused(refusal))) => {
                     error = Some(refusal.to_string());
                     break;
@@ -451,11 +453,12 @@ impl Conn {
             }
         }
         let mut w = ReplyWriter::new(&mut self.out, self.session.proto);
-        match (error.or(plan.then_error), down, count) {
-            (Some(e), _, _) => w.error(&e),
-            (None, Some(answer), _) => sentinel::write_down_answer(&mut w, &answer),
-            (None, None, Some(n)) => w.integer(i64::try_from(n).unwrap_or(i64::MAX)),
-            (None, None, None) => w.simple("OK"),
+        match (error.or(plan.then_error), down, cached, count) {
+            (Some(e), ..) => w.error(&e),
+            (None, Some(answer), ..) => sentinel::write_down_answer(&mut w, &answer),
+            (None, None, Some(entries), _) => sentinel::write_info_cache(&mut w, &entries),
+            (None, None, None, Some(n)) => w.integer(i64::try_from(n).unwrap_or(i64::MAX)),
+            (None, None, None, None) => w.simple("OK"),
         }
     }
 

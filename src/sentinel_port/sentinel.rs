@@ -15,7 +15,7 @@ use crate::engine::timing::{INFO_PERIOD, REPLICA_RECONF_TIMEOUT};
 use std::sync::Arc;
 
 use crate::engine::view::MasterView;
-use crate::engine::{Addr, AdminCommand, DownAnswer, Instant, NodeId, SetOption};
+use crate::engine::{Addr, AdminCommand, CachedInfo, DownAnswer, Instant, NodeId, SetOption};
 use crate::wire::resp::ReplyWriter;
 
 use super::command::{AdminPlan, Args, INVALID_HOST, Op, Shown, Step};
@@ -86,7 +86,7 @@ pub(super) fn run(
         },
         Op::SentinelMyId => w.bulk_display(&view.node_id),
         Op::SentinelIsMasterDown => return is_master_down(snap, args, w),
-        Op::SentinelInfoCache => info_cache(snap, args, now, w),
+        Op::SentinelInfoCache => return Step::Admin(AdminPlan::one(info_cache(args))),
         Op::SentinelPendingScripts => w.array(0),
         Op::SentinelConfig => config(snap, args, w),
         Op::SentinelDebug => debug(options, args, w),
@@ -211,27 +211,24 @@ pub(super) fn write_down_answer(w: &mut ReplyWriter<'_>, answer: &DownAnswer) {
     w.integer(i64::try_from(answer.leader_epoch).unwrap_or(i64::MAX));
 }
 
-/// `SENTINEL INFO-CACHE name...`: for each known master, its name and `[age-ms, INFO text]` for
-/// the master then each replica. Unknown names are skipped, as Sentinel does.
-fn info_cache(snap: &Snapshot, args: Args<'_>, now: Instant, w: &mut ReplyWriter<'_>) {
-    let mut masters: Vec<&MasterView> = Vec::new();
-    for name in args.from(2) {
-        if let Some(m) = snap.master(name)
-            && !masters.iter().any(|seen| seen.name == m.name)
-        {
-            masters.push(m);
-        }
-    }
-    w.array(masters.len() * 2);
-    for m in masters {
-        w.bulk_str(&m.name);
-        w.array(1 + m.replicas.len());
-        for i in std::iter::once(&m.master).chain(&m.replicas) {
+/// `SENTINEL INFO-CACHE name...`: asked of the engine, which keeps the texts (see
+/// [`AdminCommand::InfoCache`]).
+fn info_cache(args: Args<'_>) -> AdminCommand {
+    let masters = args.from(2).map(|name| String::from_utf8_lossy(name).into_owned()).collect();
+    AdminCommand::InfoCache { masters }
+}
+
+/// The engine's answer to `SENTINEL INFO-CACHE`: for each master found, its name and
+/// `[age-ms, INFO text]` for the master then each replica.
+pub(super) fn write_info_cache(w: &mut ReplyWriter<'_>, entries: &[CachedInfo]) {
+    w.array(entries.len() * 2);
+    for entry in entries {
+        w.bulk_str(&entry.master);
+        w.array(entry.instances.len());
+        for (age_ms, text) in &entry.instances {
             w.array(2);
-            w.integer(
-                i64::try_from(i.info_at.map_or(0, |at| instance::ago(now, at))).unwrap_or(i64::MAX),
-            );
-            match &i.info_raw {
+            w.integer(i64::try_from(*age_ms).unwrap_or(i64::MAX));
+            match text {
                 Some(text) => w.bulk_str(text),
                 None => w.null_bulk(),
             }

@@ -22,8 +22,8 @@ use crate::engine::view::{
     FailoverView, InstanceView, MasterStatus, MasterView, PeerReportView, PeerView, Stats, View,
 };
 use crate::engine::{
-    Addr, AdminAnswer, AdminCommand, AdminRefusal, Detail, Event, EventKind, Instant, NodeId,
-    PeerId, SetOption, Subject,
+    Addr, AdminAnswer, AdminCommand, AdminRefusal, CachedInfo, Detail, Event, EventKind, Instant,
+    NodeId, PeerId, SetOption, Subject,
 };
 use crate::hub::PeerStats;
 use crate::hub::{EVENT_BUFFER, EventRecord, Failpoints, Hub, ServerStats};
@@ -67,7 +67,7 @@ fn healthy(a: &str, role: &'static str, at: Instant) -> InstanceView {
         priority: 100,
         repl_offset: 4242,
         replica_announced: true,
-        info_raw: Some(Arc::from(format!("# Server\r\nrole:{role}\r\n"))),
+        listed_lag_s: None,
         reconf: None,
         promoted: false,
         rebooted: false,
@@ -528,6 +528,16 @@ fn scripted(command: &AdminCommand) -> AdminAnswer {
         AdminCommand::Reset { pattern } => AdminAnswer::Count(u64::from(pattern == "*") + 1),
         AdminCommand::Monitor { name, .. } if name == "session" => {
             AdminAnswer::Refused(AdminRefusal::DuplicateName)
+        }
+        // The engine skips unknown names and repeats; the port renders what it answers.
+        AdminCommand::InfoCache { masters } => {
+            let text = |role: &str| Some(Arc::from(format!("# Server\r\nrole:{role}\r\n")));
+            let session = CachedInfo {
+                master: "session".into(),
+                instances: vec![(300, text("master")), (300, text("slave")), (0, None), (7, None)],
+            };
+            let found = masters.iter().any(|m| m == "session");
+            AdminAnswer::InfoCache(found.then_some(session).into_iter().collect())
         }
         _ => AdminAnswer::Ok,
     }
@@ -1137,8 +1147,12 @@ async fn sentinel_queries_in_both_protocols() {
         let Frame::Array(entries) = &cached[1] else { panic!() };
         assert_eq!(entries.len(), 4, "the master and its three replicas");
         let Frame::Array(first) = &entries[0] else { panic!() };
-        assert!(matches!(first[0], Frame::Integer(n) if n >= 0));
-        assert_eq!(first[1], bulk("# Server\r\nrole:master\r\n"));
+        assert_eq!(first[..], [Frame::Integer(300), bulk("# Server\r\nrole:master\r\n")]);
+        let Frame::Array(third) = &entries[2] else { panic!() };
+        assert!(
+            matches!(third[..], [Frame::Integer(0), Frame::NullBulk | Frame::Null]),
+            "{third:?}"
+        );
         assert_eq!(c.call(&["SENTINEL", "PENDING-SCRIPTS"]).await, array(vec![]));
         let debug = c.call(&["SENTINEL", "DEBUG"]).await;
         let debug = pairs(&debug, proto);

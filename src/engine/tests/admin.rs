@@ -16,6 +16,31 @@ fn admin(h: &mut Harness, command: AdminCommand) -> AdminAnswer {
         .expect("an answer")
 }
 
+/// `SENTINEL INFO-CACHE`: each named master once (unknown names skipped), its last INFO text
+/// then its replicas', with their ages, from the engine's own reports.
+#[test]
+fn info_cache_answers_each_named_master_once() {
+    let mut h = Harness::new(settings(&[], 1), Some(known_node(9)), Harness::group());
+    h.advance_to(2000);
+    h.take();
+    let _ = h.sup.view();
+    let masters = vec!["mymaster".into(), "nope".into(), "mymaster".into()];
+    let AdminAnswer::InfoCache(entries) = admin(&mut h, AdminCommand::InfoCache { masters }) else {
+        panic!("not an INFO-CACHE answer")
+    };
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].master, "mymaster");
+    let texts: Vec<_> = entries[0].instances.iter().map(|(_, text)| text.as_deref()).collect();
+    assert_eq!(texts, [Some("run_id:m"), Some("run_id:r1"), Some("run_id:r2")]);
+    assert!(!h.sup.view_urgent(), "a read publishes no view");
+    let view = h.sup.view();
+    let info_at = view.masters[0].master.info_at.expect("INFO answered");
+    assert_eq!(entries[0].instances[0].0, 2000 - info_at.as_millis());
+    // The view carries what the HTTP API shows of the master's listing: each replica's lag.
+    let lags: Vec<_> = view.masters[0].replicas.iter().map(|r| r.listed_lag_s).collect();
+    assert_eq!(lags, [Some(0), Some(0)]);
+}
+
 fn with_extra_redis() -> Harness {
     let mut redis = Harness::group();
     redis.insert(addr("127.0.0.1:7000"), Fake::master("x"));

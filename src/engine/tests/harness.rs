@@ -281,6 +281,7 @@ impl Harness {
             }
         };
         report.replica_priority = fake.priority;
+        report.raw = std::sync::Arc::from(format!("run_id:{}", fake.run_id));
         report.replid = Some(fake.replid.clone());
         report.replid2.clone_from(&fake.replid2);
         if fake.master_of.is_none() {
