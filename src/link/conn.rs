@@ -575,6 +575,17 @@ mod tests {
         assert_eq!(constant, generic);
     }
 
+    /// A connection over plain TCP to `addr`, without the handshake.
+    async fn plain_connection(addr: std::net::SocketAddr) -> InstanceConnection {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        InstanceConnection {
+            stream: Either::Left(stream),
+            read: BytesMut::new(),
+            write: Vec::new(),
+            pending: VecDeque::new(),
+        }
+    }
+
     /// `+PONG` is taken in place only for a PING at the head of the queue; other replies, and a
     /// PING answered otherwise, go through the parser, in order.
     #[tokio::test]
@@ -587,13 +598,7 @@ mod tests {
             socket.write_all(replies).await.unwrap();
             socket
         });
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let mut conn = InstanceConnection {
-            stream: Either::Left(stream),
-            read: BytesMut::new(),
-            write: Vec::new(),
-            pending: VecDeque::new(),
-        };
+        let mut conn = plain_connection(addr).await;
         conn.queue(RequestId(1), &RedisCommand::Ping);
         conn.queue(RequestId(2), &RedisCommand::Ping);
         conn.queue(RequestId(3), &RedisCommand::UnpauseWrites);
@@ -622,13 +627,7 @@ mod tests {
             socket.write_all(reply.as_bytes()).await.unwrap();
             socket
         });
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let mut conn = InstanceConnection {
-            stream: Either::Left(stream),
-            read: BytesMut::new(),
-            write: Vec::new(),
-            pending: VecDeque::new(),
-        };
+        let mut conn = plain_connection(addr).await;
         conn.queue(RequestId(1), &RedisCommand::Info);
         conn.queue(RequestId(2), &RedisCommand::Ping);
         let waited = tokio::time::timeout(Duration::from_millis(50), conn.next_reply()).await;
